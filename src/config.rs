@@ -1,0 +1,494 @@
+//! Configuration: the file format, defaults, command-line overrides and validation.
+//!
+//! Precedence is flags > file > defaults. Every error names the field (or the file) it is
+//! about, in one line, so `main` can print it and exit 2.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// Smallest accepted `buffer_size`: below this the echo degenerates into a syscall per byte.
+pub const MIN_BUFFER_SIZE: usize = 512;
+/// Largest accepted `buffer_size` (64 MiB per connection is already a memory hazard).
+pub const MAX_BUFFER_SIZE: usize = 64 << 20;
+/// Largest accepted worker count; more threads than this only adds contention.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The I/O model that serves connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Model {
+    /// One acceptor thread plus N `mio` worker threads (the default).
+    #[default]
+    Reactor,
+}
+
+impl Model {
+    /// Every model, in the order `reactor-pool models` lists them.
+    pub const ALL: &'static [Model] = &[Model::Reactor];
+
+    /// The name used on the command line and in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+        }
+    }
+
+    /// One line on how the model works and where it stops scaling.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Model::Reactor => {
+                "acceptor thread + N worker threads, each with its own mio (epoll) poller; \
+                 connections handed round-robin through channels"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Model {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Model::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown model '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for Model {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// The complete, validated server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the listening socket binds to; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Worker threads for the reactor model (resolved: never 0).
+    pub workers: usize,
+    /// The I/O model that serves connections.
+    pub model: Model,
+    /// Listen backlog passed to `listen(2)`.
+    pub backlog: u32,
+    /// Connections open at once across all workers; more are closed at accept.
+    pub max_connections: usize,
+    /// Unsent bytes one connection may hold before the server stops reading from it; also the
+    /// size of each worker's read buffer.
+    pub buffer_size: usize,
+    /// Close a connection after this long without traffic; `None` disables.
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful shutdown waits for open connections before closing them.
+    pub shutdown_timeout: Duration,
+    /// Set `TCP_NODELAY` on accepted connections.
+    pub nodelay: bool,
+    /// Log filter (tracing `EnvFilter` syntax) when neither `--log-level` nor `RUST_LOG` is set.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7007)),
+            workers: default_workers(),
+            model: Model::Reactor,
+            backlog: 1024,
+            max_connections: 10_000,
+            buffer_size: 64 * 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            shutdown_timeout: Duration::from_secs(5),
+            nodelay: true,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    num_cpus::get().max(1)
+}
+
+/// The config file as written: every field optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    workers: Option<usize>,
+    model: Option<Model>,
+    backlog: Option<u32>,
+    max_connections: Option<usize>,
+    buffer_size: Option<usize>,
+    idle_timeout: Option<DurationValue>,
+    shutdown_timeout: Option<DurationValue>,
+    nodelay: Option<bool>,
+    log_level: Option<String>,
+}
+
+/// Values given on the command line; `None` leaves the file's (or the default) value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--workers`
+    pub workers: Option<usize>,
+    /// `--model`
+    pub model: Option<String>,
+    /// `--backlog`
+    pub backlog: Option<u32>,
+    /// `--max-connections`
+    pub max_connections: Option<usize>,
+    /// `--buffer-size`
+    pub buffer_size: Option<usize>,
+    /// `--idle-timeout`
+    pub idle_timeout: Option<Duration>,
+    /// `--shutdown-timeout`
+    pub shutdown_timeout: Option<Duration>,
+    /// `--no-nodelay` sets this to `Some(false)`
+    pub nodelay: Option<bool>,
+    /// `--log-level`
+    pub log_level: Option<String>,
+}
+
+/// A configuration problem, written for the person who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read { path: PathBuf, reason: String },
+    /// The config file is not valid TOML or has a bad field.
+    Parse {
+        path: PathBuf,
+        field: Option<String>,
+        reason: String,
+    },
+    /// A field has a value outside its range or cannot be parsed.
+    Invalid { field: &'static str, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, reason } => {
+                write!(f, "cannot read config file {}: {reason}", path.display())
+            }
+            ConfigError::Parse {
+                path,
+                field: Some(field),
+                reason,
+            } => {
+                write!(
+                    f,
+                    "config file {}: field `{field}`: {reason}",
+                    path.display()
+                )
+            }
+            ConfigError::Parse {
+                path,
+                field: None,
+                reason,
+            } => {
+                write!(f, "config file {}: {reason}", path.display())
+            }
+            ConfigError::Invalid { field, reason } => write!(f, "invalid `{field}`: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Builds the configuration from an optional file and command-line overrides, then
+    /// validates it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                parse_file(path, &text)?
+            }
+            None => FileConfig::default(),
+        };
+        Config::build(from_file, overrides)
+    }
+
+    /// Parses a config file's text (as `load` would) and applies no overrides.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::build(
+            parse_file(Path::new("<inline>"), text)?,
+            &Overrides::default(),
+        )
+    }
+
+    fn build(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let listen_text = o.listen.clone().or(file.listen);
+        let listen = match listen_text {
+            Some(s) => parse_listen(&s)?,
+            None => d.listen,
+        };
+        let model = match &o.model {
+            Some(s) => s.parse().map_err(|reason| ConfigError::Invalid {
+                field: "model",
+                reason,
+            })?,
+            None => file.model.unwrap_or(d.model),
+        };
+        let workers = o.workers.or(file.workers).unwrap_or(0);
+        if workers > MAX_WORKERS {
+            return Err(ConfigError::Invalid {
+                field: "workers",
+                reason: format!(
+                    "{workers} is out of range (0..={MAX_WORKERS}; 0 means one per CPU)"
+                ),
+            });
+        }
+        let workers = if workers == 0 {
+            default_workers()
+        } else {
+            workers
+        };
+        let buffer_size = o.buffer_size.or(file.buffer_size).unwrap_or(d.buffer_size);
+        if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&buffer_size) {
+            return Err(ConfigError::Invalid {
+                field: "buffer_size",
+                reason: format!(
+                    "{buffer_size} is out of range ({MIN_BUFFER_SIZE}..={MAX_BUFFER_SIZE} bytes)"
+                ),
+            });
+        }
+        let backlog = o.backlog.or(file.backlog).unwrap_or(d.backlog);
+        if !(1..=65_535).contains(&backlog) {
+            return Err(ConfigError::Invalid {
+                field: "backlog",
+                reason: format!("{backlog} is out of range (1..=65535)"),
+            });
+        }
+        let max_connections = o
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max_connections",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let idle_timeout = o
+            .idle_timeout
+            .or(file.idle_timeout.map(|v| v.0))
+            .map(|t| (!t.is_zero()).then_some(t))
+            .unwrap_or(d.idle_timeout);
+        let shutdown_timeout = o
+            .shutdown_timeout
+            .or(file.shutdown_timeout.map(|v| v.0))
+            .unwrap_or(d.shutdown_timeout);
+        let log_level = o
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or(d.log_level);
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            return Err(ConfigError::Invalid {
+                field: "log_level",
+                reason: format!("'{log_level}' is not a valid log filter ({e})"),
+            });
+        }
+        Ok(Config {
+            listen,
+            workers,
+            model,
+            backlog,
+            max_connections,
+            buffer_size,
+            idle_timeout,
+            shutdown_timeout,
+            nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
+            log_level,
+        })
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let mut reason = inner.message().trim().to_owned();
+        if let Some(span) = inner.span() {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            reason = format!("{reason} (line {line})");
+        }
+        ConfigError::Parse {
+            path: path.to_owned(),
+            field: (field != "." && !field.is_empty()).then_some(field),
+            reason,
+        }
+    })
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    s.trim().parse().map_err(|_| ConfigError::Invalid {
+        field: "listen",
+        reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:7007 or [::1]:7007)"),
+    })
+}
+
+/// A duration in a config file: a number of seconds (fractions allowed) or a string such as
+/// `"500ms"`, `"5s"`, `"5m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DurationValue(Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds or a string like \"500ms\", \"5s\", \"5m\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                secs_to_duration(v as f64)
+                    .map(DurationValue)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                secs_to_duration(v as f64)
+                    .map(DurationValue)
+                    .map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationValue, E> {
+                secs_to_duration(v).map(DurationValue).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                parse_duration(v).map(DurationValue).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Longest accepted duration (a year); beyond it `Instant` arithmetic risks overflow.
+const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+fn secs_to_duration(secs: f64) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{secs} is not a non-negative number of seconds"));
+    }
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("{secs} seconds is too long (at most one year)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `"1.5"` (seconds), `"500ms"`, `"5s"`, `"5m"` or `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 1.5, \"500ms\", \"5s\", \"5m\")"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "us" => 0.000_001,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "'{text}' has an unknown unit '{other}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    secs_to_duration(value * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7007".parse().unwrap());
+        assert_eq!(c.workers, num_cpus::get().max(1));
+        assert_eq!(c.backlog, 1024);
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.buffer_size, 65_536);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert!(c.nodelay);
+    }
+
+    #[test]
+    fn durations_accept_numbers_and_units() {
+        let c = Config::from_toml("idle_timeout = \"500ms\"\nshutdown_timeout = 1.5").unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(1500));
+        let c = Config::from_toml("idle_timeout = \"5m\"\nshutdown_timeout = 2").unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
+        assert_eq!(
+            Config::from_toml("idle_timeout = 0").unwrap().idle_timeout,
+            None
+        );
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("workers = \"many\"", "`workers`"),
+            ("wrokers = 2", "wrokers"),
+            ("workers = 5000", "`workers`"),
+            ("buffer_size = 1", "`buffer_size`"),
+            ("listen = \"nowhere\"", "`listen`"),
+            ("model = \"fibers\"", "`model`"),
+            ("idle_timeout = \"soon\"", "`idle_timeout`"),
+            ("backlog = 0", "`backlog`"),
+            ("max_connections = 0", "`max_connections`"),
+            ("nodelay = 3", "`nodelay`"),
+            ("[section]\nx = 1", "section"),
+        ];
+        for (text, field) in cases {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse_file(Path::new("x"), "workers = 3\nbuffer_size = 4096").unwrap();
+        let o = Overrides {
+            workers: Some(2),
+            ..Overrides::default()
+        };
+        let c = Config::build(file, &o).unwrap();
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.buffer_size, 4096);
+    }
+}

@@ -1,0 +1,30 @@
+//! reactor-pool: a multi-threaded reactor-pool TCP echo server (RFC 862), and a lab for
+//! comparing I/O models on the same service.
+//!
+//! Module map:
+//! - [`config`]: `Config` (file + flags + defaults) and its validation.
+//! - [`server`]: `Server`, the entry point: bind, `local_addr`, `run`, `shutdown_handle`.
+//! - [`shutdown`]: `ShutdownHandle`, the graceful-shutdown protocol.
+//! - [`reactor`]: the acceptor, round-robin dispatch and the worker pool.
+//! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
+//! - [`listener`]: the listening socket (socket2, configurable backlog).
+//! - [`ratelimit`]: rate-limited logging for floods of identical events.
+//!
+//! Threads of the reactor model:
+//! ```text
+//! acceptor thread ──(channel + waker, round robin)──▶ worker 0 … worker N-1
+//!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
+//! ```
+
+pub mod config;
+pub mod listener;
+pub mod ratelimit;
+pub mod reactor;
+pub mod server;
+pub mod shutdown;
+pub mod worker;
+
+pub use config::{Config, ConfigError, Model, Overrides};
+pub use listener::BindError;
+pub use server::Server;
+pub use shutdown::ShutdownHandle;

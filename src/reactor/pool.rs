@@ -1,0 +1,103 @@
+//! `ReactorServer`: binds the listener, spawns the worker threads, runs the acceptor on the
+//! calling thread, and joins the workers once they have drained.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::thread;
+
+use crate::config::Config;
+use crate::listener::{self, BindError};
+use crate::reactor::acceptor::Acceptor;
+use crate::reactor::dispatch::{Dispatcher, WorkerLink};
+use crate::shutdown::ShutdownHandle;
+use crate::worker::{EchoOptions, Worker, WorkerSettings};
+
+/// The reactor-pool model: a bound listener waiting for [`ReactorServer::run`].
+#[derive(Debug)]
+pub struct ReactorServer {
+    /// Settings it was bound with.
+    config: Config,
+    /// Bound and listening (connections queue in the backlog until `run`).
+    listener: std::net::TcpListener,
+    /// The address actually bound (port 0 resolved).
+    local_addr: SocketAddr,
+    /// Shutdown trigger, shared with whoever holds a handle.
+    shutdown: ShutdownHandle,
+}
+
+impl ReactorServer {
+    /// Binds the listening socket described by `config`.
+    pub fn bind(config: &Config, shutdown: ShutdownHandle) -> Result<ReactorServer, BindError> {
+        let listener = listener::bind(config.listen, config.backlog)?;
+        let local_addr = listener.local_addr().map_err(|source| BindError {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(ReactorServer {
+            config: config.clone(),
+            listener,
+            local_addr,
+            shutdown,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until shutdown is requested and every worker has drained.
+    pub fn run(self) -> io::Result<()> {
+        let config = &self.config;
+        let active = Arc::new(AtomicUsize::new(0));
+        let mut links = Vec::with_capacity(config.workers);
+        let mut threads = Vec::with_capacity(config.workers);
+        for id in 0..config.workers {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let settings = WorkerSettings {
+                id,
+                echo: EchoOptions::new(config.buffer_size),
+                idle_timeout: config.idle_timeout,
+                shutdown_timeout: config.shutdown_timeout,
+                nodelay: config.nodelay,
+            };
+            let (worker, waker) = Worker::new(settings, rx, active.clone())?;
+            let handle = thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || worker.run())?;
+            links.push(WorkerLink {
+                commands: tx,
+                waker,
+            });
+            threads.push(handle);
+        }
+        let wakers: Vec<_> = links.iter().map(|l| l.waker.clone()).collect();
+        let acceptor = Acceptor::new(
+            mio::net::TcpListener::from_std(self.listener),
+            Dispatcher::new(links),
+            active,
+            config.max_connections,
+            self.shutdown.clone(),
+        );
+        let mut result = acceptor.and_then(Acceptor::run);
+        // Normally the acceptor has sent Stop. If it failed, its dispatcher is dropped by now,
+        // which disconnects the channels; a wake makes each worker notice and drain. The
+        // wakers stay alive until the workers are joined: closing a waker's eventfd would
+        // remove its pending event from the worker's epoll set before the worker saw it.
+        for waker in &wakers {
+            let _ = waker.wake();
+        }
+        for handle in threads {
+            let joined = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+            if result.is_ok() {
+                result = joined;
+            }
+        }
+        drop(wakers);
+        result
+    }
+}

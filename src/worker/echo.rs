@@ -1,0 +1,507 @@
+//! `Echo`: the connection state machine, without sockets (sans-IO).
+//!
+//! It is driven over any [`Transport`] (a `Read + Write` that can also shut down its write
+//! side): the reactor drives it over `mio::net::TcpStream`, the raw-syscall models over their
+//! own fds, the tests over scripted fakes that return short reads, short writes, `WouldBlock`,
+//! `Interrupted` and resets. One call to [`Echo::drive`] moves as many bytes as the stream
+//! allows (within a fairness budget) and says what the caller must wait for next.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use super::buffer::Pending;
+
+/// A byte stream the echo can run over.
+pub trait Transport: Read + Write {
+    /// Shuts down the write side (sends FIN), keeping the read side open.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Transport for mio::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Transport for std::net::TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// Readiness a connection needs before it can make progress again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Wants {
+    /// Waiting for bytes (or FIN) from the peer.
+    pub read: bool,
+    /// Waiting for room in the socket's send buffer.
+    pub write: bool,
+}
+
+/// What [`Echo::drive`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Every possible step was taken; call again when this readiness arrives.
+    Blocked(Wants),
+    /// The read budget for this call is spent while the peer may still have bytes queued.
+    /// Call again soon even without a new event: edge-triggered pollers will not report
+    /// bytes that were already readable.
+    Yielded,
+    /// The connection is finished; close it.
+    Done(Closed),
+}
+
+/// Why a connection finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer closed its side, received every byte back, and our FIN was sent.
+    Eof,
+    /// The peer reset or vanished (`ECONNRESET`, `EPIPE`, ...).
+    Reset,
+    /// Another I/O error.
+    Error(io::ErrorKind),
+}
+
+impl Closed {
+    /// Short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::Eof => "eof",
+            Closed::Reset => "reset",
+            Closed::Error(_) => "error",
+        }
+    }
+}
+
+/// When a read counts as having drained the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadUntil {
+    /// Keep reading until the stream returns `WouldBlock` (required by edge-triggered pollers
+    /// that report only new arrivals when nothing guarantees a short read drained the socket).
+    WouldBlock,
+    /// A read that fills less than the space offered means the socket is drained. Saves one
+    /// `EAGAIN` read per message. Correct with level-triggered pollers (they report again) and
+    /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data.
+    ShortRead,
+}
+
+/// Tunables shared by every connection of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct EchoOptions {
+    /// Most unsent bytes a connection may hold; at the bound it stops reading (backpressure).
+    pub limit: usize,
+    /// Successful reads per [`Echo::drive`] call before it yields to other connections.
+    pub read_budget: u32,
+    /// When a read counts as draining the socket.
+    pub read_until: ReadUntil,
+}
+
+impl EchoOptions {
+    /// Options for a server whose per-connection bound is `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        EchoOptions {
+            limit: limit.max(1),
+            read_budget: 16,
+            read_until: ReadUntil::ShortRead,
+        }
+    }
+}
+
+/// The echo state of one connection.
+///
+/// Invariant: `pending.len() <= options.limit`. Holds no heap memory while `pending` is empty.
+#[derive(Debug, Default)]
+pub struct Echo {
+    /// Bytes read from the peer and not yet written back.
+    pending: Pending,
+    /// The peer sent FIN: nothing more will be read; finish once `pending` drains.
+    peer_closed: bool,
+}
+
+impl Echo {
+    /// A fresh connection.
+    pub const fn new() -> Self {
+        Echo {
+            pending: Pending::new(),
+            peer_closed: false,
+        }
+    }
+
+    /// Number of unsent bytes.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Heap bytes this connection holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// Whether the peer has closed its write side.
+    pub fn is_peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Interest the connection has given its state (what a level-triggered poller should
+    /// watch): read while the peer is open and the buffer has room, write while bytes wait.
+    pub fn wants(&self, options: &EchoOptions) -> Wants {
+        Wants {
+            read: !self.peer_closed && self.pending.len() < options.limit,
+            write: !self.pending.is_empty(),
+        }
+    }
+
+    /// Moves bytes from the peer back to the peer until the stream blocks, the read budget is
+    /// spent, or the connection is finished.
+    ///
+    /// `scratch` is the caller's (per-thread) read buffer; only the unsent remainder of what
+    /// is read into it is copied into the connection's own `Pending`.
+    pub fn drive<T: Transport + ?Sized>(
+        &mut self,
+        io: &mut T,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+    ) -> Progress {
+        assert!(!scratch.is_empty(), "the scratch buffer must not be empty");
+        let mut can_read = true;
+        let mut can_write = true;
+        let mut reads = 0u32;
+        loop {
+            if can_write && !self.pending.is_empty() {
+                match write_some(io, self.pending.as_slice()) {
+                    Ok(n) => {
+                        self.pending.consume(n);
+                        can_write = self.pending.is_empty();
+                    }
+                    Err(e) => return Progress::Done(classify(&e)),
+                }
+            }
+            if self.peer_closed {
+                if !self.pending.is_empty() {
+                    return Progress::Blocked(Wants {
+                        read: false,
+                        write: true,
+                    });
+                }
+                return match io.shutdown_write() {
+                    Ok(()) => Progress::Done(Closed::Eof),
+                    Err(e) => Progress::Done(classify(&e)),
+                };
+            }
+            let room = options.limit - self.pending.len();
+            if room == 0 || !can_read {
+                return Progress::Blocked(self.wants(options));
+            }
+            if reads >= options.read_budget {
+                return Progress::Yielded;
+            }
+            let offered = room.min(scratch.len());
+            match io.read(&mut scratch[..offered]) {
+                Ok(0) => self.peer_closed = true,
+                Ok(n) => {
+                    reads += 1;
+                    if options.read_until == ReadUntil::ShortRead && n < offered {
+                        can_read = false;
+                    }
+                    let data = &scratch[..n];
+                    let sent = if can_write && self.pending.is_empty() {
+                        match write_some(io, data) {
+                            Ok(sent) => sent,
+                            Err(e) => return Progress::Done(classify(&e)),
+                        }
+                    } else {
+                        0
+                    };
+                    if sent < n {
+                        can_write = false;
+                        self.pending.push(&data[sent..], options.limit);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => can_read = false,
+                Err(e) => return Progress::Done(classify(&e)),
+            }
+        }
+    }
+}
+
+/// Writes as much of `data` as the stream takes now; returns how much that was. Retries
+/// `Interrupted`; `WouldBlock` ends the attempt without error.
+fn write_some<T: Write + ?Sized>(io: &mut T, data: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < data.len() {
+        match io.write(&data[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Sorts an I/O error into the reasons a connection ends.
+pub fn classify(e: &io::Error) -> Closed {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | BrokenPipe | ConnectionAborted | NotConnected | TimedOut
+        | UnexpectedEof => Closed::Reset,
+        kind => Closed::Error(kind),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A scripted in-memory stream for driving [`Echo`] without sockets.
+
+    use std::collections::VecDeque;
+    use std::io::{self, Read, Write};
+
+    use super::Transport;
+
+    /// One scripted outcome of a `read` call.
+    #[derive(Debug, Clone)]
+    pub(crate) enum ReadStep {
+        /// Deliver up to this many of the queued input bytes.
+        Data(usize),
+        WouldBlock,
+        Interrupted,
+        Eof,
+        Reset,
+    }
+
+    /// One scripted outcome of a `write` call.
+    #[derive(Debug, Clone)]
+    pub(crate) enum WriteStep {
+        /// Accept up to this many bytes.
+        Accept(usize),
+        WouldBlock,
+        Interrupted,
+        BrokenPipe,
+    }
+
+    /// A stream whose reads deliver `input` according to `reads` and whose writes append to
+    /// `output` according to `writes`. An exhausted script blocks.
+    #[derive(Debug, Default)]
+    pub(crate) struct Scripted {
+        pub(crate) input: VecDeque<u8>,
+        pub(crate) reads: VecDeque<ReadStep>,
+        pub(crate) writes: VecDeque<WriteStep>,
+        pub(crate) output: Vec<u8>,
+        pub(crate) write_shut: bool,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.reads.pop_front() {
+                None | Some(ReadStep::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+                Some(ReadStep::Interrupted) => Err(io::ErrorKind::Interrupted.into()),
+                Some(ReadStep::Reset) => Err(io::ErrorKind::ConnectionReset.into()),
+                Some(ReadStep::Eof) => Ok(0),
+                Some(ReadStep::Data(n)) => {
+                    let n = n.min(buf.len()).min(self.input.len());
+                    if n == 0 {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                        *slot = byte;
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            assert!(!self.write_shut, "write after shutdown");
+            match self.writes.pop_front() {
+                None | Some(WriteStep::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+                Some(WriteStep::Interrupted) => Err(io::ErrorKind::Interrupted.into()),
+                Some(WriteStep::BrokenPipe) => Err(io::ErrorKind::BrokenPipe.into()),
+                Some(WriteStep::Accept(n)) => {
+                    let n = n.min(buf.len());
+                    self.output.extend_from_slice(&buf[..n]);
+                    Ok(n)
+                }
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Scripted {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.write_shut = true;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{ReadStep as R, Scripted, WriteStep as W};
+    use super::*;
+
+    fn options(limit: usize) -> EchoOptions {
+        EchoOptions {
+            limit,
+            read_budget: 16,
+            read_until: ReadUntil::WouldBlock,
+        }
+    }
+
+    fn stream(input: &[u8]) -> Scripted {
+        Scripted {
+            input: input.iter().copied().collect(),
+            ..Scripted::default()
+        }
+    }
+
+    #[test]
+    fn echoes_fragmented_input_and_closes_after_eof() {
+        let mut s = stream(b"hello, world");
+        s.reads
+            .extend([R::Data(3), R::Interrupted, R::Data(4), R::Data(100), R::Eof]);
+        s.writes.extend([
+            W::Accept(2),
+            W::Interrupted,
+            W::Accept(100),
+            W::Accept(1),
+            W::Accept(100),
+        ]);
+        // "world" arrives in one read and goes out in one write.
+        s.writes.push_back(W::Accept(100));
+        let mut echo = Echo::new();
+        let p = echo.drive(&mut s, &mut [0; 8], &options(64));
+        assert_eq!(p, Progress::Done(Closed::Eof));
+        assert_eq!(s.output, b"hello, world");
+        assert!(s.write_shut);
+    }
+
+    #[test]
+    fn blocked_write_keeps_bytes_and_asks_for_writability() {
+        let mut s = stream(b"abcdef");
+        s.reads.extend([R::Data(6), R::WouldBlock]);
+        s.writes.extend([W::Accept(2), W::WouldBlock]);
+        let mut echo = Echo::new();
+        let opts = options(64);
+        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: true,
+                write: true
+            })
+        );
+        assert_eq!(echo.pending(), 4);
+        s.writes.push_back(W::Accept(100));
+        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: true,
+                write: false
+            })
+        );
+        assert_eq!(s.output, b"abcdef");
+        assert_eq!(echo.heap_bytes(), 0, "a drained connection holds no buffer");
+    }
+
+    #[test]
+    fn stops_reading_at_the_limit() {
+        let mut s = stream(&[1; 100]);
+        s.reads.extend(std::iter::repeat_n(R::Data(7), 20));
+        let mut echo = Echo::new();
+        let opts = options(10);
+        let p = echo.drive(&mut s, &mut [0; 64], &opts);
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: false,
+                write: true
+            })
+        );
+        assert_eq!(echo.pending(), 10);
+        assert!(echo.heap_bytes() <= 10);
+        assert_eq!(s.input.len(), 90, "nothing beyond the limit was read");
+    }
+
+    #[test]
+    fn eof_with_pending_bytes_waits_for_the_flush() {
+        let mut s = stream(b"xyz");
+        s.reads.extend([R::Data(3), R::Eof]);
+        let mut echo = Echo::new();
+        let opts = options(64);
+        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: false,
+                write: true
+            })
+        );
+        assert!(!s.write_shut);
+        s.writes.push_back(W::Accept(1));
+        s.writes.push_back(W::Accept(9));
+        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        assert_eq!(p, Progress::Done(Closed::Eof));
+        assert_eq!(s.output, b"xyz");
+        assert!(s.write_shut);
+    }
+
+    #[test]
+    fn resets_and_broken_pipes_close_quietly() {
+        let mut s = stream(b"");
+        s.reads.push_back(R::Reset);
+        assert_eq!(
+            Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
+            Progress::Done(Closed::Reset)
+        );
+        let mut s = stream(b"ab");
+        s.reads.push_back(R::Data(2));
+        s.writes.push_back(W::BrokenPipe);
+        assert_eq!(
+            Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
+            Progress::Done(Closed::Reset)
+        );
+    }
+
+    #[test]
+    fn yields_when_the_read_budget_is_spent() {
+        let mut s = stream(&[5; 64]);
+        s.reads.extend(std::iter::repeat_n(R::Data(1), 64));
+        s.writes.extend(std::iter::repeat_n(W::Accept(1), 64));
+        let opts = EchoOptions {
+            limit: 64,
+            read_budget: 4,
+            read_until: ReadUntil::WouldBlock,
+        };
+        let mut echo = Echo::new();
+        assert_eq!(echo.drive(&mut s, &mut [0; 8], &opts), Progress::Yielded);
+        assert_eq!(s.output.len(), 4);
+    }
+
+    #[test]
+    fn short_read_counts_as_drained_when_asked() {
+        let mut s = stream(b"ping");
+        s.reads.extend([R::Data(4), R::Data(4)]);
+        s.writes.push_back(W::Accept(4));
+        let opts = EchoOptions {
+            read_until: ReadUntil::ShortRead,
+            ..options(64)
+        };
+        let p = Echo::new().drive(&mut s, &mut [0; 16], &opts);
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: true,
+                write: false
+            })
+        );
+        assert_eq!(s.reads.len(), 1, "no second read after a short one");
+    }
+}

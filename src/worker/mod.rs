@@ -1,0 +1,15 @@
+//! The worker side of the reactor pool: one event loop per thread, its connections, and the
+//! echo state machine they share with every other model.
+//!
+//! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait.
+//! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
+//! - [`connection`]: `Connection`, a socket plus its echo state and timer.
+//! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
+
+pub mod buffer;
+pub mod connection;
+pub mod echo;
+pub mod event_loop;
+
+pub use echo::{Closed, Echo, EchoOptions, Progress, ReadUntil, Transport, Wants, classify};
+pub use event_loop::{Command, Worker, WorkerSettings};
