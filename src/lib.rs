@@ -9,6 +9,7 @@
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
+//! - [`bench`]: the load generator and the comparison runner (`reactor-pool bench`).
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -16,6 +17,7 @@
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
 
+pub mod bench;
 pub mod config;
 pub mod listener;
 pub mod ratelimit;

@@ -33,6 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// List the I/O models `serve --model` accepts.
     Models,
+    /// Load an echo server and measure it, or compare servers (--compare).
+    Bench(reactor_pool::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Bench(args) => reactor_pool::bench::main(&args),
     }
 }
 

@@ -1,0 +1,121 @@
+//! `Pattern`: the deterministic byte stream each load-generator connection sends, so every
+//! echoed byte can be checked without keeping a copy of what was sent.
+//!
+//! Connection `c` sends, at stream offset `i`, the byte `table[(seed(c) + i) mod PERIOD]`.
+//! The table is pseudo-random and `PERIOD` is prime, so a dropped, duplicated or reordered
+//! byte, or bytes from another connection, fail the comparison (unless shifted by an exact
+//! multiple of 65,521 bytes).
+
+/// Length of the repeating part of the pattern (a prime).
+const PERIOD: usize = 65_521;
+
+/// Longest slice [`Pattern::slice`] hands out; reads and writes are chunked to this.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// The shared, read-only pattern table.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// `PERIOD + MAX_CHUNK` bytes: any slice of up to `MAX_CHUNK` starting inside the period
+    /// is contiguous.
+    table: Box<[u8]>,
+}
+
+impl Default for Pattern {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pattern {
+    /// Builds the table (deterministically: every run sends the same bytes).
+    pub fn new() -> Self {
+        let mut table = vec![0u8; PERIOD + MAX_CHUNK];
+        // xorshift64*: cheap, and the bytes look nothing like text or the offset.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for b in table.iter_mut().take(PERIOD) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            *b = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
+        }
+        table.copy_within(0..MAX_CHUNK, PERIOD);
+        Pattern {
+            table: table.into_boxed_slice(),
+        }
+    }
+
+    /// The starting point in the table for connection `id`.
+    pub fn seed(id: u64) -> usize {
+        // A stride coprime with PERIOD spreads consecutive ids over the table.
+        ((id.wrapping_mul(40_503).wrapping_add(17)) % PERIOD as u64) as usize
+    }
+
+    /// The `len` bytes (at most [`MAX_CHUNK`]) at stream offset `offset` of the connection
+    /// with `seed`.
+    pub fn slice(&self, seed: usize, offset: u64, len: usize) -> &[u8] {
+        assert!(
+            len <= MAX_CHUNK,
+            "pattern slices are at most MAX_CHUNK bytes"
+        );
+        let start = (seed + (offset % PERIOD as u64) as usize) % PERIOD;
+        &self.table[start..start + len]
+    }
+
+    /// Whether `data` is exactly what the connection with `seed` sent at `offset`.
+    pub fn matches(&self, seed: usize, offset: u64, data: &[u8]) -> bool {
+        data.chunks(MAX_CHUNK).enumerate().all(|(i, chunk)| {
+            chunk == self.slice(seed, offset + (i * MAX_CHUNK) as u64, chunk.len())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_agree_across_the_wrap() {
+        let p = Pattern::new();
+        let seed = Pattern::seed(7);
+        let whole: Vec<u8> = (0..3 * PERIOD as u64)
+            .step_by(1000)
+            .flat_map(|o| p.slice(seed, o, 1000).to_vec())
+            .collect();
+        // The same bytes read in odd-sized pieces.
+        let mut off = 0u64;
+        for len in [1usize, 999, 4096, 65_536, 17].iter().cycle() {
+            if off as usize + len > whole.len() {
+                break;
+            }
+            assert!(p.matches(seed, off, &whole[off as usize..off as usize + len]));
+            off += *len as u64;
+        }
+    }
+
+    #[test]
+    fn detects_shifts_and_other_connections() {
+        let p = Pattern::new();
+        let a = Pattern::seed(1);
+        let b = Pattern::seed(2);
+        let sent = p.slice(a, 100, 64).to_vec();
+        assert!(p.matches(a, 100, &sent));
+        assert!(!p.matches(a, 101, &sent), "a dropped byte must be caught");
+        assert!(
+            !p.matches(b, 100, &sent),
+            "another connection's bytes must be caught"
+        );
+        let mut flipped = sent.clone();
+        flipped[10] ^= 1;
+        assert!(!p.matches(a, 100, &flipped));
+    }
+
+    #[test]
+    fn bytes_are_spread() {
+        let p = Pattern::new();
+        let mut seen = [false; 256];
+        for &b in p.slice(0, 0, 4096) {
+            seen[b as usize] = true;
+        }
+        assert!(seen.iter().filter(|s| **s).count() > 250);
+    }
+}

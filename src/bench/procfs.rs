@@ -1,0 +1,163 @@
+//! Reading a process's CPU time, memory and open descriptors from `/proc`, and the
+//! open-files limit. The comparison runner measures servers with these; the load generator
+//! checks the limit before it opens anything.
+
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+/// A point-in-time sample of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProcSample {
+    /// User plus system CPU time of every thread of the process so far.
+    pub cpu: Duration,
+    /// Resident memory now (`VmRSS`), bytes.
+    pub rss_bytes: u64,
+    /// Peak resident memory (`VmHWM`), bytes.
+    pub rss_peak_bytes: u64,
+}
+
+/// Samples process `pid` (`None`: this process).
+pub fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
+    let dir = proc_dir(pid);
+    let stat = fs::read_to_string(format!("{dir}/stat"))?;
+    let ticks = parse_stat_cpu_ticks(&stat).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("cannot parse {dir}/stat"),
+        )
+    })?;
+    let status = fs::read_to_string(format!("{dir}/status"))?;
+    let rss_kib = parse_status_kib(&status, "VmRSS:").unwrap_or(0);
+    let hwm_kib = parse_status_kib(&status, "VmHWM:").unwrap_or(0);
+    Ok(ProcSample {
+        cpu: ticks_to_duration(ticks, clock_ticks_per_second()),
+        rss_bytes: rss_kib * 1024,
+        rss_peak_bytes: hwm_kib * 1024,
+    })
+}
+
+/// Number of open descriptors of process `pid`.
+pub fn open_fds(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+fn proc_dir(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("/proc/{pid}"),
+        None => "/proc/self".to_owned(),
+    }
+}
+
+/// `utime + stime` (fields 14 and 15, in clock ticks) from the text of `/proc/PID/stat`.
+/// The command name (field 2) may contain spaces and parentheses, so fields are counted from
+/// the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // after_comm starts with field 3 (state); utime is field 14, i.e. the 12th from here.
+    let mut fields = after_comm.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The value in KiB of a `Name:   1234 kB` line of `/proc/PID/status`.
+fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_ascii_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
+    let per_second = per_second.max(1);
+    Duration::from_secs(ticks / per_second)
+        + Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second)
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/PID/stat` (100 nearly always).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a system constant; it has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// The open-files limit of this process: (soft, hard).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Makes sure this process may open `needed` descriptors: raises the soft limit up to the
+/// hard limit if that is enough. Returns the limit in force, or an error saying what the
+/// limit is when it cannot cover `needed`.
+pub fn ensure_nofile(needed: u64) -> Result<u64, String> {
+    let (soft, hard) = nofile_limit().map_err(|e| format!("cannot read RLIMIT_NOFILE: {e}"))?;
+    if needed <= soft {
+        return Ok(soft);
+    }
+    if needed <= hard {
+        let lim = libc::rlimit {
+            rlim_cur: needed as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: `lim` is a valid rlimit that lives across the call; only our own limit changes.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        if rc == 0 {
+            return Ok(needed);
+        }
+    }
+    Err(format!(
+        "needs about {needed} open files but the open-files limit (RLIMIT_NOFILE) is {hard}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let stat = "4242 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 3 0 100 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_status_lines() {
+        let status = "Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t    1024 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(1024));
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(2048));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn ticks_convert_exactly() {
+        assert_eq!(ticks_to_duration(250, 100), Duration::from_millis(2500));
+        assert_eq!(ticks_to_duration(1, 3), Duration::from_nanos(333_333_333));
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample(None).unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(s.rss_peak_bytes >= s.rss_bytes);
+        assert!(open_fds(std::process::id()).unwrap() >= 3);
+    }
+
+    #[test]
+    fn a_small_need_is_within_the_limit() {
+        assert!(ensure_nofile(16).is_ok());
+        let err = ensure_nofile(u64::MAX / 2).unwrap_err();
+        assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    }
+}

@@ -1,0 +1,481 @@
+//! The comparison's results: medians with min–max per (scenario, cell), ratios against the
+//! baseline cell, and the `report.md` / `report.json` renderings.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::compare::{Cell, CompareSpec, RunResult, utc_timestamp};
+use super::procfs;
+use super::report::{micros, thousands};
+use super::scenario::Scenario;
+
+/// Median and range of one figure over the repetitions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median (the mean of the middle two for an even count).
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of the finite values, or `None` if there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// Where and how the comparison ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    /// When the first measurement started.
+    pub started: String,
+    /// When the last one ended.
+    pub finished: String,
+    /// reactor-pool version.
+    pub version: String,
+    /// The command line that produced the report.
+    pub command: String,
+    /// CPUs online.
+    pub cpus: usize,
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu_model: Option<String>,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// Unit of /proc/PID/stat CPU times.
+    pub clock_ticks_per_second: u64,
+    /// Repetitions per measurement.
+    pub repeat: usize,
+}
+
+/// The load of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioInfo {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Connections (connrate: concurrent clients).
+    pub connections: usize,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub depth: usize,
+    /// Load-generator threads.
+    pub threads: usize,
+    /// Warm-up, seconds.
+    pub warmup_secs: f64,
+    /// Window (idle: hold), seconds.
+    pub duration_secs: f64,
+}
+
+impl ScenarioInfo {
+    /// "50 connections × 64 B, 3 s after 1 s warm-up".
+    pub fn describe(&self) -> String {
+        match self.scenario {
+            Scenario::Idle => format!(
+                "{} connections held {} s, then one {} B echo on each",
+                thousands(self.connections as u64),
+                self.duration_secs,
+                self.size
+            ),
+            Scenario::Connrate => format!(
+                "{} concurrent clients, each: connect, {} B echo, close; {} s after {} s warm-up",
+                self.connections, self.size, self.duration_secs, self.warmup_secs
+            ),
+            Scenario::Pipeline | Scenario::Stream => format!(
+                "{} connections × {} B, depth {}, {} s after {} s warm-up",
+                self.connections, self.size, self.depth, self.duration_secs, self.warmup_secs
+            ),
+            Scenario::Pingpong => format!(
+                "{} connections × {} B, {} s after {} s warm-up",
+                self.connections, self.size, self.duration_secs, self.warmup_secs
+            ),
+        }
+    }
+}
+
+/// One (scenario, cell) over its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSummary {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Cell label.
+    pub cell: String,
+    /// Repetitions measured.
+    pub runs: usize,
+    /// Messages per second (connrate: connections; idle: echoes per second of echo phase).
+    pub msgs_per_sec: Option<Spread>,
+    /// Echoed bytes per second.
+    pub bytes_per_sec: Option<Spread>,
+    /// Server CPU per message, µs (timed scenarios).
+    pub server_cpu_per_msg_us: Option<Spread>,
+    /// Load-generator CPU per message, µs.
+    pub client_cpu_per_msg_us: Option<Spread>,
+    /// Latency percentiles, µs (median over runs of each run's percentile).
+    pub p50_us: Option<Spread>,
+    /// 90th percentile, µs.
+    pub p90_us: Option<Spread>,
+    /// 99th percentile, µs.
+    pub p99_us: Option<Spread>,
+    /// 99.9th percentile, µs.
+    pub p999_us: Option<Spread>,
+    /// Server RSS at the window's end, bytes.
+    pub server_rss_bytes: Option<Spread>,
+    /// Idle: server RSS growth per connection, bytes.
+    pub rss_per_connection_bytes: Option<Spread>,
+    /// Idle: seconds to open every connection.
+    pub connect_secs: Option<Spread>,
+    /// Errors over all repetitions (load generator plus unclean server exits).
+    pub errors: u64,
+    /// Error kinds and first examples, for the notes.
+    pub error_notes: Vec<String>,
+    /// Median msg/s divided by the baseline's.
+    pub msgs_ratio: Option<f64>,
+    /// Median server CPU/msg divided by the baseline's.
+    pub cpu_ratio: Option<f64>,
+    /// Idle: median RSS per connection divided by the baseline's.
+    pub rss_ratio: Option<f64>,
+}
+
+/// Everything the comparison produced; `report.json` is this, serialised.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    /// Where and how it ran.
+    pub meta: Meta,
+    /// The cell ratios are computed against.
+    pub baseline: String,
+    /// The servers compared.
+    pub cells: Vec<Cell>,
+    /// The loads.
+    pub scenarios: Vec<ScenarioInfo>,
+    /// Per (scenario, cell) medians and ratios, scenarios in run order, cells in cell order.
+    pub summary: Vec<CellSummary>,
+    /// Every measurement.
+    pub runs: Vec<RunResult>,
+}
+
+impl CompareReport {
+    /// The summary of `cell` in `scenario`.
+    pub fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
+        self.summary
+            .iter()
+            .find(|s| s.scenario == scenario && s.cell == cell)
+    }
+}
+
+/// Aggregates the measurements.
+pub fn build(spec: &CompareSpec, runs: Vec<RunResult>, started: SystemTime) -> CompareReport {
+    let scenarios: Vec<ScenarioInfo> = spec
+        .loads
+        .iter()
+        .map(|l| ScenarioInfo {
+            scenario: l.scenario,
+            connections: l.connections,
+            size: l.size,
+            depth: if l.scenario.uses_depth() { l.depth } else { 1 },
+            threads: l.threads,
+            warmup_secs: if l.scenario.is_timed() {
+                l.warmup.as_secs_f64()
+            } else {
+                0.0
+            },
+            duration_secs: l.duration.as_secs_f64(),
+        })
+        .collect();
+    let mut summary = Vec::new();
+    for info in &scenarios {
+        for cell in &spec.cells {
+            let mine: Vec<&RunResult> = runs
+                .iter()
+                .filter(|r| r.scenario == info.scenario && r.cell == cell.label)
+                .collect();
+            summary.push(summarize(info.scenario, &cell.label, &mine));
+        }
+    }
+    // Ratios against the baseline's medians, scenario by scenario.
+    for i in 0..summary.len() {
+        let Some(base) = summary
+            .iter()
+            .find(|s| s.scenario == summary[i].scenario && s.cell == spec.baseline)
+            .cloned()
+        else {
+            continue;
+        };
+        let ratio = |a: Option<Spread>, b: Option<Spread>| match (a, b) {
+            (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
+            _ => None,
+        };
+        let s = &mut summary[i];
+        s.msgs_ratio = ratio(s.msgs_per_sec, base.msgs_per_sec);
+        s.cpu_ratio = ratio(s.server_cpu_per_msg_us, base.server_cpu_per_msg_us);
+        s.rss_ratio = ratio(s.rss_per_connection_bytes, base.rss_per_connection_bytes);
+    }
+    CompareReport {
+        meta: Meta {
+            started: utc_timestamp(started),
+            finished: utc_timestamp(SystemTime::now()),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            cpus: num_cpus::get(),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            }),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_owned()),
+            clock_ticks_per_second: procfs::clock_ticks_per_second(),
+            repeat: spec.repeat,
+        },
+        baseline: spec.baseline.clone(),
+        cells: spec.cells.clone(),
+        scenarios,
+        summary,
+        runs,
+    }
+}
+
+fn summarize(scenario: Scenario, cell: &str, runs: &[&RunResult]) -> CellSummary {
+    let spread =
+        |f: &dyn Fn(&RunResult) -> Option<f64>| Spread::of(runs.iter().filter_map(|r| f(r)));
+    let has_latency = |r: &RunResult| r.report.latency.count > 0;
+    let mut error_notes = Vec::new();
+    for r in runs {
+        for e in &r.report.errors.examples {
+            if !error_notes.contains(e) {
+                error_notes.push(e.clone());
+            }
+        }
+        if r.server_exit != "clean" {
+            let note = format!("server: {}", r.server_exit);
+            if !error_notes.contains(&note) {
+                error_notes.push(note);
+            }
+        }
+    }
+    CellSummary {
+        scenario,
+        cell: cell.to_owned(),
+        runs: runs.len(),
+        msgs_per_sec: spread(&|r| Some(r.report.msgs_per_sec)),
+        bytes_per_sec: spread(&|r| Some(r.report.bytes_per_sec)),
+        server_cpu_per_msg_us: spread(&|r| r.server_cpu_per_msg_us),
+        client_cpu_per_msg_us: spread(&|r| r.client_cpu_per_msg_us),
+        p50_us: spread(&|r| has_latency(r).then_some(r.report.latency.p50_us)),
+        p90_us: spread(&|r| has_latency(r).then_some(r.report.latency.p90_us)),
+        p99_us: spread(&|r| has_latency(r).then_some(r.report.latency.p99_us)),
+        p999_us: spread(&|r| has_latency(r).then_some(r.report.latency.p999_us)),
+        server_rss_bytes: spread(&|r| r.server_rss_bytes.map(|b| b as f64)),
+        rss_per_connection_bytes: spread(&|r| r.rss_per_connection_bytes),
+        connect_secs: spread(&|r| r.report.idle.map(|i| i.connect_secs)),
+        errors: runs.iter().map(|r| r.errors()).sum(),
+        error_notes,
+        msgs_ratio: None,
+        cpu_ratio: None,
+        rss_ratio: None,
+    }
+}
+
+fn count(x: f64) -> String {
+    thousands(x.round().max(0.0) as u64)
+}
+
+fn cpu_us(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0} µs")
+    } else if x >= 10.0 {
+        format!("{x:.1} µs")
+    } else {
+        format!("{x:.2} µs")
+    }
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
+}
+
+/// "value (min–max)", or "–".
+fn with_range(s: Option<Spread>, f: fn(f64) -> String, show_range: bool) -> String {
+    match s {
+        Some(s) if show_range && s.max > s.min => {
+            format!("{} ({}–{})", f(s.median), f(s.min), f(s.max))
+        }
+        Some(s) => f(s.median),
+        None => "–".to_owned(),
+    }
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+}
+
+fn median(s: Option<Spread>, f: fn(f64) -> String) -> String {
+    s.map_or_else(|| "–".to_owned(), |s| f(s.median))
+}
+
+/// The Markdown report.
+pub fn markdown(report: &CompareReport) -> String {
+    let mut md = String::new();
+    let m = &report.meta;
+    let _ = writeln!(md, "# reactor-pool comparison\n");
+    let _ = writeln!(
+        md,
+        "Measured {} – {} on {} CPUs{}{}; reactor-pool {}. Every cell ran {} time{} with a \
+         fresh server each time, the order of cells rotated between repetitions; figures are \
+         medians, with min–max in parentheses. Ratios are against **{}**.\n",
+        m.started,
+        m.finished,
+        m.cpus,
+        m.cpu_model
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default(),
+        m.kernel
+            .as_deref()
+            .map(|k| format!(", Linux {k}"))
+            .unwrap_or_default(),
+        m.version,
+        m.repeat,
+        if m.repeat == 1 { "" } else { "s" },
+        report.baseline
+    );
+    let _ = writeln!(
+        md,
+        "The load generator runs on the same machine as the server, so msg/s largely shows how \
+         the cores were shared between them. **Server CPU per message** (user + system time \
+         of the server process over the measured window, from `/proc/PID/stat`, divided by \
+         the messages echoed in it) is the figure that compares servers fairly. Latency is \
+         from the write carrying a message's first byte to the read completing its echo.\n"
+    );
+    let base = &report.baseline;
+    for info in &report.scenarios {
+        let _ = writeln!(md, "## {} — {}\n", info.scenario, info.describe());
+        let rows: Vec<&CellSummary> = report
+            .summary
+            .iter()
+            .filter(|s| s.scenario == info.scenario)
+            .collect();
+        if info.scenario == Scenario::Idle {
+            let _ = writeln!(
+                md,
+                "| server | RSS per connection | × {base} | server RSS | time to connect all | echo p50 | echo p99 | errors |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for s in &rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    s.cell,
+                    with_range(s.rss_per_connection_bytes, |b| format!("{b:.0} B"), true),
+                    ratio(s.rss_ratio),
+                    median(s.server_rss_bytes, mib),
+                    median(s.connect_secs, |x| format!("{x:.2} s")),
+                    median(s.p50_us, micros),
+                    median(s.p99_us, micros),
+                    s.errors
+                );
+            }
+        } else {
+            let unit = info.scenario.unit();
+            let _ = writeln!(
+                md,
+                "| server | {unit}/s | × {base} | server CPU/{unit} | × {base} | p50 | p99 | p99.9 | server RSS | errors |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for s in &rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    s.cell,
+                    with_range(s.msgs_per_sec, count, true),
+                    ratio(s.msgs_ratio),
+                    with_range(s.server_cpu_per_msg_us, cpu_us, true),
+                    ratio(s.cpu_ratio),
+                    median(s.p50_us, micros),
+                    median(s.p99_us, micros),
+                    median(s.p999_us, micros),
+                    median(s.server_rss_bytes, mib),
+                    s.errors
+                );
+            }
+        }
+        let notes: Vec<String> = rows
+            .iter()
+            .flat_map(|s| {
+                s.error_notes
+                    .iter()
+                    .map(move |n| format!("{}: {n}", s.cell))
+            })
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(md, "\nErrors (first of each kind):");
+            for n in notes {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "## Charts\n");
+    for (file, title) in super::chart::FILES {
+        if report_has_chart(report, file) {
+            let _ = writeln!(md, "![{title}]({file})\n");
+        }
+    }
+    let _ = writeln!(md, "## Servers\n");
+    let _ = writeln!(md, "| cell | command |");
+    let _ = writeln!(md, "|---|---|");
+    for c in &report.cells {
+        let _ = writeln!(md, "| {} | `{}` |", c.label, c.command.replace('|', "\\|"));
+    }
+    let _ = writeln!(md, "\nCommand: `{}`", report.meta.command.replace('`', "'"));
+    md
+}
+
+/// Whether `chart::write_all` draws `file` for this report.
+fn report_has_chart(report: &CompareReport, file: &str) -> bool {
+    super::chart::planned(report).contains(&file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_take_the_median() {
+        let s = Spread::of([3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of([4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.median, 2.5);
+        assert!(Spread::of([f64::NAN]).is_none());
+        assert!(Spread::of(std::iter::empty()).is_none());
+    }
+
+    #[test]
+    fn ranges_are_shown_only_when_they_differ() {
+        let s = Spread::of([5.0, 5.0]);
+        assert_eq!(with_range(s, count, true), "5");
+        let s = Spread::of([1000.0, 2000.0, 3000.0]);
+        assert_eq!(with_range(s, count, true), "2,000 (1,000–3,000)");
+        assert_eq!(with_range(None, count, true), "–");
+    }
+}
