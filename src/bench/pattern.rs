@@ -38,7 +38,10 @@ impl Pattern {
             x ^= x >> 27;
             *b = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
         }
-        table.copy_within(0..MAX_CHUNK, PERIOD);
+        // The tail repeats the period (MAX_CHUNK > PERIOD, so it wraps more than once).
+        for i in PERIOD..table.len() {
+            table[i] = table[i - PERIOD];
+        }
         Pattern {
             table: table.into_boxed_slice(),
         }
@@ -89,6 +92,22 @@ mod tests {
             }
             assert!(p.matches(seed, off, &whole[off as usize..off as usize + len]));
             off += *len as u64;
+        }
+    }
+
+    #[test]
+    fn every_table_index_agrees_with_the_period() {
+        let p = Pattern::new();
+        for (i, b) in p.table.iter().enumerate() {
+            assert_eq!(*b, p.table[i % PERIOD], "index {i}");
+        }
+        // The same stream bytes through the longest slices, from every phase of the table.
+        let seed = Pattern::seed(3);
+        for offset in [0u64, 1, 15, 16, 65_520, 65_521, 100_000] {
+            let long = p.slice(seed, offset, MAX_CHUNK);
+            for (j, b) in long.iter().enumerate() {
+                assert_eq!(*b, p.slice(seed, offset + j as u64, 1)[0]);
+            }
         }
     }
 

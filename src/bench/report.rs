@@ -242,6 +242,8 @@ pub fn bytes_rate(bps: f64) -> String {
 pub fn micros(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
     } else if us >= 100.0 {
         format!("{us:.0} µs")
     } else {
@@ -294,9 +296,9 @@ impl RunReport {
         }
         let _ = writeln!(
             t,
-            "throughput   {} {unit}s, {:.0} {unit}/s, {}",
+            "throughput   {} {unit}s, {} {unit}/s, {}",
             thousands(self.messages),
-            self.msgs_per_sec,
+            thousands(self.msgs_per_sec.round() as u64),
             bytes_rate(self.bytes_per_sec)
         );
         let l = &self.latency;
@@ -456,7 +458,8 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(thousands(12), "12");
         assert_eq!(bytes_rate(12_345_678.0), "12.3 MB/s");
-        assert_eq!(micros(8.25), "8.2 µs");
+        assert_eq!(micros(8.26), "8.3 µs");
+        assert_eq!(micros(1016.0), "1.02 ms");
         assert_eq!(micros(25_000.0), "25.0 ms");
     }
 }
