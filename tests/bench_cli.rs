@@ -1,0 +1,307 @@
+//! `reactor-pool bench` from the command line: bad arguments exit 2 with one line naming the
+//! flag (before any connection is made), runs print a table, JSON or CSV, counted errors
+//! exit 1, and `--compare` writes a report directory whose files exist and parse.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
+
+/// Runs `reactor-pool ARGS` to completion, bounded by the command's own flags.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reactor-pool")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `reactor-pool serve` on an ephemeral port, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Serve { child, addr }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[track_caller]
+fn assert_usage_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+}
+
+/// More connections than the 20,000 open-files limit allows: refused up front with the
+/// numbers, instead of hanging or failing half-way.
+#[test]
+fn too_many_connections_for_the_fd_limit_is_a_usage_error() {
+    let o = run(&[
+        "bench",
+        "--target",
+        "127.0.0.1:9",
+        "--connections",
+        "30000",
+        "--scenario",
+        "idle",
+    ]);
+    assert_usage_error(&o, "RLIMIT_NOFILE");
+    assert!(stderr(&o).contains("--connections"), "{}", stderr(&o));
+}
+
+/// Flag mistakes exit 2 with one line naming the flag.
+#[test]
+fn bad_flags_are_usage_errors() {
+    assert_usage_error(
+        &run(&["bench", "--target", "127.0.0.1:9", "--scenario", "nope"]),
+        "unknown scenario",
+    );
+    assert_usage_error(&run(&["bench"]), "--target");
+    assert_usage_error(
+        &run(&["bench", "--target", "127.0.0.1:9", "--models", "reactor"]),
+        "--compare",
+    );
+    assert_usage_error(
+        &run(&[
+            "bench",
+            "--target",
+            "127.0.0.1:9",
+            "--scenario",
+            "pingpong",
+            "--depth",
+            "4",
+        ]),
+        "`--depth`",
+    );
+    // IPv6 loopback: source addresses are 127.0.0.x, so this is refused before connecting.
+    assert_usage_error(
+        &run(&["bench", "--target", "[::1]:9", "--source-addrs", "4"]),
+        "`--source-addrs`",
+    );
+    assert_usage_error(
+        &run(&["bench", "--compare", "--models", "no-such-model"]),
+        "unknown model 'no-such-model'",
+    );
+    assert_usage_error(
+        &run(&["bench", "--compare", "--peer", "tokio=echo-server"]),
+        "`--peer`",
+    );
+    assert_usage_error(
+        &run(&["bench", "--compare", "--baseline", "nobody"]),
+        "`--baseline`",
+    );
+}
+
+/// A closed port: the table is still printed, the connect errors are in it, exit 1.
+#[test]
+fn counted_errors_exit_1_with_the_report() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let o = run(&[
+        "bench",
+        "--target",
+        &target,
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.contains("errors       connect"), "{table}");
+    assert!(stderr(&o).contains("errors counted"), "{}", stderr(&o));
+}
+
+/// JSON and CSV output against a real server parse and agree with each other's shape.
+#[test]
+fn json_and_csv_outputs_parse() {
+    let server = Serve::start();
+    let target = server.addr.to_string();
+    let common = [
+        "bench",
+        "--target",
+        &target,
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--connections",
+        "4",
+    ];
+    let o = run(&[&common[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    assert_eq!(v["scenario"], "pingpong");
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["errors"]["connect"], 0);
+    assert!(v["latency"]["p99_us"].as_f64().unwrap() > 0.0);
+
+    let o = run(&[
+        &common[..],
+        &["--csv", "--scenario", "pipeline", "--depth", "2"],
+    ]
+    .concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(header.len(), row.len());
+    assert_eq!(row[0], "pipeline");
+    let depth = header.iter().position(|h| *h == "depth").unwrap();
+    assert_eq!(row[depth], "2");
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "reactor-pool-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The comparison runner end to end, tiny: the reactor model and one external peer (this
+/// binary's own `serve`, started through the peer mechanism), pingpong and idle, one
+/// repetition. The report directory has the Markdown, the JSON (two cells × two scenarios,
+/// with server CPU and memory figures) and the charts.
+#[test]
+fn compare_writes_a_report_that_parses() {
+    let out = temp_dir("compare");
+    let peer = format!("self={BIN} serve --workers 1 --log-level warn --listen {{addr}}");
+    let o = run(&[
+        "bench",
+        "--compare",
+        "--models",
+        "reactor",
+        "--workers",
+        "1",
+        "--scenarios",
+        "pingpong,idle",
+        "--connections",
+        "20",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0.1",
+        "--repeat",
+        "1",
+        "--peer",
+        &peer,
+        "--baseline",
+        "self",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## pingpong"), "{md}");
+    assert!(md.contains("## idle"), "{md}");
+    assert!(md.contains("| reactor/w1 |"), "{md}");
+    assert!(md.contains("× self"), "{md}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["baseline"], "self");
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for r in runs {
+        assert_eq!(r["server_exit"], "clean", "{r}");
+        assert_eq!(r["report"]["errors"]["connect"], 0, "{r}");
+        assert!(r["server_rss_bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    let pingpong: Vec<&serde_json::Value> = runs
+        .iter()
+        .filter(|r| r["scenario"] == "pingpong")
+        .collect();
+    assert_eq!(pingpong.len(), 2);
+    for r in pingpong {
+        assert!(r["report"]["messages"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["server_cpu_per_msg_us"].is_number(), "{r}");
+    }
+    let idle = runs.iter().find(|r| r["scenario"] == "idle").unwrap();
+    assert_eq!(idle["report"]["idle"]["established"], 20);
+    assert!(idle["rss_per_connection_bytes"].is_number(), "{idle}");
+    let summary = json["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 4);
+    let base = summary
+        .iter()
+        .find(|s| s["cell"] == "self" && s["scenario"] == "pingpong")
+        .unwrap();
+    assert_eq!(base["msgs_ratio"], 1.0);
+
+    for svg in [
+        "throughput.svg",
+        "cpu_per_msg.svg",
+        "latency.svg",
+        "idle_rss.svg",
+    ] {
+        let text = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(md.contains(svg), "{svg} linked from report.md");
+    }
+    // One worker count only: no workers chart.
+    assert!(!out.join("workers.svg").exists());
+    assert!(out.join("logs").is_dir());
+    let _ = std::fs::remove_dir_all(&out);
+}

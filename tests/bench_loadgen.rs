@@ -1,0 +1,307 @@
+//! The load generator counts what really happened: sane totals against a real reactor
+//! server, and every mismatch, reset, timeout and connect error against broken servers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use reactor_pool::bench::loadgen::{self, LoadSpec, NoObserver, Observer};
+use reactor_pool::bench::{RunReport, Scenario};
+use reactor_pool::{Config, Server, ShutdownHandle};
+
+/// An in-process reactor server on an ephemeral loopback port.
+struct Reactor {
+    addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Reactor {
+    fn start(workers: usize) -> Reactor {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers,
+            shutdown_timeout: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let server = Server::bind(&config).expect("bind the reactor");
+        let addr = server.local_addr();
+        let handle = server.shutdown_handle();
+        let thread = Some(thread::spawn(move || server.run()));
+        Reactor {
+            addr,
+            handle,
+            thread,
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            // Bounded by the server's 2 s shutdown timeout.
+            let _ = t.join();
+        }
+    }
+}
+
+/// A deliberately broken echo server: each connection is served by `serve` on its own
+/// thread. Stops accepting when dropped.
+struct Broken {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Broken {
+    fn start(serve: fn(TcpStream)) -> Broken {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    // Every broken server gives up on a connection after a while.
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    thread::spawn(move || serve(stream));
+                }
+            }
+        });
+        Broken { addr, stop }
+    }
+}
+
+impl Drop for Broken {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Unblock the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// Echoes faithfully except that it flips one bit of the 100th byte of every connection.
+fn corrupting_echo(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut offset = 0usize;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        if (offset..offset + n).contains(&99) {
+            buf[99 - offset] ^= 0x01;
+        }
+        offset += n;
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and discards everything: echoes never come.
+fn black_hole(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// Closes every connection at once without echoing.
+fn hang_up(s: TcpStream) {
+    drop(s);
+}
+
+fn short(target: SocketAddr, scenario: Scenario, connections: usize) -> LoadSpec {
+    LoadSpec {
+        connections,
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(400),
+        timeout: Duration::from_secs(5),
+        ..LoadSpec::new(target, scenario)
+    }
+}
+
+#[track_caller]
+fn assert_clean(r: &RunReport) {
+    assert_eq!(r.errors.total(), 0, "unexpected errors: {:?}", r.errors);
+}
+
+/// Pingpong with 8 connections over 2 threads against the reactor: messages flow, every
+/// counted message has a latency sample, and the bytes match the messages.
+#[test]
+fn pingpong_against_the_reactor_counts_sanely() {
+    let server = Reactor::start(1);
+    let spec = LoadSpec {
+        threads: 2,
+        ..short(server.addr, Scenario::Pingpong, 8)
+    };
+    let r = loadgen::run(&spec, &mut NoObserver).unwrap();
+    assert_clean(&r);
+    assert!(r.messages > 0, "{r:?}");
+    assert_eq!(r.latency.count, r.messages);
+    assert_eq!(r.connections_opened, 8);
+    assert_eq!(r.threads, 2);
+    // Byte counts and message counts may differ by the messages cut by the window's edges.
+    let slack = (8 * 64) as u64;
+    assert!(r.bytes.abs_diff(r.messages * 64) <= slack, "{r:?}");
+    assert!(r.latency.p50_us > 0.0 && r.latency.p50_us <= r.latency.max_us);
+}
+
+/// Pipeline (depth 4, 4 KiB) and stream (64 KiB chunks) move many verified bytes without
+/// a single error, through the reactor's partial writes and backpressure.
+#[test]
+fn pipeline_and_stream_are_verified_end_to_end() {
+    let server = Reactor::start(2);
+    for (scenario, size) in [(Scenario::Pipeline, 4096u64), (Scenario::Stream, 65_536)] {
+        let spec = LoadSpec {
+            depth: 4,
+            ..short(server.addr, scenario, 4)
+        };
+        let r = loadgen::run(&spec, &mut NoObserver).unwrap();
+        assert_clean(&r);
+        assert!(r.messages > 0, "{scenario}: {r:?}");
+        assert_eq!(r.depth, 4);
+        let slack = 4 * 4 * size;
+        assert!(r.bytes.abs_diff(r.messages * size) <= slack, "{r:?}");
+    }
+}
+
+/// Connrate: every counted message is one whole connection, so connections opened are at
+/// least the messages counted (warm-up and drain add more).
+#[test]
+fn connrate_opens_a_connection_per_message() {
+    let server = Reactor::start(1);
+    let r = loadgen::run(&short(server.addr, Scenario::Connrate, 4), &mut NoObserver).unwrap();
+    assert_clean(&r);
+    assert!(r.messages > 0, "{r:?}");
+    assert!(r.connections_opened >= r.messages, "{r:?}");
+    assert_eq!(r.latency.count, r.messages);
+}
+
+/// Records the order and timing of the observer calls.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<(&'static str, Instant)>,
+    connected: Option<u64>,
+}
+
+impl Observer for Recorder {
+    fn all_connected(&mut self, open: u64) {
+        self.connected = Some(open);
+        self.events.push(("connected", Instant::now()));
+    }
+    fn window_start(&mut self) {
+        self.events.push(("start", Instant::now()));
+    }
+    fn window_end(&mut self) {
+        self.events.push(("end", Instant::now()));
+    }
+}
+
+/// Idle: 200 connections are opened and reported to the observer before the hold, held for
+/// the hold time, then each gets exactly one verified echo.
+#[test]
+fn idle_holds_then_echoes_once_on_each() {
+    let server = Reactor::start(1);
+    let spec = LoadSpec {
+        size: 32,
+        duration: Duration::from_millis(300),
+        ..short(server.addr, Scenario::Idle, 200)
+    };
+    let mut rec = Recorder::default();
+    let r = loadgen::run(&spec, &mut rec).unwrap();
+    assert_clean(&r);
+    assert_eq!(r.messages, 200);
+    assert_eq!(r.bytes, 200 * 32);
+    let idle = r.idle.expect("idle figures");
+    assert_eq!(idle.established, 200);
+    assert!(idle.hold_secs >= 0.3, "{idle:?}");
+    assert_eq!(rec.connected, Some(200));
+    let names: Vec<&str> = rec.events.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["connected", "start", "end"]);
+    assert!(rec.events[2].1 - rec.events[1].1 >= Duration::from_millis(300));
+}
+
+/// The timed window opens after the warm-up and lasts the duration.
+#[test]
+fn window_edges_follow_warmup_and_duration() {
+    let server = Reactor::start(1);
+    let spec = short(server.addr, Scenario::Pingpong, 2);
+    let mut rec = Recorder::default();
+    let began = Instant::now();
+    loadgen::run(&spec, &mut rec).unwrap();
+    let names: Vec<&str> = rec.events.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["start", "end"]);
+    assert!(rec.events[0].1 - began >= Duration::from_millis(100));
+    assert!(rec.events[1].1 - rec.events[0].1 >= Duration::from_millis(400));
+}
+
+/// A server that corrupts one byte per connection: every connection's first echo is caught
+/// as a mismatch, the connection is replaced, and the report says where.
+#[test]
+fn mismatched_echoes_are_counted() {
+    let server = Broken::start(corrupting_echo);
+    let r = loadgen::run(&short(server.addr, Scenario::Pingpong, 2), &mut NoObserver).unwrap();
+    assert!(r.errors.mismatch >= 2, "{:?}", r.errors);
+    assert!(
+        r.errors
+            .examples
+            .iter()
+            .any(|e| e.starts_with("mismatch: echoed bytes at offset 64..")),
+        "{:?}",
+        r.errors.examples
+    );
+    // Reopened connections are corrupted again at their byte 100: errors keep coming, and
+    // only the first message of each connection (bytes 0..64) is ever echoed intact.
+    assert!(r.connections_opened > 2, "{r:?}");
+}
+
+/// A closed port: every attempt is a connect error (retried with back-off), no message
+/// completes, and the first error is shown.
+#[test]
+fn connect_errors_against_a_closed_port_are_counted() {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let r = loadgen::run(&short(addr, Scenario::Pingpong, 3), &mut NoObserver).unwrap();
+    assert!(r.errors.connect >= 3, "{:?}", r.errors);
+    assert_eq!(r.messages, 0);
+    assert_eq!(r.connections_opened, 0);
+    assert!(
+        r.errors.examples[0].contains("refused"),
+        "{:?}",
+        r.errors.examples
+    );
+}
+
+/// A server that never echoes: each connection times out after `--timeout`.
+#[test]
+fn missing_echoes_time_out() {
+    let server = Broken::start(black_hole);
+    let spec = LoadSpec {
+        timeout: Duration::from_millis(200),
+        duration: Duration::from_millis(600),
+        ..short(server.addr, Scenario::Pingpong, 2)
+    };
+    let r = loadgen::run(&spec, &mut NoObserver).unwrap();
+    assert!(r.errors.timeout >= 2, "{:?}", r.errors);
+    assert_eq!(r.messages, 0);
+}
+
+/// A server that hangs up at once: counted as resets (closed mid-echo), not as successes.
+#[test]
+fn hang_ups_are_counted_as_resets() {
+    let server = Broken::start(hang_up);
+    let r = loadgen::run(&short(server.addr, Scenario::Pingpong, 2), &mut NoObserver).unwrap();
+    assert!(r.errors.reset >= 2, "{:?}", r.errors);
+    assert_eq!(r.messages, 0);
+}
