@@ -345,17 +345,18 @@ pub fn resolve_spec(
 
 /// Fails up front, with the numbers, when the open-files limit cannot cover the run.
 pub fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
-    procfs::ensure_nofile(spec.fds_needed() as u64)
-        .map(|_| ())
-        .map_err(|why| {
-            let most = procfs::nofile_limit()
-                .map(|(_, hard)| hard.saturating_sub((spec.fds_needed() - spec.connections) as u64))
-                .unwrap_or(0);
-            BenchError::Usage(format!(
-                "invalid `--connections`: {} connections {why}; use at most {most}",
-                spec.connections
-            ))
-        })
+    let needed = spec.fds_needed() as u64;
+    procfs::ensure_nofile(needed).map(|_| ()).map_err(|why| {
+        let reserve = needed - spec.connections as u64;
+        let most = procfs::nofile_limit()
+            .map(|(_, hard)| hard.saturating_sub(reserve))
+            .unwrap_or(0);
+        BenchError::Usage(format!(
+            "invalid `--connections`: {} connections need about {needed} open files but \
+             {why}; use at most {most}",
+            spec.connections
+        ))
+    })
 }
 
 /// Draws a progress bar on stderr (when enabled) from the load generator's ticks.
