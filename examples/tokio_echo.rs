@@ -43,6 +43,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // Built once: a fresh ctrl_c() future per accept would re-register the signal listener
+    // on every connection and slow accepting down.
+    let shutdown = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -62,8 +71,7 @@ async fn main() -> ExitCode {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
-            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
-            _ = terminate.recv() => return ExitCode::SUCCESS,
+            () = &mut shutdown => return ExitCode::SUCCESS,
         }
     }
 }
