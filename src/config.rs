@@ -497,3 +497,16 @@ mod tests {
         assert_eq!(c.buffer_size, 4096);
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The shipped example parses and states exactly the defaults.
+    #[test]
+    fn example_config_states_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let parsed = Config::from_toml(text).expect("config.example.toml parses");
+        assert_eq!(parsed, Config::default());
+    }
+}
