@@ -30,6 +30,7 @@ fn thousand_concurrent_clients(model: Model) {
     if !util::is_concurrent(model) {
         return; // the iterative model serves one client at a time by design
     }
+    let _heavy = util::heavy();
     let server = Spec::new(model).start();
     let addr = server.addr;
     let threads: Vec<_> = (0..4u64)

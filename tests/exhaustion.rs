@@ -21,7 +21,10 @@ fn spawn_with_nofile(spec: &Spec, limit: u64) -> Binary {
     // which is async-signal-safe; it touches no memory shared with the parent's threads.
     unsafe {
         cmd.pre_exec(move || {
-            let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -54,14 +57,20 @@ fn emfile_backs_off_and_recovers(model: Model) {
     std::thread::sleep(Duration::from_secs(1)); // the measurement window, not synchronisation
     let cpu = server.cpu_time().saturating_sub(cpu_before);
     let elapsed = wall.elapsed();
-    assert!(cpu * 2 < elapsed, "server used {cpu:?} of CPU in {elapsed:?} while out of fds");
+    assert!(
+        cpu * 2 < elapsed,
+        "server used {cpu:?} of CPU in {elapsed:?} while out of fds"
+    );
     drop(clients);
     let served = wait_until(PATIENCE, || {
         echo_all(server.addr, b"after the flood") == b"after the flood"
     });
     assert!(served);
     let stderr = server.stop();
-    assert!(stderr.contains("pausing accept"), "no warning logged:\n{stderr}");
+    assert!(
+        stderr.contains("pausing accept"),
+        "no warning logged:\n{stderr}"
+    );
 }
 
 per_model!(emfile_backs_off_and_recovers);

@@ -53,6 +53,7 @@ fn idle_timeout_closes_only_silent_connections(model: Model) {
     );
     busy.write_all(b"still").unwrap();
     assert_eq!(read_n(&mut busy, 5), b"still");
+    drop((busy, silent));
     server.stop();
 }
 
@@ -92,6 +93,7 @@ fn max_connections_closes_the_excess(model: Model) {
         }
     });
     assert!(served, "no connection was served after one left");
+    drop((held, extra));
     server.stop();
 }
 

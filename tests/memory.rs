@@ -19,6 +19,7 @@ fn ten_thousand_idle_connections_cost_under_2k_each(model: Model) {
     if !util::is_concurrent(model) || model.name() == "select" {
         return; // one client at a time, or FD_SETSIZE caps it at ~1000 by design
     }
+    let _heavy = util::heavy();
     let server = Spec::new(model).max_connections(CONNECTIONS + 100).spawn();
     let mut warm = connect(server.addr);
     warm.write_all(b"w").unwrap();
@@ -42,7 +43,10 @@ fn ten_thousand_idle_connections_cost_under_2k_each(model: Model) {
     eprintln!(
         "{model}: RSS {before} -> {after} bytes with {CONNECTIONS} idle connections: {per_conn:.0} B each"
     );
-    assert!(per_conn < 2048.0, "{per_conn:.0} bytes of RSS per idle connection");
+    assert!(
+        per_conn < 2048.0,
+        "{per_conn:.0} bytes of RSS per idle connection"
+    );
     drop(conns);
     server.stop();
 }

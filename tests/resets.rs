@@ -16,6 +16,7 @@ use util::{PATIENCE, Spec, assert_same, connect, echo_all, payload, wait_until};
 /// lands and its next write fails with ECONNRESET/EPIPE). Afterwards the server's fd count
 /// returns to its baseline and it still echoes.
 fn reset_storm_leaks_nothing(model: Model) {
+    let _heavy = util::heavy();
     let server = Spec::new(model).spawn();
     // One full echo first, so lazily created fds (if any) exist in the baseline.
     assert_same(&echo_all(server.addr, b"warm-up"), b"warm-up");

@@ -431,6 +431,16 @@ pub fn cpu_time_of(pid: i32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// Serialises the tests of one test binary that open hundreds of descriptors or saturate the
+/// CPU: `cargo test` runs a binary's tests on parallel threads in one process, and one
+/// such test per model at once would approach the 20,000 open-files limit.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Models that serve many clients at once (the iterative `blocking` model does not).
 pub fn is_concurrent(model: Model) -> bool {
     model.name() != "blocking"
