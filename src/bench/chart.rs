@@ -295,8 +295,9 @@ fn latency_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) ->
             .disable_x_mesh()
             .x_labels(4)
             .x_label_formatter(&|x| category(&names, *x))
-            .y_desc("µs")
+            .y_desc("latency")
             .y_label_formatter(&|v| micros(*v))
+            .light_line_style(BLACK.mix(0.04))
             .draw()?;
         for (i, label, points) in lines {
             let c = color(i);
@@ -389,6 +390,7 @@ fn workers_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) ->
             .x_desc("workers")
             .y_desc("per second")
             .y_label_formatter(&|v| short_number(*v))
+            .light_line_style(WHITE.mix(0.0))
             .draw()?;
         for (model, points) in &series {
             let c = color(cell_index(&points[0].1));

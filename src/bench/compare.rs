@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::loadgen::{self, LoadSpec, Observer};
 use super::procfs::{self, ProcSample};
-use super::report::RunReport;
+use super::report::{RunReport, thousands};
 use super::scenario::Scenario;
 use super::server_process::{Exit, Launch, ServerProcess};
 use super::summary::{self, CompareReport};
@@ -363,19 +363,7 @@ pub fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
                 let result = measure(cell, load, rep, position, &log)?;
                 if let Some(bar) = &bar {
                     bar.inc(1);
-                    if result.errors() > 0 {
-                        bar.println(format!(
-                            "{} {}: errors: {} {}",
-                            load.scenario,
-                            cell.label,
-                            result.report.errors.summary(),
-                            if result.server_exit == "clean" {
-                                String::new()
-                            } else {
-                                format!("(server: {})", result.server_exit)
-                            }
-                        ));
-                    }
+                    bar.println(run_line(&result));
                 }
                 runs.push(result);
             }
@@ -388,6 +376,31 @@ pub fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
     let report = summary::build(spec, runs, started);
     write_report(&spec.out, &report)?;
     Ok(report)
+}
+
+/// One line per finished measurement, shown above the progress bar.
+fn run_line(r: &RunResult) -> String {
+    let unit = r.scenario.unit();
+    let mut line = format!(
+        "{} {} #{}: {} {unit}/s",
+        r.scenario,
+        r.cell,
+        r.repetition + 1,
+        thousands(r.report.msgs_per_sec.round() as u64)
+    );
+    if let Some(cpu) = r.server_cpu_per_msg_us {
+        line += &format!(", server {cpu:.2} µs CPU/{unit}");
+    }
+    if let Some(rss) = r.rss_per_connection_bytes {
+        line += &format!(", {rss:.0} B RSS/connection");
+    }
+    if r.errors() > 0 {
+        line += &format!(", errors: {}", r.report.errors.summary());
+    }
+    if r.server_exit != "clean" {
+        line += &format!(" (server: {})", r.server_exit);
+    }
+    line
 }
 
 fn write_report(out: &Path, report: &CompareReport) -> Result<(), BenchError> {

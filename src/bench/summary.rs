@@ -419,6 +419,27 @@ pub fn markdown(report: &CompareReport) -> String {
                 );
             }
         }
+        let client = Spread::of(
+            report
+                .runs
+                .iter()
+                .filter(|r| r.scenario == info.scenario)
+                .filter_map(|r| r.client_cpu_per_msg_us),
+        );
+        if let Some(c) = client {
+            let threads = if info.threads == 1 {
+                "thread"
+            } else {
+                "threads"
+            };
+            let _ = writeln!(
+                md,
+                "\nLoad generator: {} {threads}, {} of CPU per {} (median over all runs).",
+                info.threads,
+                cpu_us(c.median),
+                info.scenario.unit()
+            );
+        }
         let notes: Vec<String> = rows
             .iter()
             .flat_map(|s| {
