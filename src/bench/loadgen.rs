@@ -573,8 +573,11 @@ impl Driver {
     ) -> Option<Duration> {
         let mut wake = None::<Instant>;
         let mut at = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
-        // Sweeps matter only while something can time out.
-        if self.connecting > 0 || self.conns.iter().any(|(_, c)| c.outstanding() > 0) {
+        // Sweeps matter only while something can time out: connects, and echoes (always
+        // awaited in timed scenarios; in idle, only after the hold).
+        let awaiting_echoes =
+            !self.conns.is_empty() && (self.spec.scenario.is_timed() || self.echo_phase);
+        if self.connecting > 0 || awaiting_echoes {
             at(next_sweep);
         }
         if let Some(Reverse(t)) = self.backoff.peek() {

@@ -500,3 +500,144 @@ mod tests {
         assert_eq!(with_range(None, count, true), "–");
     }
 }
+
+#[cfg(test)]
+mod report_tests {
+    //! A synthetic comparison (no servers): aggregation, ratios, Markdown and every chart.
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::bench::compare::{Cell, CompareSpec, RunResult};
+    use crate::bench::loadgen::LoadSpec;
+    use crate::bench::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::bench::server_process::Launch;
+
+    fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
+        Cell {
+            label: label.to_owned(),
+            model: model.to_owned(),
+            workers,
+            peer: workers.is_none(),
+            command: format!("{label} {{addr}}"),
+            launch: Launch::Peer {
+                command: format!("{label} {{addr}}"),
+            },
+        }
+    }
+
+    fn result(cell: &str, scenario: Scenario, rep: usize, rate: f64, cpu: f64) -> RunResult {
+        let idle = scenario == Scenario::Idle;
+        RunResult {
+            cell: cell.to_owned(),
+            scenario,
+            repetition: rep,
+            position: 0,
+            report: RunReport {
+                scenario,
+                target: "127.0.0.1:1".into(),
+                connections: 10,
+                size: 64,
+                depth: 1,
+                threads: 1,
+                source_addrs: 1,
+                warmup_secs: 1.0,
+                duration_secs: 1.0,
+                messages: rate as u64,
+                bytes: rate as u64 * 64,
+                msgs_per_sec: rate,
+                bytes_per_sec: rate * 64.0,
+                latency: Latency {
+                    count: 10,
+                    mean_us: 50.0,
+                    p50_us: 40.0,
+                    p90_us: 60.0,
+                    p99_us: 90.0,
+                    p999_us: 120.0,
+                    max_us: 150.0,
+                },
+                connections_opened: 10,
+                errors: ErrorCounts::default(),
+                idle: idle.then_some(IdleFigures {
+                    established: 10,
+                    connect_secs: 0.1,
+                    hold_secs: 1.0,
+                    echo_secs: 0.01,
+                }),
+            },
+            server_cpu_secs: Some(cpu * rate / 1e6),
+            server_cpu_per_msg_us: (!idle).then_some(cpu),
+            client_cpu_per_msg_us: (!idle).then_some(cpu * 2.0),
+            server_rss_start_bytes: Some(1 << 20),
+            server_rss_bytes: Some(2 << 20),
+            server_rss_peak_bytes: Some(2 << 20),
+            rss_per_connection_bytes: idle.then_some(cpu * 10.0),
+            server_exit: "clean".into(),
+        }
+    }
+
+    #[test]
+    fn medians_ratios_markdown_and_charts() {
+        let cells = vec![
+            cell("reactor/w1", "reactor", Some(1)),
+            cell("reactor/w2", "reactor", Some(2)),
+            cell("tokio", "tokio", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let loads = [Scenario::Pingpong, Scenario::Idle]
+            .map(|sc| LoadSpec {
+                duration: Duration::from_secs(1),
+                ..LoadSpec::new(target, sc)
+            })
+            .to_vec();
+        let out = std::env::temp_dir().join(format!("rp-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads,
+            repeat: 3,
+            baseline: "tokio".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let mut runs = Vec::new();
+        for rep in 0..3 {
+            let jitter = rep as f64;
+            for sc in [Scenario::Pingpong, Scenario::Idle] {
+                runs.push(result("reactor/w1", sc, rep, 1000.0 + jitter, 5.0));
+                runs.push(result("reactor/w2", sc, rep, 1500.0 + jitter, 6.0));
+                runs.push(result("tokio", sc, rep, 500.0 + jitter, 10.0));
+            }
+        }
+        let report = build(&spec, runs, SystemTime::now());
+        let w1 = report.find(Scenario::Pingpong, "reactor/w1").unwrap();
+        assert_eq!(w1.runs, 3);
+        assert_eq!(w1.msgs_per_sec.unwrap().median, 1001.0);
+        assert_eq!(w1.msgs_per_sec.unwrap().min, 1000.0);
+        assert!((w1.msgs_ratio.unwrap() - 1001.0 / 501.0).abs() < 1e-9);
+        assert_eq!(w1.cpu_ratio, Some(0.5));
+        let idle = report.find(Scenario::Idle, "reactor/w1").unwrap();
+        assert_eq!(idle.rss_ratio, Some(0.5));
+        assert!(idle.server_cpu_per_msg_us.is_none());
+
+        let md = markdown(&report);
+        assert!(
+            md.contains("| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.50× |"),
+            "{md}"
+        );
+        assert!(md.contains("| reactor/w1 | 50 B | 0.50× |"), "{md}");
+        assert!(md.contains("Load generator: 1 thread"), "{md}");
+
+        crate::bench::chart::write_all(&out, &report).unwrap();
+        for file in crate::bench::chart::planned(&report) {
+            let svg = std::fs::read_to_string(out.join(file)).unwrap();
+            assert!(svg.contains("</svg>"), "{file}");
+            assert!(md.contains(file), "{file} is linked");
+        }
+        assert!(crate::bench::chart::planned(&report).contains(&"workers.svg"));
+        let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
+        assert!(workers.contains("tokio") && workers.contains("reactor"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
