@@ -84,6 +84,9 @@ pub struct RunResult {
     pub server_cpu_per_msg_us: Option<f64>,
     /// Load-generator CPU time per message in the window, microseconds.
     pub client_cpu_per_msg_us: Option<f64>,
+    /// Server context switches (all threads) per message in the window: how often the
+    /// server went to sleep and was woken, the cost that grows when threads outnumber cores.
+    pub server_switches_per_msg: Option<f64>,
     /// Server resident memory before any connection, bytes.
     pub server_rss_start_bytes: Option<u64>,
     /// Server resident memory at the window's end, bytes (idle: at the end of the hold).
@@ -469,6 +472,8 @@ fn measure(
     let server_cpu = window.map(|((s0, _), (s1, _))| s1.cpu.saturating_sub(s0.cpu));
     let client_cpu = window.map(|((_, c0), (_, c1))| c1.cpu.saturating_sub(c0.cpu));
     let server_end = observer.at_end.map(|(s, _)| s);
+    let switches = window
+        .map(|((s0, _), (s1, _))| s1.context_switches.saturating_sub(s0.context_switches) as f64);
     let rss_per_connection = match (&report.idle, start_sample, server_end) {
         (Some(idle), Some(s0), Some(s1)) if idle.established > 0 => {
             Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / idle.established as f64)
@@ -485,6 +490,9 @@ fn measure(
         server_cpu_secs: server_cpu.map(|d| d.as_secs_f64()),
         server_cpu_per_msg_us: server_cpu.filter(|_| timed).and_then(per_msg),
         client_cpu_per_msg_us: client_cpu.filter(|_| timed).and_then(per_msg),
+        server_switches_per_msg: switches
+            .filter(|_| timed && report.messages > 0)
+            .map(|n| n / report.messages as f64),
         server_rss_start_bytes: start_sample.map(|s| s.rss_bytes),
         server_rss_bytes: server_end.map(|s| s.rss_bytes),
         server_rss_peak_bytes: server_end.map(|s| s.rss_peak_bytes),

@@ -15,6 +15,9 @@ pub struct ProcSample {
     pub rss_bytes: u64,
     /// Peak resident memory (`VmHWM`), bytes.
     pub rss_peak_bytes: u64,
+    /// Context switches (voluntary + involuntary) of every live thread so far. Threads that
+    /// already exited are not counted, which is fine for servers with long-lived threads.
+    pub context_switches: u64,
 }
 
 /// Samples process `pid` (`None`: this process).
@@ -34,7 +37,23 @@ pub fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
         cpu: ticks_to_duration(ticks, clock_ticks_per_second()),
         rss_bytes: rss_kib * 1024,
         rss_peak_bytes: hwm_kib * 1024,
+        context_switches: context_switches(&dir),
     })
+}
+
+/// Sum of `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` over `dir/task/*/status`.
+fn context_switches(dir: &str) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("{dir}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            parse_status_kib(&status, "voluntary_ctxt_switches:").unwrap_or(0)
+                + parse_status_kib(&status, "nonvoluntary_ctxt_switches:").unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Number of open descriptors of process `pid`.
@@ -61,7 +80,7 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The value in KiB of a `Name:   1234 kB` line of `/proc/PID/status`.
+/// The number in a `Name:   1234 kB` (or `Name:   1234`) line of `/proc/PID/status`.
 fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
@@ -149,6 +168,7 @@ mod tests {
         let s = sample(None).unwrap();
         assert!(s.rss_bytes > 0);
         assert!(s.rss_peak_bytes >= s.rss_bytes);
+        assert!(s.context_switches > 0);
         assert!(open_fds(std::process::id()).unwrap() >= 3);
     }
 

@@ -129,6 +129,8 @@ pub struct CellSummary {
     pub server_cpu_per_msg_us: Option<Spread>,
     /// Load-generator CPU per message, µs.
     pub client_cpu_per_msg_us: Option<Spread>,
+    /// Server context switches per message.
+    pub server_switches_per_msg: Option<Spread>,
     /// Latency percentiles, µs (median over runs of each run's percentile).
     pub p50_us: Option<Spread>,
     /// 90th percentile, µs.
@@ -281,6 +283,7 @@ fn summarize(scenario: Scenario, cell: &str, runs: &[&RunResult]) -> CellSummary
         bytes_per_sec: spread(&|r| Some(r.report.bytes_per_sec)),
         server_cpu_per_msg_us: spread(&|r| r.server_cpu_per_msg_us),
         client_cpu_per_msg_us: spread(&|r| r.client_cpu_per_msg_us),
+        server_switches_per_msg: spread(&|r| r.server_switches_per_msg),
         p50_us: spread(&|r| has_latency(r).then_some(r.report.latency.p50_us)),
         p90_us: spread(&|r| has_latency(r).then_some(r.report.latency.p90_us)),
         p99_us: spread(&|r| has_latency(r).then_some(r.report.latency.p99_us)),
@@ -364,8 +367,10 @@ pub fn markdown(report: &CompareReport) -> String {
         "The load generator runs on the same machine as the server, so msg/s largely shows how \
          the cores were shared between them. **Server CPU per message** (user + system time \
          of the server process over the measured window, from `/proc/PID/stat`, divided by \
-         the messages echoed in it) is the figure that compares servers fairly. Latency is \
-         from the write carrying a message's first byte to the read completing its echo.\n"
+         the messages echoed in it) is the figure that compares servers fairly; \
+         **switches** are the server's context switches (all threads) per message, the cost \
+         of sleeping and being woken. Latency is from the write carrying a message's first \
+         byte to the read completing its echo.\n"
     );
     let base = &report.baseline;
     for info in &report.scenarios {
@@ -399,18 +404,22 @@ pub fn markdown(report: &CompareReport) -> String {
             let unit = info.scenario.unit();
             let _ = writeln!(
                 md,
-                "| server | {unit}/s | × {base} | server CPU/{unit} | × {base} | p50 | p99 | p99.9 | server RSS | errors |"
+                "| server | {unit}/s | × {base} | server CPU/{unit} | × {base} | switches/{unit} | p50 | p99 | p99.9 | server RSS | errors |"
             );
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for s in &rows {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     s.cell,
                     with_range(s.msgs_per_sec, count, true),
                     ratio(s.msgs_ratio),
                     with_range(s.server_cpu_per_msg_us, cpu_us, true),
                     ratio(s.cpu_ratio),
+                    median(s.server_switches_per_msg, |x| format!("{x:.3}")),
                     median(s.p50_us, micros),
                     median(s.p99_us, micros),
                     median(s.p999_us, micros),
@@ -569,6 +578,7 @@ mod report_tests {
             server_cpu_secs: Some(cpu * rate / 1e6),
             server_cpu_per_msg_us: (!idle).then_some(cpu),
             client_cpu_per_msg_us: (!idle).then_some(cpu * 2.0),
+            server_switches_per_msg: (!idle).then_some(0.25),
             server_rss_start_bytes: Some(1 << 20),
             server_rss_bytes: Some(2 << 20),
             server_rss_peak_bytes: Some(2 << 20),
@@ -623,7 +633,7 @@ mod report_tests {
 
         let md = markdown(&report);
         assert!(
-            md.contains("| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.50× |"),
+            md.contains("| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.50× | 0.250 |"),
             "{md}"
         );
         assert!(md.contains("| reactor/w1 | 50 B | 0.50× |"), "{md}");
