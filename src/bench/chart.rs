@@ -94,7 +94,7 @@ pub fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
         bar_chart(
             &dir.join("cpu_per_msg.svg"),
             "Server CPU time per message (user + system), lower is better",
-            "µs per message",
+            "µs (connrate: per connection)",
             &panels_of(|s| s.server_cpu_per_msg_us),
             |v| format!("{v:.2}"),
         )?;
@@ -161,7 +161,8 @@ fn short_number(v: f64) -> String {
     } else if a >= 10.0 || a == 0.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        let text = format!("{v:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }
 
@@ -224,9 +225,9 @@ fn bar_chart(
             let x = i as f64;
             Rectangle::new([(x - 0.32, 0.0), (x + 0.32, s.median)], color(i).filled())
         }))?;
-        chart.draw_series(bars.iter().filter(|(_, s)| s.max > s.min).map(|&(i, s)| {
-            ErrorBar::new_vertical(i as f64, s.min, s.median, s.max, BLACK.stroke_width(1), 12)
-        }))?;
+        for &(i, s) in bars.iter().filter(|(_, s)| s.max > s.min) {
+            chart.draw_series(whisker(i as f64, s, 0.06, BLACK))?;
+        }
         let style =
             TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(bars.iter().map(|&(i, s)| {
@@ -239,6 +240,16 @@ fn bar_chart(
     }
     root.present()?;
     Ok(())
+}
+
+/// A min–max whisker at `x`: a vertical line with caps `half` wide (in x units).
+fn whisker(x: f64, s: Spread, half: f64, color: RGBColor) -> Vec<PathElement<(f64, f64)>> {
+    let style = color.stroke_width(1);
+    vec![
+        PathElement::new(vec![(x, s.min), (x, s.max)], style),
+        PathElement::new(vec![(x - half, s.min), (x + half, s.min)], style),
+        PathElement::new(vec![(x - half, s.max), (x + half, s.max)], style),
+    ]
 }
 
 /// The category name at an integer x, nothing between.
@@ -416,9 +427,9 @@ fn workers_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) ->
                 data.iter()
                     .map(|(w, m)| Circle::new((*w, m.median), 4, c.filled())),
             )?;
-            chart.draw_series(data.iter().filter(|(_, m)| m.max > m.min).map(|(w, m)| {
-                ErrorBar::new_vertical(*w, m.min, m.median, m.max, c.stroke_width(1), 10)
-            }))?;
+            for (w, m) in data.iter().filter(|(_, m)| m.max > m.min) {
+                chart.draw_series(whisker(*w, *m, 0.05, c))?;
+            }
         }
         // Servers without a worker count (peers, single-threaded models) as levels.
         for (i, cell) in report.cells.iter().enumerate() {
@@ -463,7 +474,9 @@ mod tests {
         assert_eq!(short_number(45_678.0), "46k");
         assert_eq!(short_number(4_567.0), "4.6k");
         assert_eq!(short_number(456.0), "456");
-        assert_eq!(short_number(4.5), "4.50");
+        assert_eq!(short_number(4.5), "4.5");
+        assert_eq!(short_number(5.0), "5");
+        assert_eq!(short_number(0.25), "0.25");
     }
 
     #[test]
