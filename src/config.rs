@@ -18,6 +18,13 @@ pub const MIN_BUFFER_SIZE: usize = 512;
 pub const MAX_BUFFER_SIZE: usize = 64 << 20;
 /// Largest accepted worker count; more threads than this only adds contention.
 pub const MAX_WORKERS: usize = 1024;
+/// Default stack of a `thread`-model connection thread: the echo keeps its buffers on the
+/// heap, so a small stack suffices (std's default is 2 MiB).
+pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
+/// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
+pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
+/// Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
+const SELECT_FD_LIMIT: usize = 1024;
 
 /// The I/O model that serves connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,16 +32,46 @@ pub enum Model {
     /// One acceptor thread plus N `mio` worker threads (the default).
     #[default]
     Reactor,
+    /// One thread, raw epoll, level-triggered.
+    Epoll,
+    /// One thread, raw epoll, edge-triggered.
+    EpollEt,
+    /// One thread, `poll(2)` over a growable array.
+    Poll,
+    /// One thread, `select(2)`; descriptors below `FD_SETSIZE` only.
+    Select,
+    /// One thread per connection, blocking I/O.
+    Thread,
+    /// One child process per connection, blocking I/O.
+    Fork,
+    /// Iterative: one connection at a time, blocking I/O.
+    Blocking,
 }
 
 impl Model {
     /// Every model, in the order `reactor-pool models` lists them.
-    pub const ALL: &'static [Model] = &[Model::Reactor];
+    pub const ALL: &'static [Model] = &[
+        Model::Reactor,
+        Model::Epoll,
+        Model::EpollEt,
+        Model::Poll,
+        Model::Select,
+        Model::Thread,
+        Model::Fork,
+        Model::Blocking,
+    ];
 
     /// The name used on the command line and in the config file.
     pub fn name(self) -> &'static str {
         match self {
             Model::Reactor => "reactor",
+            Model::Epoll => "epoll",
+            Model::EpollEt => "epoll-et",
+            Model::Poll => "poll",
+            Model::Select => "select",
+            Model::Thread => "thread",
+            Model::Fork => "fork",
+            Model::Blocking => "blocking",
         }
     }
 
@@ -45,7 +82,50 @@ impl Model {
                 "acceptor thread + N worker threads, each with its own mio (epoll) poller; \
                  connections handed round-robin through channels"
             }
+            Model::Epoll => {
+                "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
+                 ready connections only; uses one core"
+            }
+            Model::EpollEt => {
+                "one thread, raw epoll, edge-triggered: reads and accepts drain to EAGAIN, \
+                 connections that yield are resumed without a new edge; uses one core"
+            }
+            Model::Poll => {
+                "one thread, growable pollfd array with swap-remove; no descriptor limit, but \
+                 the kernel scans every connection on every call"
+            }
+            Model::Select => {
+                "one thread, fd_set copied each round; descriptors >= 1024 (FD_SETSIZE) are \
+                 refused, and every call scans 0..maxfd"
+            }
+            Model::Thread => {
+                "one thread per connection (stack: thread_stack_size), blocking I/O; memory \
+                 and context switches grow with every connection"
+            }
+            Model::Fork => {
+                "one child process per connection, blocking I/O; the parent reaps children \
+                 and counts them for max_connections; a fork per connection is costly"
+            }
+            Model::Blocking => {
+                "iterative: serves one connection at a time with blocking I/O; everyone else \
+                 waits in the backlog (the baseline)"
+            }
         }
+    }
+
+    /// Whether the model runs `workers` worker threads.
+    pub fn uses_workers(self) -> bool {
+        self == Model::Reactor
+    }
+
+    /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
+    pub fn uses_thread_stack_size(self) -> bool {
+        self == Model::Thread
+    }
+
+    /// Most connections the model can serve at once, whatever `max_connections` says.
+    pub fn connection_ceiling(self) -> Option<usize> {
+        (self == Model::Select).then_some(SELECT_FD_LIMIT)
     }
 }
 
@@ -104,6 +184,10 @@ pub struct Config {
     pub nodelay: bool,
     /// Log filter (tracing `EnvFilter` syntax) when neither `--log-level` nor `RUST_LOG` is set.
     pub log_level: String,
+    /// Stack size of each connection thread of the `thread` model, in bytes.
+    pub thread_stack_size: usize,
+    /// Config-file settings the chosen model ignores, as messages to log at start-up.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -119,6 +203,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             nodelay: true,
             log_level: "info".to_owned(),
+            thread_stack_size: DEFAULT_THREAD_STACK_SIZE,
+            warnings: Vec::new(),
         }
     }
 }
@@ -141,6 +227,7 @@ struct FileConfig {
     shutdown_timeout: Option<DurationValue>,
     nodelay: Option<bool>,
     log_level: Option<String>,
+    thread_stack_size: Option<usize>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -166,6 +253,8 @@ pub struct Overrides {
     pub nodelay: Option<bool>,
     /// `--log-level`
     pub log_level: Option<String>,
+    /// `--thread-stack-size`
+    pub thread_stack_size: Option<usize>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -241,6 +330,11 @@ impl Config {
 
     fn build(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         let d = Config::default();
+        let in_file = InFile {
+            workers: file.workers.is_some(),
+            thread_stack_size: file.thread_stack_size.is_some(),
+            max_connections: file.max_connections.is_some(),
+        };
         let listen_text = o.listen.clone().or(file.listen);
         let listen = match listen_text {
             Some(s) => parse_listen(&s)?,
@@ -293,6 +387,7 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        let warnings = check_model_fit(model, &in_file, o, max_connections)?;
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
@@ -313,6 +408,20 @@ impl Config {
                 reason: format!("'{log_level}' is not a valid log filter ({e})"),
             });
         }
+        let thread_stack_size = o
+            .thread_stack_size
+            .or(file.thread_stack_size)
+            .unwrap_or(d.thread_stack_size);
+        if !THREAD_STACK_SIZE_RANGE.contains(&thread_stack_size) {
+            return Err(ConfigError::Invalid {
+                field: "thread_stack_size",
+                reason: format!(
+                    "{thread_stack_size} is out of range ({}..={} bytes)",
+                    THREAD_STACK_SIZE_RANGE.start(),
+                    THREAD_STACK_SIZE_RANGE.end()
+                ),
+            });
+        }
         Ok(Config {
             listen,
             workers,
@@ -324,8 +433,73 @@ impl Config {
             shutdown_timeout,
             nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
             log_level,
+            thread_stack_size,
+            warnings,
         })
     }
+}
+
+/// Which model-dependent settings the config file gave.
+#[derive(Debug, Clone, Copy)]
+struct InFile {
+    workers: bool,
+    thread_stack_size: bool,
+    max_connections: bool,
+}
+
+/// The rule for settings the chosen model cannot honour: given as a flag, the setting is an
+/// error (exit 2, naming the field), since the user asked for it for this very run; read from
+/// the config file, it is ignored with a warning, so one file can serve every model.
+/// Defaults never trigger it.
+fn check_model_fit(
+    model: Model,
+    file: &InFile,
+    o: &Overrides,
+    max_connections: usize,
+) -> Result<Vec<String>, ConfigError> {
+    let checks = [
+        (
+            "workers",
+            o.workers.is_some(),
+            file.workers,
+            (!model.uses_workers()).then(|| {
+                format!("the {model} model has no worker threads (only the reactor model does)")
+            }),
+        ),
+        (
+            "thread_stack_size",
+            o.thread_stack_size.is_some(),
+            file.thread_stack_size,
+            (!model.uses_thread_stack_size()).then(|| {
+                format!("the {model} model starts no connection threads (only the thread model does)")
+            }),
+        ),
+        (
+            "max_connections",
+            o.max_connections.is_some(),
+            file.max_connections,
+            model
+                .connection_ceiling()
+                .filter(|&ceiling| max_connections > ceiling)
+                .map(|ceiling| {
+                    format!(
+                        "the {model} model serves at most {ceiling} connections (descriptors \
+                         below FD_SETSIZE); {max_connections} cannot be honoured"
+                    )
+                }),
+        ),
+    ];
+    let mut warnings = Vec::new();
+    for (field, from_flag, from_file, unsupported) in checks {
+        let Some(reason) = unsupported else { continue };
+        if from_flag {
+            return Err(ConfigError::Invalid { field, reason });
+        }
+        if from_file {
+            warnings.push(format!("ignoring `{field}` from the config file: {reason}"));
+        }
+    }
+    Ok(warnings)
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
@@ -478,6 +652,76 @@ mod tests {
             assert!(e.contains(field), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn every_model_parses_from_its_name() {
+        for &model in Model::ALL {
+            assert_eq!(model.name().parse::<Model>(), Ok(model));
+            let c = Config::from_toml(&format!("model = \"{model}\"")).unwrap();
+            assert_eq!(c.model, model);
+            assert!(!model.describe().contains('\n'));
+        }
+        assert_eq!(Model::ALL.len(), 8);
+    }
+
+    #[test]
+    fn settings_a_model_cannot_honour_are_errors_as_flags_and_warnings_in_files() {
+        let flags = |o: Overrides| Config::build(FileConfig::default(), &o);
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            workers: Some(4),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`workers`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("poll".into()),
+            thread_stack_size: Some(65536),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("select".into()),
+            max_connections: Some(5000),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`max_connections`"), "{e}");
+        // Honoured settings and defaults pass.
+        for o in [
+            Overrides {
+                model: Some("reactor".into()),
+                workers: Some(2),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("thread".into()),
+                thread_stack_size: Some(65536),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("select".into()),
+                max_connections: Some(1000),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("select".into()),
+                ..Overrides::default()
+            },
+        ] {
+            let c = flags(o).unwrap();
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        }
+        // From a file: ignored with a warning naming the field.
+        let c = Config::from_toml("model = \"fork\"\nworkers = 8\nthread_stack_size = 65536")
+            .unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`workers`"));
+        assert!(c.warnings[1].contains("`thread_stack_size`"));
+        let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
+        assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
     }
 
     #[test]

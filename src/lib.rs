@@ -9,6 +9,9 @@
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
+//! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
+//!   blocking), one file each, on the raw syscalls of [`sys`].
+//! - [`sys`]: the only home of raw syscalls: small safe wrappers returning `io::Result`.
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -18,10 +21,12 @@
 
 pub mod config;
 pub mod listener;
+pub mod models;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
 pub mod shutdown;
+pub mod sys;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Model, Overrides};

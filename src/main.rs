@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use reactor_pool::config::{Model, Overrides, parse_duration};
 use reactor_pool::{Config, Server};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Exit code for bad arguments or configuration.
 const EXIT_USAGE: u8 = 2;
@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Leave Nagle's algorithm on for accepted connections (TCP_NODELAY is set by default).
     #[arg(long)]
     no_nodelay: bool,
+    /// Stack size of each connection thread (thread model only), in bytes.
+    #[arg(long, value_name = "BYTES")]
+    thread_stack_size: Option<usize>,
 }
 
 impl ServeArgs {
@@ -85,6 +88,7 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             nodelay: self.no_nodelay.then_some(false),
             log_level: self.log_level.clone(),
+            thread_stack_size: self.thread_stack_size,
         }
     }
 }
@@ -137,6 +141,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     init_logging(args.log_level.is_some(), &config.log_level);
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
 
     let server = match Server::bind(&config) {
         Ok(server) => server,
@@ -147,9 +154,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
     };
     let trigger = server.shutdown_handle();
     // The termination feature covers SIGINT, SIGTERM and SIGHUP; each starts a graceful drain.
-    if let Err(e) = ctrlc::set_handler(move || trigger.shutdown()) {
-        eprintln!("reactor-pool: error: cannot install signal handlers: {e}");
-        return ExitCode::from(EXIT_FAILURE);
+    // ctrlc runs the trigger on a thread of its own; the fork model must stay single-threaded
+    // and installed its own handlers at bind time instead.
+    if !server.handles_signals() {
+        if let Err(e) = ctrlc::set_handler(move || trigger.shutdown()) {
+            eprintln!("reactor-pool: error: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
     }
     let addr = server.local_addr();
     let mut stdout = std::io::stdout().lock();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::config::{Config, Model};
 use crate::listener::BindError;
+use crate::models::ModelServer;
 use crate::reactor::ReactorServer;
 use crate::shutdown::ShutdownHandle;
 
@@ -21,6 +22,8 @@ pub struct Server {
 #[derive(Debug)]
 enum Inner {
     Reactor(ReactorServer),
+    /// Any of the raw-syscall comparison models.
+    Model(ModelServer),
 }
 
 impl Server {
@@ -30,6 +33,7 @@ impl Server {
         let shutdown = ShutdownHandle::new();
         let inner = match config.model {
             Model::Reactor => Inner::Reactor(ReactorServer::bind(config, shutdown.clone())?),
+            _ => Inner::Model(ModelServer::bind(config, shutdown.clone())?),
         };
         Ok(Server { inner, shutdown })
     }
@@ -38,6 +42,16 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         match &self.inner {
             Inner::Reactor(s) => s.local_addr(),
+            Inner::Model(s) => s.local_addr(),
+        }
+    }
+
+    /// Whether the server handles SIGINT/SIGTERM/SIGHUP itself (the `fork` model, whose
+    /// process must stay single-threaded): the caller must then not start a signal thread.
+    pub fn handles_signals(&self) -> bool {
+        match &self.inner {
+            Inner::Reactor(_) => false,
+            Inner::Model(s) => s.handles_signals(),
         }
     }
 
@@ -51,6 +65,7 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         match self.inner {
             Inner::Reactor(s) => s.run(),
+            Inner::Model(s) => s.run(),
         }
     }
 }

@@ -1,0 +1,119 @@
+//! `Gate`: accepting under limits, shared by every raw-syscall model.
+//!
+//! Connections over `max_connections` are accepted and closed at once (so the backlog does
+//! not fill with connections nobody will serve). When `accept` fails for lack of descriptors
+//! or memory, accepting pauses for [`EXHAUSTED_BACKOFF`]: retrying at once would fail again
+//! and spin. The caller stops watching the listener until [`Gate::resume_in`] reaches zero.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tracing::{error, warn};
+
+use crate::ratelimit::RateLimit;
+use crate::sys::socket::{Listener, Mode, Stream};
+
+/// How long accepting pauses after the process or system ran out of descriptors or buffers.
+pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Result of one [`Gate::accept`] call.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A connection to serve.
+    Conn(Stream),
+    /// The backlog is empty.
+    Empty,
+    /// Accepting failed and is paused; see [`Gate::resume_in`].
+    Paused,
+}
+
+/// Accept policy: connection limit, back-off, rate-limited logs.
+#[derive(Debug)]
+pub struct Gate {
+    /// Most connections served at once.
+    max_connections: usize,
+    /// While set and in the future, accepting is paused.
+    resume_at: Option<Instant>,
+    /// Rate limit for "connection limit reached" warnings.
+    over_limit_log: RateLimit,
+    /// Rate limit for accept failures.
+    error_log: RateLimit,
+}
+
+impl Gate {
+    /// A gate admitting at most `max_connections` open connections.
+    pub fn new(max_connections: usize) -> Gate {
+        Gate {
+            max_connections,
+            resume_at: None,
+            over_limit_log: RateLimit::new(Duration::from_secs(1)),
+            error_log: RateLimit::new(Duration::from_secs(1)),
+        }
+    }
+
+    /// How long accepting stays paused: `None` when it is not paused.
+    pub fn resume_in(&mut self, now: Instant) -> Option<Duration> {
+        match self.resume_at {
+            Some(at) if at > now => Some(at - now),
+            _ => {
+                self.resume_at = None;
+                None
+            }
+        }
+    }
+
+    /// Whether accepting is paused right now.
+    pub fn is_paused(&mut self, now: Instant) -> bool {
+        self.resume_in(now).is_some()
+    }
+
+    /// Pauses accepting for [`EXHAUSTED_BACKOFF`] (also used when a model cannot start a
+    /// thread or process for a connection).
+    pub fn pause(&mut self, now: Instant) {
+        self.resume_at = Some(now + EXHAUSTED_BACKOFF);
+    }
+
+    /// Accepts the next connection that may be served while `open` are open; connections
+    /// over the limit are closed here. Retries `EINTR` and `ECONNABORTED`.
+    pub fn accept(&mut self, listener: &Listener, mode: Mode, open: usize) -> Accepted {
+        loop {
+            match listener.accept(mode) {
+                Ok(stream) if open >= self.max_connections => {
+                    if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
+                        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                        warn!(%peer, max_connections = self.max_connections, suppressed,
+                            "connection limit reached; closing new connection");
+                    }
+                    drop(stream);
+                }
+                Ok(stream) => return Accepted::Conn(stream),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Accepted::Empty,
+                    // A signal, or the peer gave up before we got to it.
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
+                    _ => {
+                        let now = Instant::now();
+                        if let Some(suppressed) = self.error_log.check(now) {
+                            let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
+                            if is_resource_exhaustion(&e) {
+                                warn!(error = %e, suppressed, backoff_ms, "out of resources; pausing accept");
+                            } else {
+                                error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
+                            }
+                        }
+                        self.pause(now);
+                        return Accepted::Paused;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again (and spin).
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
+    )
+}
