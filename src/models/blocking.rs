@@ -66,6 +66,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
             Err(e) => break Err(e),
             Ok(_) => {}
         }
+        if shutdown.is_requested() {
+            // The listener was stopped by the request; accepting now would fail.
+            break Ok(());
+        }
         if fds[0].revents != 0 {
             let _ = wake.drain();
         }
