@@ -471,7 +471,9 @@ fn check_model_fit(
             o.thread_stack_size.is_some(),
             file.thread_stack_size,
             (!model.uses_thread_stack_size()).then(|| {
-                format!("the {model} model starts no connection threads (only the thread model does)")
+                format!(
+                    "the {model} model starts no connection threads (only the thread model does)"
+                )
             }),
         ),
         (
@@ -720,8 +722,8 @@ mod tests {
             assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         }
         // From a file: ignored with a warning naming the field.
-        let c = Config::from_toml("model = \"fork\"\nworkers = 8\nthread_stack_size = 65536")
-            .unwrap();
+        let c =
+            Config::from_toml("model = \"fork\"\nworkers = 8\nthread_stack_size = 65536").unwrap();
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("`workers`"));
         assert!(c.warnings[1].contains("`thread_stack_size`"));

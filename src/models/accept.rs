@@ -80,7 +80,10 @@ impl Gate {
             match listener.accept(mode) {
                 Ok(stream) if open >= self.max_connections => {
                     if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
-                        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                        let peer = stream
+                            .peer_addr()
+                            .map(|a| a.to_string())
+                            .unwrap_or_default();
                         warn!(%peer, max_connections = self.max_connections, suppressed,
                             "connection limit reached; closing new connection");
                     }
@@ -89,6 +92,9 @@ impl Gate {
                 Ok(stream) => return Accepted::Conn(stream),
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return Accepted::Empty,
+                    // EINVAL: the socket no longer listens (stopped for shutdown by another
+                    // thread); there is nothing to accept, and nothing to report.
+                    _ if e.raw_os_error() == Some(libc::EINVAL) => return Accepted::Empty,
                     // A signal, or the peer gave up before we got to it.
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                     _ => {

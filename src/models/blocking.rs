@@ -3,17 +3,20 @@
 //! backlog: one slow client stalls all of them. This is the baseline that shows why the
 //! other models exist.
 //!
-//! Idle timeout comes from `SO_RCVTIMEO`/`SO_SNDTIMEO`. Shutdown: the request stops the
-//! listener at once (`shutdown(2)` on the listening socket: new connects are refused even
-//! while a connection is in service) and writes an eventfd the accept loop polls. The
-//! connection in service, if any, gets `shutdown_timeout` to finish: a watchdog thread,
-//! asleep until shutdown is requested, then shuts its socket down, which wakes the blocked
-//! call.
+//! Idle timeout comes from `SO_RCVTIMEO`/`SO_SNDTIMEO`. Shutdown has to act while the
+//! serving thread may be blocked inside a connection, so the request itself (on the
+//! requesting thread) takes in the connections already queued in the backlog (they are
+//! served, not reset), stops the listener (`shutdown(2)` on the listening socket: new
+//! connects are refused at once), and wakes the accept loop through an eventfd. The serving
+//! thread finishes the connection in service, then the taken-in ones, one by one. A
+//! watchdog thread, asleep until the request, gives all of that `shutdown_timeout` and then
+//! shuts down the socket in service (waking the blocked call) and drops the rest.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use tracing::{error, info, warn};
 
@@ -21,14 +24,19 @@ use super::Bound;
 use super::accept::{Accepted, Gate};
 use super::blocking_io::{Registry, blocking_options, serve_stream};
 use super::conn::log_close;
-use crate::config::Model;
+use crate::config::{Config, Model};
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll;
-use crate::sys::socket::Mode;
+use crate::sys::socket::{Mode, Stream};
 
-/// Serves until shutdown, then finishes the connection in service.
+/// Serves until shutdown, then finishes the connections in service and taken in.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let Bound { listener, config, shutdown, .. } = bound;
+    let Bound {
+        listener,
+        config,
+        shutdown,
+        ..
+    } = bound;
     let wake = Arc::new(EventFd::new()?);
     let registry = Arc::new(Registry::default());
     let listener = Arc::new(listener);
@@ -36,6 +44,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let (w, r, l) = (wake.clone(), registry.clone(), Arc::downgrade(&listener));
     shutdown.on_shutdown(move || {
         if let Some(listener) = l.upgrade() {
+            // Until WouldBlock (or any error: then there is nothing more to take).
+            while let Ok(stream) = listener.accept(Mode::Blocking) {
+                r.park(stream);
+            }
             let _ = listener.stop_listening();
         }
         r.request_drain();
@@ -53,51 +65,60 @@ pub fn run(bound: Bound) -> io::Result<()> {
     };
     let options = blocking_options(config.buffer_size);
     let mut scratch = vec![0u8; options.limit];
+    let mut serve = |stream: Arc<Stream>, registry: &Arc<Registry>| {
+        if let Err(e) = prepare(&stream, &config) {
+            warn!(error = %e, "cannot set socket timeouts; closing connection");
+            return;
+        }
+        let ticket = registry.register(&stream);
+        let reason = serve_stream(&stream, &mut scratch, &options);
+        drop(ticket);
+        log_close(Model::Blocking, reason, 0);
+    };
     let mut gate = Gate::new(config.max_connections);
-    let mut fds = [poll::entry(wake.as_raw_fd(), poll::READ), poll::entry(listener.as_raw_fd(), 0)];
+    let mut fds = [
+        poll::entry(wake.as_raw_fd(), poll::READ),
+        poll::entry(listener.as_raw_fd(), 0),
+    ];
     let result = loop {
         if shutdown.is_requested() {
             break Ok(());
         }
-        let pause = gate.resume_in(std::time::Instant::now());
+        let pause = gate.resume_in(Instant::now());
         fds[1].events = if pause.is_none() { poll::READ } else { 0 };
         match poll::poll(&mut fds, pause) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(e),
             Ok(_) => {}
         }
-        if shutdown.is_requested() {
-            // The listener was stopped by the request; accepting now would fail.
-            break Ok(());
-        }
         if fds[0].revents != 0 {
             let _ = wake.drain();
         }
-        if fds[1].revents == 0 {
+        if fds[1].revents == 0 || shutdown.is_requested() {
             continue;
         }
         // Only one connection at a time: `open` is always 0 here.
-        let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, 0) else {
-            continue;
-        };
-        if config.nodelay {
-            let _ = stream.set_nodelay(true);
+        if let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, 0) {
+            serve(Arc::new(stream), &registry);
         }
-        if let Err(e) = stream.set_timeouts(config.idle_timeout) {
-            warn!(error = %e, "cannot set socket timeouts; closing connection");
-            continue;
-        }
-        let stream = Arc::new(stream);
-        let ticket = registry.register(&stream);
-        let reason = serve_stream(&stream, &mut scratch, &options);
-        drop(ticket);
-        log_close(Model::Blocking, reason, 0);
     };
+    info!(model = %Model::Blocking, "shutdown: listener stopped, draining");
+    // A connection unparked just as the deadline passes is shut down when it registers.
+    while let Some(stream) = registry.unpark() {
+        serve(Arc::new(stream), &registry);
+    }
     drop(listener);
-    info!(model = %Model::Blocking, "shutdown: listener closed");
     registry.finish();
     if watchdog.join().is_err() {
         error!("the drain watchdog panicked");
     }
     result
+}
+
+/// Socket options of a connection about to be served.
+fn prepare(stream: &Stream, config: &Config) -> io::Result<()> {
+    if config.nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    stream.set_timeouts(config.idle_timeout)
 }

@@ -6,6 +6,7 @@
 //! that waits that long fails with `EAGAIN`; [`Timed`] turns that into `TimedOut`, which
 //! ends the connection, and remembers it for the log.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::{Arc, Weak};
@@ -86,7 +87,11 @@ impl Transport for Timed<'_> {
 /// With blocking calls every `drive` either makes progress or waits inside a read or write,
 /// so looping on `Blocked`/`Yielded` cannot spin: a write returns only when everything was
 /// sent (or it failed), and the next read waits for the peer.
-pub fn serve<T: Transport>(io: &mut T, scratch: &mut [u8], options: &EchoOptions) -> crate::worker::Closed {
+pub fn serve<T: Transport>(
+    io: &mut T,
+    scratch: &mut [u8],
+    options: &EchoOptions,
+) -> crate::worker::Closed {
     let mut echo = Echo::new();
     loop {
         match echo.drive(io, scratch, options) {
@@ -115,9 +120,12 @@ const FORCE_GRACE: Duration = Duration::from_secs(1);
 /// threads blocked on them (`shutdown(2)` makes a blocked read return 0 and a blocked write
 /// fail). Holds `Weak` references: a socket closes when its thread drops its `Arc`, never
 /// while a shutdown is using it, so the shutdown can never hit a reused descriptor number.
+///
+/// The `blocking` model also parks here the connections taken from the backlog at shutdown,
+/// which it serves one by one during the drain.
 #[derive(Debug, Default)]
 pub struct Registry {
-    /// Live sockets and drain state.
+    /// Live sockets, parked connections and drain state.
     state: Mutex<State>,
     /// Signalled when a socket leaves, a drain is requested, or serving has finished.
     changed: Condvar,
@@ -127,10 +135,36 @@ pub struct Registry {
 struct State {
     /// One entry per connection being served.
     sockets: Slab<Weak<Stream>>,
+    /// Connections accepted at shutdown, waiting to be served (`blocking` model).
+    parked: VecDeque<Stream>,
     /// A graceful drain was requested.
     drain_requested: bool,
     /// Serving is over (the watchdog may exit).
     finished: bool,
+    /// The drain deadline passed: every socket was shut down, and any registered from now
+    /// on is shut down at once.
+    cut: bool,
+}
+
+impl State {
+    /// Ends the drain: shuts down every registered socket and closes the parked ones.
+    fn cut_all(&mut self) {
+        let left = self.sockets.len() + self.parked.len();
+        if left > 0 {
+            info!(
+                connections = left,
+                "shutdown timeout: closing remaining connections"
+            );
+        }
+        self.cut = true;
+        self.parked.clear();
+        for (_, weak) in &self.sockets {
+            if let Some(stream) = weak.upgrade() {
+                // The socket may be closing already; nothing to do if so.
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
 }
 
 /// Proof of registration: dropping it removes the socket from the registry.
@@ -152,7 +186,12 @@ impl Drop for Ticket {
 impl Registry {
     /// Registers a connection's socket for the time its ticket lives.
     pub fn register(self: &Arc<Self>, stream: &Arc<Stream>) -> Ticket {
-        let key = self.state.lock().sockets.insert(Arc::downgrade(stream));
+        let mut state = self.state.lock();
+        if state.cut {
+            // Too late to be served: the drain is over.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let key = state.sockets.insert(Arc::downgrade(stream));
         Ticket {
             registry: self.clone(),
             key,
@@ -169,6 +208,16 @@ impl Registry {
         self.len() == 0
     }
 
+    /// Parks a connection to be served later in the drain.
+    pub fn park(&self, stream: Stream) {
+        self.state.lock().parked.push_back(stream);
+    }
+
+    /// Takes the next parked connection (none once the drain deadline has passed).
+    pub fn unpark(&self) -> Option<Stream> {
+        self.state.lock().parked.pop_front()
+    }
+
     /// Asks the watchdog ([`Registry::watch`]) to start draining.
     pub fn request_drain(&self) {
         self.state.lock().drain_requested = true;
@@ -183,7 +232,7 @@ impl Registry {
 
     /// Waits until every connection has ended or `deadline` passed; then shuts down the
     /// sockets left (waking their threads) and waits up to [`FORCE_GRACE`] for them to go.
-    /// Returns how many connections had to be cut.
+    /// Returns how many connections had to be cut. (The `thread` model's drain.)
     pub fn drain_until(&self, deadline: Instant) -> usize {
         let mut state = self.state.lock();
         while !state.sockets.is_empty() {
@@ -193,13 +242,7 @@ impl Registry {
         }
         let left = state.sockets.len();
         if left > 0 {
-            info!(connections = left, "shutdown timeout: closing remaining connections");
-            for (_, weak) in &state.sockets {
-                if let Some(stream) = weak.upgrade() {
-                    // The socket may be closing already; nothing to do if so.
-                    let _ = stream.shutdown(Shutdown::Both);
-                }
-            }
+            state.cut_all();
             let grace = Instant::now() + FORCE_GRACE;
             while !state.sockets.is_empty() {
                 if self.changed.wait_until(&mut state, grace).timed_out() {
@@ -210,18 +253,21 @@ impl Registry {
         left
     }
 
-    /// The `blocking` model's watchdog: sleeps until a drain is requested (then drains with
-    /// `timeout`) or serving finishes.
+    /// The `blocking` model's watchdog: sleeps until a drain is requested or serving
+    /// finishes; once draining, gives the serving thread `timeout` to finish, then cuts every
+    /// connection still registered or parked.
     pub fn watch(&self, timeout: Duration) {
         let mut state = self.state.lock();
         while !state.drain_requested && !state.finished {
             self.changed.wait(&mut state);
         }
-        if state.finished {
-            return;
+        let deadline = Instant::now() + timeout;
+        while !state.finished {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                state.cut_all();
+                return;
+            }
         }
-        drop(state);
-        self.drain_until(Instant::now() + timeout);
     }
 }
 
@@ -255,7 +301,11 @@ mod tests {
         });
         let cut = registry.drain_until(Instant::now() + Duration::from_millis(50));
         assert_eq!(cut, 1);
-        assert_eq!(reader.join().unwrap(), Ok(0), "shutdown wakes the blocked read");
+        assert_eq!(
+            reader.join().unwrap(),
+            Ok(0),
+            "shutdown wakes the blocked read"
+        );
         assert!(registry.is_empty());
     }
 }

@@ -20,7 +20,7 @@ use super::conn::{CloseReason, Conn, log_close};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
-use crate::sys::socket::Mode;
+use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};
 
 /// Token of the listening socket; connection tokens are slab keys, far below.
@@ -38,7 +38,12 @@ fn bits(wants: Wants) -> u32 {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Epoll, &bound.config, &bound.shutdown, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(
+        Model::Epoll,
+        &bound.config,
+        &bound.shutdown,
+        ReadUntil::ShortRead,
+    )?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -58,36 +63,18 @@ pub fn run(bound: Bound) -> io::Result<()> {
             _ => {}
         }
         let now = core.now_ms();
+        let mut listener_ready = false;
         for event in &events {
             match event.u64 {
                 WAKE => core.take_wake(),
-                LISTENER => {
-                    let Some(l) = &listener else { continue };
-                    for _ in 0..ACCEPT_BUDGET {
-                        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
-                            Accepted::Conn(stream) => {
-                                core.prepare(&stream);
-                                let entry = conns.vacant_entry();
-                                let fd = stream.as_raw_fd();
-                                match ep.add(fd, epoll::READ, entry.key() as u64) {
-                                    Ok(()) => drop(entry.insert(Conn::new(stream, now))),
-                                    Err(_) => log_close(core.model, CloseReason::Unwatchable, 0),
-                                }
-                            }
-                            Accepted::Empty => break,
-                            Accepted::Paused => {
-                                ep.modify(lfd, 0, LISTENER)?;
-                                listening = false;
-                                break;
-                            }
-                        }
-                    }
-                }
+                LISTENER => listener_ready = true,
                 token => {
                     // A stale token (closed earlier in this batch, slot maybe reused) costs
                     // at most one read that finds nothing.
                     let key = token as usize;
-                    let Some(conn) = conns.get_mut(key) else { continue };
+                    let Some(conn) = conns.get_mut(key) else {
+                        continue;
+                    };
                     let reason = match core.drive(conn, now) {
                         Progress::Done(closed) => Some(CloseReason::Finished(closed)),
                         // Yielded keeps the read interest: level-triggered epoll reports the
@@ -113,7 +100,17 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 }
             }
         }
+        if let (Some(l), true) = (&listener, listener_ready) {
+            if accept(&mut core, &ep, l, &mut conns, now, ACCEPT_BUDGET) {
+                ep.modify(lfd, 0, LISTENER)?;
+                listening = false;
+            }
+        }
         if core.should_stop_accepting() {
+            // Connections whose handshake completed before the request are served, not reset.
+            if let (Some(l), true) = (&listener, listening) {
+                accept(&mut core, &ep, l, &mut conns, now, usize::MAX);
+            }
             listener = None; // closed: the port is released, new connects are refused
             core.begin_drain(now, conns.len());
         }
@@ -137,4 +134,31 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Accepts up to `budget` connections and watches them for reading. Returns whether
+/// accepting failed and is paused.
+fn accept(
+    core: &mut LoopCore,
+    ep: &Epoll,
+    l: &Listener,
+    conns: &mut Slab<Conn>,
+    now: u64,
+    budget: usize,
+) -> bool {
+    for _ in 0..budget {
+        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+            Accepted::Conn(stream) => {
+                core.prepare(&stream);
+                let entry = conns.vacant_entry();
+                match ep.add(stream.as_raw_fd(), epoll::READ, entry.key() as u64) {
+                    Ok(()) => drop(entry.insert(Conn::new(stream, now))),
+                    Err(_) => log_close(core.model, CloseReason::Unwatchable, 0),
+                }
+            }
+            Accepted::Empty => break,
+            Accepted::Paused => return true,
+        }
+    }
+    false
 }

@@ -40,7 +40,12 @@ const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::EpollEt, &bound.config, &bound.shutdown, ReadUntil::WouldBlock)?;
+    let mut core = LoopCore::new(
+        Model::EpollEt,
+        &bound.config,
+        &bound.shutdown,
+        ReadUntil::WouldBlock,
+    )?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -78,7 +83,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
         // starve the rest. One that appears twice is driven twice, which costs one EAGAIN.
         ready.append(&mut resume);
         for &key in &ready {
-            let Some(conn) = conns.get_mut(key) else { continue };
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
             let reason = match core.drive(conn, now) {
                 Progress::Done(closed) => CloseReason::Finished(closed),
                 Progress::Yielded => {
@@ -93,6 +100,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
             log_close(core.model, reason, conn.echo.pending());
         }
         if core.should_stop_accepting() {
+            // Connections whose handshake completed before the request are served, not reset.
+            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+                accept_all(&mut core, &ep, l, &mut conns, now);
+            }
             listener = None;
             core.begin_drain(now, conns.len());
         }
@@ -119,7 +130,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
 }
 
 /// Accepts until `EAGAIN`. Returns whether accepting stopped early (paused) and is owed.
-fn accept_all(core: &mut LoopCore, ep: &Epoll, l: &Listener, conns: &mut Slab<Conn>, now: u64) -> bool {
+fn accept_all(
+    core: &mut LoopCore,
+    ep: &Epoll,
+    l: &Listener,
+    conns: &mut Slab<Conn>,
+    now: u64,
+) -> bool {
     loop {
         match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {

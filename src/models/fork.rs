@@ -49,8 +49,14 @@ const KILL_GRACE: Duration = Duration::from_millis(500);
 /// Serves until a terminating signal (or a shutdown request made before `run`), then waits
 /// for the children.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let Bound { listener, config, shutdown, signals } = bound;
-    let signals = signals.ok_or_else(|| io::Error::other("fork model: signal handlers are not installed"))?;
+    let Bound {
+        listener,
+        config,
+        shutdown,
+        signals,
+    } = bound;
+    let signals =
+        signals.ok_or_else(|| io::Error::other("fork model: signal handlers are not installed"))?;
     let threads = process::thread_count()?;
     if threads > 1 {
         return Err(io::Error::other(format!(
@@ -61,30 +67,40 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut children: HashSet<Pid> = HashSet::new();
     let mut gate = Gate::new(config.max_connections);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
-    let mut fds = [poll::entry(signals.read_fd(), poll::READ), poll::entry(listener.as_raw_fd(), 0)];
+    let mut fds = [
+        poll::entry(signals.read_fd(), poll::READ),
+        poll::entry(listener.as_raw_fd(), 0),
+    ];
     loop {
         let received = signals.take();
         reap(&mut children);
         // The process is single-threaded, so a ShutdownHandle can only have fired before
         // `run`; signals are the trigger from here on.
-        if received.any(TERMINATE) || shutdown.is_requested() {
-            break;
-        }
+        let stopping = received.any(TERMINATE) || shutdown.is_requested();
         let pause = gate.resume_in(Instant::now());
-        fds[1].events = if pause.is_none() { poll::READ } else { 0 };
-        match poll::poll(&mut fds, pause) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        if fds[1].revents == 0 {
-            continue;
+        if stopping {
+            // One last pass: connections whose handshake completed before the request are
+            // served, not reset.
+            if pause.is_some() {
+                break;
+            }
+        } else {
+            fds[1].events = if pause.is_none() { poll::READ } else { 0 };
+            match poll::poll(&mut fds, pause) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if fds[1].revents == 0 {
+                continue;
+            }
         }
         loop {
             if children.len() >= config.max_connections {
                 reap(&mut children); // exits not yet collected must not count
             }
-            let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, children.len()) else {
+            let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, children.len())
+            else {
                 break;
             };
             if config.nodelay {
@@ -104,7 +120,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
                     let _ = signal::set_default(libc::SIGCHLD);
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
-                    let serve_child = std::panic::AssertUnwindSafe(|| child(&stream, &options, &config));
+                    let serve_child =
+                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &config));
                     let code = std::panic::catch_unwind(serve_child).unwrap_or(101);
                     process::exit_now(code);
                 }
@@ -122,6 +139,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
                     break;
                 }
             }
+        }
+        if stopping {
+            break;
         }
     }
     drop(listener);
@@ -144,7 +164,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
         reap(&mut children);
     }
     if !children.is_empty() {
-        info!(children = children.len(), "shutdown timeout: killing remaining children");
+        info!(
+            children = children.len(),
+            "shutdown timeout: killing remaining children"
+        );
         for &pid in &children {
             let _ = process::kill(pid, libc::SIGKILL);
         }

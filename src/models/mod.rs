@@ -114,7 +114,9 @@ impl ModelServer {
             Model::Thread => thread::run(bound),
             Model::Fork => fork::run(bound),
             Model::Blocking => blocking::run(bound),
-            Model::Reactor => Err(io::Error::other("the reactor model is not a raw-syscall model")),
+            Model::Reactor => Err(io::Error::other(
+                "the reactor model is not a raw-syscall model",
+            )),
         }
     }
 }

@@ -17,7 +17,7 @@ use super::conn::{CloseReason, Conn, log_close};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::sys::poll::{self, PollFd};
-use crate::sys::socket::Mode;
+use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};
 
 /// Index of the shutdown eventfd in the array.
@@ -35,10 +35,18 @@ fn bits(wants: Wants) -> libc::c_short {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Poll, &bound.config, &bound.shutdown, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(
+        Model::Poll,
+        &bound.config,
+        &bound.shutdown,
+        ReadUntil::ShortRead,
+    )?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-    let mut fds: Vec<PollFd> = vec![poll::entry(core.wake_fd(), poll::READ), poll::entry(lfd, poll::READ)];
+    let mut fds: Vec<PollFd> = vec![
+        poll::entry(core.wake_fd(), poll::READ),
+        poll::entry(lfd, poll::READ),
+    ];
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         // Not watching the listener while paused, or poll would report it at once (spin).
@@ -75,18 +83,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
             log_close(core.model, reason, conn.echo.pending());
         }
         if let (Some(l), true) = (&listener, fds[LISTENER].revents != 0) {
-            for _ in 0..ACCEPT_BUDGET {
-                match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
-                    Accepted::Conn(stream) => {
-                        core.prepare(&stream);
-                        fds.push(poll::entry(stream.as_raw_fd(), poll::READ));
-                        conns.push(Conn::new(stream, now));
-                    }
-                    Accepted::Empty | Accepted::Paused => break,
-                }
-            }
+            accept(&mut core, l, &mut fds, &mut conns, now, ACCEPT_BUDGET);
         }
         if core.should_stop_accepting() {
+            // Connections whose handshake completed before the request are served, not reset.
+            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+                accept(&mut core, l, &mut fds, &mut conns, now, usize::MAX);
+            }
             listener = None;
             fds[LISTENER].fd = -1;
             core.begin_drain(now, conns.len());
@@ -113,5 +116,25 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Accepts up to `budget` connections, appending an entry for each (the pause, if accepting
+/// fails, is the gate's).
+fn accept(
+    core: &mut LoopCore,
+    l: &Listener,
+    fds: &mut Vec<PollFd>,
+    conns: &mut Vec<Conn>,
+    now: u64,
+    budget: usize,
+) {
+    for _ in 0..budget {
+        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+            return;
+        };
+        core.prepare(&stream);
+        fds.push(poll::entry(stream.as_raw_fd(), poll::READ));
+        conns.push(Conn::new(stream, now));
     }
 }

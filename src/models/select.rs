@@ -20,7 +20,7 @@ use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
-use crate::sys::socket::Mode;
+use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil};
 
 /// Connections accepted per round (level-triggered: the rest are reported again).
@@ -39,8 +39,16 @@ impl Watched {
         let fd = conn.stream.as_raw_fd();
         conn.watching = conn.echo.wants(&core.echo);
         // Both inserts succeed: only descriptors below FD_SETSIZE are ever accepted.
-        let _ = if conn.watching.read { self.read.insert(fd) } else { Ok(self.read.remove(fd)) };
-        let _ = if conn.watching.write { self.write.insert(fd) } else { Ok(self.write.remove(fd)) };
+        let _ = if conn.watching.read {
+            self.read.insert(fd)
+        } else {
+            Ok(self.read.remove(fd))
+        };
+        let _ = if conn.watching.write {
+            self.write.insert(fd)
+        } else {
+            Ok(self.write.remove(fd))
+        };
     }
 
     fn forget(&mut self, conn: &Conn) {
@@ -51,7 +59,12 @@ impl Watched {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Select, &bound.config, &bound.shutdown, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(
+        Model::Select,
+        &bound.config,
+        &bound.shutdown,
+        ReadUntil::ShortRead,
+    )?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();
     let not_watchable = |e: select::OutOfRange| io::Error::other(format!("select model: {e}"));
@@ -68,12 +81,19 @@ pub fn run(bound: Bound) -> io::Result<()> {
     loop {
         // Not watching the listener while paused, or select would report it at once (spin).
         let paused = core.gate.is_paused(Instant::now());
-        let accepting = listener.as_ref().filter(|_| !paused).map(AsRawFd::as_raw_fd);
+        let accepting = listener
+            .as_ref()
+            .filter(|_| !paused)
+            .map(AsRawFd::as_raw_fd);
         let (mut read, mut write) = (master.read, master.write);
         if let Some(fd) = accepting {
             read.insert(fd).map_err(not_watchable)?;
         }
-        let maxfd = conns.iter().map(|c| c.stream.as_raw_fd()).chain(accepting).fold(wake, i32::max);
+        let maxfd = conns
+            .iter()
+            .map(|c| c.stream.as_raw_fd())
+            .chain(accepting)
+            .fold(wake, i32::max);
         let timeout = core.timeout(core.now_ms(), conns.len(), false);
         match select::select(maxfd as usize + 1, &mut read, &mut write, timeout) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -105,25 +125,29 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         let listener_ready = accepting.is_some_and(|fd| read.contains(fd));
         if let (Some(l), true) = (&listener, listener_ready) {
-            for _ in 0..ACCEPT_BUDGET {
-                match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
-                    Accepted::Conn(stream) if !select::fits(stream.as_raw_fd()) => {
-                        if let Some(suppressed) = refused_log.check(Instant::now()) {
-                            warn!(fd = stream.as_raw_fd(), limit = FD_SETSIZE, suppressed,
-                                "select cannot watch a descriptor >= FD_SETSIZE; closing connection");
-                        }
-                    }
-                    Accepted::Conn(stream) => {
-                        core.prepare(&stream);
-                        let mut conn = Conn::new(stream, now);
-                        master.update(&mut conn, &core);
-                        conns.push(conn);
-                    }
-                    Accepted::Empty | Accepted::Paused => break,
-                }
-            }
+            accept(
+                &mut core,
+                l,
+                &mut master,
+                &mut conns,
+                &mut refused_log,
+                now,
+                ACCEPT_BUDGET,
+            );
         }
         if core.should_stop_accepting() {
+            // Connections whose handshake completed before the request are served, not reset.
+            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+                accept(
+                    &mut core,
+                    l,
+                    &mut master,
+                    &mut conns,
+                    &mut refused_log,
+                    now,
+                    usize::MAX,
+                );
+            }
             listener = None;
             core.begin_drain(now, conns.len());
         }
@@ -149,5 +173,39 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Accepts up to `budget` connections; refuses (closes) any whose descriptor does not fit in
+/// an `fd_set`, before it gets near one.
+fn accept(
+    core: &mut LoopCore,
+    l: &Listener,
+    master: &mut Watched,
+    conns: &mut Vec<Conn>,
+    refused_log: &mut RateLimit,
+    now: u64,
+    budget: usize,
+) {
+    for _ in 0..budget {
+        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+            return;
+        };
+        let fd = stream.as_raw_fd();
+        if !select::fits(fd) {
+            if let Some(suppressed) = refused_log.check(Instant::now()) {
+                warn!(
+                    fd,
+                    limit = FD_SETSIZE,
+                    suppressed,
+                    "select cannot watch a descriptor >= FD_SETSIZE; closing connection"
+                );
+            }
+            continue; // `stream` is dropped: closed
+        }
+        core.prepare(&stream);
+        let mut conn = Conn::new(stream, now);
+        master.update(&mut conn, core);
+        conns.push(conn);
     }
 }

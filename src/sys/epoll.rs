@@ -92,7 +92,9 @@ mod tests {
         epoll.wait(&mut events, Some(Duration::ZERO)).unwrap();
         assert!(events.is_empty());
         efd.wake().unwrap();
-        epoll.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+        epoll
+            .wait(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
         assert_eq!(events.len(), 1);
         let (token, bits) = (events[0].u64, events[0].events);
         assert_eq!(token, 7);

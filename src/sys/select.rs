@@ -37,7 +37,9 @@ pub struct FdSet {
 
 impl fmt::Debug for FdSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fds: Vec<RawFd> = (0..FD_SETSIZE as RawFd).filter(|&fd| self.contains(fd)).collect();
+        let fds: Vec<RawFd> = (0..FD_SETSIZE as RawFd)
+            .filter(|&fd| self.contains(fd))
+            .collect();
         f.debug_set().entries(fds).finish()
     }
 }
@@ -149,12 +151,23 @@ mod tests {
         read.insert(fd).unwrap();
         let mut ready = read;
         let mut write = FdSet::new();
-        let n = select(fd as usize + 1, &mut ready, &mut write, Some(Duration::ZERO)).unwrap();
+        let n = select(
+            fd as usize + 1,
+            &mut ready,
+            &mut write,
+            Some(Duration::ZERO),
+        )
+        .unwrap();
         assert_eq!(n, 0);
         efd.wake().unwrap();
         let mut ready = read;
-        let n = select(fd as usize + 1, &mut ready, &mut write, Some(Duration::from_secs(5)))
-            .unwrap();
+        let n = select(
+            fd as usize + 1,
+            &mut ready,
+            &mut write,
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert_eq!(n, 1);
         assert!(ready.contains(fd));
     }

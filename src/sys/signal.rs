@@ -82,7 +82,9 @@ impl SignalPipe {
         }
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if let Err(e) = unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC)) } {
+        if let Err(e) =
+            unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC)) }
+        {
             INSTALLED.store(false, Ordering::SeqCst);
             return Err(e);
         }
@@ -111,7 +113,13 @@ impl SignalPipe {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reads at most `buf.len()` bytes into `buf`.
-            match unsafe { syscall!(read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) } {
+            match unsafe {
+                syscall!(read(
+                    self.read.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len()
+                ))
+            } {
                 Ok(n) if n > 0 => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 _ => break,

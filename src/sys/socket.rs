@@ -175,7 +175,12 @@ impl Stream {
     }
 }
 
-fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+fn setsockopt<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) -> io::Result<()> {
     // SAFETY: `value` lives across the call and the length passed is exactly its size; the
     // caller picks `T` to match the option (c_int or timeval).
     unsafe {
@@ -211,7 +216,9 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
                 a.sin6_scope_id,
             )))
         }
-        family => Err(io::Error::other(format!("unexpected address family {family}"))),
+        family => Err(io::Error::other(format!(
+            "unexpected address family {family}"
+        ))),
     }
 }
 
