@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the echo server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the I/O models `serve --model` accepts.
     Models,
 }

@@ -39,16 +39,16 @@ impl Watched {
         let fd = conn.stream.as_raw_fd();
         conn.watching = conn.echo.wants(&core.echo);
         // Both inserts succeed: only descriptors below FD_SETSIZE are ever accepted.
-        let _ = if conn.watching.read {
-            self.read.insert(fd)
-        } else {
-            Ok(self.read.remove(fd))
-        };
-        let _ = if conn.watching.write {
-            self.write.insert(fd)
-        } else {
-            Ok(self.write.remove(fd))
-        };
+        for (set, wanted) in [
+            (&mut self.read, conn.watching.read),
+            (&mut self.write, conn.watching.write),
+        ] {
+            if wanted {
+                let _ = set.insert(fd);
+            } else {
+                set.remove(fd);
+            }
+        }
     }
 
     fn forget(&mut self, conn: &Conn) {

@@ -19,9 +19,8 @@ impl EventFd {
         // SAFETY: plain syscall with valid flags.
         let fd = unsafe { syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)) }?;
         // SAFETY: eventfd just returned this descriptor; nothing else owns it.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd })
     }
 
     /// Makes the descriptor readable. Safe to call from any thread, any number of times.

@@ -59,9 +59,8 @@ impl FdSet {
     /// An empty set.
     pub fn new() -> FdSet {
         // SAFETY: fd_set is a plain bitmap; all zeroes is the empty set (what FD_ZERO does).
-        FdSet {
-            set: unsafe { std::mem::zeroed() },
-        }
+        let set = unsafe { std::mem::zeroed() };
+        FdSet { set }
     }
 
     /// Adds `fd`, or refuses it if it is outside `0..FD_SETSIZE`.

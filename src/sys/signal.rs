@@ -81,10 +81,10 @@ impl SignalPipe {
             return Err(io::Error::other("signal handlers are already installed"));
         }
         let mut fds = [0 as RawFd; 2];
+        let flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if let Err(e) =
-            unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC)) }
-        {
+        let created = unsafe { syscall!(pipe2(fds.as_mut_ptr(), flags)) };
+        if let Err(e) = created {
             INSTALLED.store(false, Ordering::SeqCst);
             return Err(e);
         }

@@ -53,9 +53,8 @@ impl Listener {
             ))
         }?;
         // SAFETY: accept4 just returned this descriptor; nothing else owns it.
-        Ok(Stream {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Stream { fd })
     }
 }
 
