@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{InProcess, PATIENCE, Spec, assert_same, connect, echo_all, read_n, wait_until};
+use util::{InProcess, PATIENCE, Spec, connect, echo_all, read_n, wait_until};
 
 /// Both tests push this process's descriptor numbers past 1024; one at a time.
 static FDS: Mutex<()> = Mutex::new(());
