@@ -283,3 +283,29 @@ impl Transport for Finishing<'_> {
         self.stream.shutdown(Shutdown::Write)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelServer;
+    use crate::shutdown::ShutdownHandle;
+
+    #[test]
+    fn run_refuses_a_multi_threaded_process() {
+        // The test harness runs tests on threads of its own, so this process has several.
+        let config = crate::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            model: Model::Fork,
+            ..crate::config::Config::default()
+        };
+        let server = ModelServer::bind(&config, ShutdownHandle::new()).expect("bind");
+        assert!(server.handles_signals());
+        // A second thread that lives until `run` has returned, whatever the harness does.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || wait.recv());
+        let e = server.run().expect_err("forked from a multi-threaded process");
+        drop(done);
+        let _ = helper.join();
+        assert!(e.to_string().contains("single-threaded"), "{e}");
+    }
+}
