@@ -69,8 +69,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 WAKE => core.take_wake(),
                 LISTENER => listener_ready = true,
                 token => {
-                    // A stale token (closed earlier in this batch, slot maybe reused) costs
-                    // at most one read that finds nothing.
+                    // The connection may have closed earlier in this batch: its slot is
+                    // then empty (accepts come after the batch, so none is reused in it).
                     let key = token as usize;
                     let Some(conn) = conns.get_mut(key) else {
                         continue;
