@@ -104,6 +104,11 @@ pub struct Config {
     pub nodelay: bool,
     /// Log filter (tracing `EnvFilter` syntax) when neither `--log-level` nor `RUST_LOG` is set.
     pub log_level: String,
+    /// Where the Prometheus metrics endpoint listens; `None` (the default) serves no metrics.
+    /// A loopback address unless `metrics_allow_remote` is set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
+    pub metrics_allow_remote: bool,
 }
 
 impl Default for Config {
@@ -119,6 +124,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             nodelay: true,
             log_level: "info".to_owned(),
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -141,6 +148,8 @@ struct FileConfig {
     shutdown_timeout: Option<DurationValue>,
     nodelay: Option<bool>,
     log_level: Option<String>,
+    metrics_listen: Option<String>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -166,6 +175,10 @@ pub struct Overrides {
     pub nodelay: Option<bool>,
     /// `--log-level`
     pub log_level: Option<String>,
+    /// `--metrics-listen`
+    pub metrics_listen: Option<String>,
+    /// `--metrics-allow-remote` sets this to `Some(true)`
+    pub metrics_allow_remote: Option<bool>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -313,6 +326,14 @@ impl Config {
                 reason: format!("'{log_level}' is not a valid log filter ({e})"),
             });
         }
+        let metrics_allow_remote = o
+            .metrics_allow_remote
+            .or(file.metrics_allow_remote)
+            .unwrap_or(d.metrics_allow_remote);
+        let metrics_listen = match o.metrics_listen.clone().or(file.metrics_listen) {
+            Some(s) => parse_metrics_listen(&s, metrics_allow_remote)?,
+            None => d.metrics_listen,
+        };
         Ok(Config {
             listen,
             workers,
@@ -324,6 +345,8 @@ impl Config {
             shutdown_timeout,
             nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
             log_level,
+            metrics_listen,
+            metrics_allow_remote,
         })
     }
 }
@@ -351,6 +374,28 @@ fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
         field: "listen",
         reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:7007 or [::1]:7007)"),
     })
+}
+
+/// `metrics_listen`: an IP:PORT, loopback unless remote scraping was allowed explicitly. An
+/// empty string means off (so `--metrics-listen ''` can override a file that sets one).
+fn parse_metrics_listen(s: &str, allow_remote: bool) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = s.trim().parse().map_err(|_| ConfigError::Invalid {
+        field: "metrics_listen",
+        reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:9707)"),
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ConfigError::Invalid {
+            field: "metrics_listen",
+            reason: format!(
+                "{addr} is not a loopback address; metrics are served on loopback only unless \
+                 `metrics_allow_remote = true` (or --metrics-allow-remote) is set"
+            ),
+        });
+    }
+    Ok(Some(addr))
 }
 
 /// A duration in a config file: a number of seconds (fractions allowed) or a string such as
@@ -471,6 +516,8 @@ mod tests {
             ("backlog = 0", "`backlog`"),
             ("max_connections = 0", "`max_connections`"),
             ("nodelay = 3", "`nodelay`"),
+            ("metrics_listen = \"0.0.0.0:9707\"", "`metrics_listen`"),
+            ("metrics_listen = \"here\"", "`metrics_listen`"),
             ("[section]\nx = 1", "section"),
         ];
         for (text, field) in cases {
@@ -478,6 +525,24 @@ mod tests {
             assert!(e.contains(field), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        assert_eq!(Config::from_toml("").unwrap().metrics_listen, None);
+        let c = Config::from_toml("metrics_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"[::1]:9\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("[::1]:9".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"0.0.0.0:9707\"\nmetrics_allow_remote = true")
+            .unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9707".parse().unwrap()));
+        assert_eq!(
+            Config::from_toml("metrics_listen = \"\"")
+                .unwrap()
+                .metrics_listen,
+            None
+        );
     }
 
     #[test]

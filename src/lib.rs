@@ -9,6 +9,12 @@
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
+//! - [`live`]: `LiveSettings`, the settings a reload changes in a running server.
+//! - [`stats`]: `Stats`, per-worker lock-free counters summed for the metrics endpoint.
+//! - [`metrics`]: the Prometheus text format and its small HTTP endpoint.
+//! - [`ops`]: running it for real: daemon, supervisor, signals and reload, privilege drop,
+//!   pid file, syslog/file logging, systemd readiness.
+//! - [`client`]: `reactor-pool client`, a line-at-a-time echo client.
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -16,12 +22,17 @@
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod listener;
+pub mod live;
+pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Model, Overrides};

@@ -3,11 +3,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::{Config, Model};
 use crate::listener::BindError;
+use crate::live::LiveSettings;
 use crate::reactor::ReactorServer;
 use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
 
 /// A bound server of any model, ready to run.
 #[derive(Debug)]
@@ -16,6 +19,10 @@ pub struct Server {
     inner: Inner,
     /// Trigger for a graceful shutdown.
     shutdown: ShutdownHandle,
+    /// Settings a reload changes while running.
+    live: Arc<LiveSettings>,
+    /// The server's counters (for the metrics endpoint).
+    stats: Arc<Stats>,
 }
 
 #[derive(Debug)]
@@ -27,11 +34,53 @@ impl Server {
     /// Binds the listening socket for `config.model`. Connections queue in the backlog from
     /// here on; they are served once [`Server::run`] is called.
     pub fn bind(config: &Config) -> Result<Server, BindError> {
-        let shutdown = ShutdownHandle::new();
+        let (shutdown, live, stats) = Server::shared(config);
         let inner = match config.model {
-            Model::Reactor => Inner::Reactor(ReactorServer::bind(config, shutdown.clone())?),
+            Model::Reactor => Inner::Reactor(ReactorServer::bind(
+                config,
+                shutdown.clone(),
+                live.clone(),
+                stats.clone(),
+            )?),
         };
-        Ok(Server { inner, shutdown })
+        Ok(Server {
+            inner,
+            shutdown,
+            live,
+            stats,
+        })
+    }
+
+    /// Like [`Server::bind`], on a socket that is already listening (inherited from a
+    /// supervisor, so restarts keep the port and its backlog).
+    pub fn from_listener(
+        config: &Config,
+        listener: std::net::TcpListener,
+    ) -> Result<Server, BindError> {
+        let (shutdown, live, stats) = Server::shared(config);
+        let inner = match config.model {
+            Model::Reactor => Inner::Reactor(ReactorServer::from_listener(
+                config,
+                listener,
+                shutdown.clone(),
+                live.clone(),
+                stats.clone(),
+            )?),
+        };
+        Ok(Server {
+            inner,
+            shutdown,
+            live,
+            stats,
+        })
+    }
+
+    fn shared(config: &Config) -> (ShutdownHandle, Arc<LiveSettings>, Arc<Stats>) {
+        (
+            ShutdownHandle::new(),
+            Arc::new(LiveSettings::new(config)),
+            Arc::new(Stats::new(config.workers)),
+        )
     }
 
     /// The bound address (port 0 resolved to the real port).
@@ -39,6 +88,16 @@ impl Server {
         match &self.inner {
             Inner::Reactor(s) => s.local_addr(),
         }
+    }
+
+    /// The settings a reload may change while the server runs.
+    pub fn live_settings(&self) -> Arc<LiveSettings> {
+        self.live.clone()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// A handle that stops this server gracefully; it may be cloned and sent anywhere.

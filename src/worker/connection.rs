@@ -3,7 +3,7 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Echo, EchoOptions, Progress, Wants};
+use super::echo::{Echo, EchoOptions, Moved, Progress, Wants};
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -36,9 +36,20 @@ impl Connection {
         })
     }
 
-    /// Drives the echo as far as the socket allows.
-    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions) -> Progress {
-        self.echo.drive(&mut self.stream, scratch, options)
+    /// Drives the echo as far as the socket allows, adding the bytes moved to `moved`.
+    pub fn drive(
+        &mut self,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+        moved: &mut Moved,
+    ) -> Progress {
+        self.echo
+            .drive_counted(&mut self.stream, scratch, options, moved)
+    }
+
+    /// Whether the poller currently watches this connection for reading.
+    pub fn is_reading(&self) -> bool {
+        self.registered.is_readable()
     }
 
     /// Makes the poller's interest match `wants`, with a syscall only when it changed.
