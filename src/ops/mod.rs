@@ -243,7 +243,9 @@ pub fn serve(config_path: Option<&Path>, overrides: &Overrides, ops: &OpsArgs) -
                 return EXIT_FAILURE;
             }
         };
-        info!(addr = %plan.config.listen, "supervisor started");
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "supervisor listening");
+        }
         return Supervisor {
             listener,
             shutdown_timeout: plan.config.shutdown_timeout,
@@ -314,7 +316,7 @@ fn run_server(
         let source = MetricsSource::new(server.stats(), server.live_settings());
         match metrics.spawn(source, &shutdown) {
             Ok(thread) => {
-                info!(%addr, "metrics at http://{addr}/metrics");
+                info!("metrics at http://{addr}/metrics");
                 metrics_thread = Some(thread);
             }
             Err(e) => {
