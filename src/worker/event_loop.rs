@@ -299,8 +299,10 @@ impl Worker {
                 pending = conn.echo.pending(),
                 "connection closed"
             );
-            drop(conn);
+            // Counted before the FIN goes out, so a peer that sees the close and then scrapes
+            // the metrics finds it counted.
             self.stats().closed(reason.into());
+            drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
         }
     }

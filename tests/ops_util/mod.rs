@@ -423,6 +423,24 @@ pub fn scrape(addr: SocketAddr, name: &str) -> f64 {
     metric(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body))
 }
 
+/// Waits until the scraped sample `name` equals `value`.
+#[track_caller]
+pub fn wait_metric(addr: SocketAddr, name: &str, value: f64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = http(addr, "GET", "/metrics");
+        let last = metric(&r.body, name);
+        if last == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed at {last:?}, expected {value}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The metrics address a server logged.
 #[track_caller]
 pub fn metrics_addr(p: &Proc) -> SocketAddr {
