@@ -64,16 +64,19 @@ impl ShutdownHandle {
         self.inner.requested.load(Ordering::SeqCst)
     }
 
-    /// Runs `wake` when shutdown is requested (at once if it already was).
+    /// Runs `wake` when shutdown is requested (at once if it already was). The callback is
+    /// kept either way: dropping a late one at once would close the waker it owns before its
+    /// poller saw the wake-up, losing the event (the poller would then sleep forever).
     pub fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
-        {
+        let wake: WakeFn = Arc::new(wake);
+        let late = {
             let mut wakers = self.inner.wakers.lock();
-            if !self.inner.requested.load(Ordering::SeqCst) {
-                wakers.push(Arc::new(wake));
-                return;
-            }
+            wakers.push(wake.clone());
+            self.inner.requested.load(Ordering::SeqCst)
+        };
+        if late {
+            wake();
         }
-        wake();
     }
 }
 
@@ -98,5 +101,29 @@ mod tests {
         });
         assert_eq!(count.load(Ordering::SeqCst), 2);
         assert!(h.is_requested());
+    }
+
+    #[test]
+    fn late_callbacks_are_kept_alive() {
+        struct Owned(Arc<AtomicUsize>);
+        impl Drop for Owned {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let h = ShutdownHandle::new();
+        h.shutdown();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let owned = Owned(dropped.clone());
+        h.on_shutdown(move || {
+            let _ = &owned;
+        });
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            0,
+            "a waker must outlive its wake-up"
+        );
+        drop(h);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
     }
 }

@@ -23,7 +23,10 @@ const BASE: &str = "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n
 #[test]
 fn sighup_applies_a_new_idle_timeout_to_open_connections() {
     let dir = TempDir::new("reload-idle");
-    let (mut p, addr, metrics) = start(&dir, &format!("{BASE}idle_timeout = 0\nlog_level = \"info\"\n"));
+    let (mut p, addr, metrics) = start(
+        &dir,
+        &format!("{BASE}idle_timeout = 0\nlog_level = \"info\"\n"),
+    );
     let mut open = connect(addr);
     echo_on(&mut open, b"before\n");
     assert_eq!(scrape(metrics, "reactor_pool_idle_timeout_seconds"), 0.0);
@@ -34,7 +37,11 @@ fn sighup_applies_a_new_idle_timeout_to_open_connections() {
     );
     p.signal(libc::SIGHUP);
     p.wait_stderr("configuration reloaded", 1);
-    assert!(p.stderr().contains("`idle_timeout` applied"), "{}", p.stderr());
+    assert!(
+        p.stderr().contains("`idle_timeout` applied"),
+        "{}",
+        p.stderr()
+    );
     assert!(p.stderr().contains("`log_level` applied"), "{}", p.stderr());
     assert_eq!(scrape(metrics, "reactor_pool_idle_timeout_seconds"), 0.3);
 
@@ -47,7 +54,13 @@ fn sighup_applies_a_new_idle_timeout_to_open_connections() {
         1.0,
     );
     p.wait_stderr("IdleTimeout", 1);
-    assert_eq!(scrape(metrics, "reactor_pool_config_reloads_total{result=\"success\"}"), 1.0);
+    assert_eq!(
+        scrape(
+            metrics,
+            "reactor_pool_config_reloads_total{result=\"success\"}"
+        ),
+        1.0
+    );
     p.stop();
 }
 
@@ -66,7 +79,13 @@ fn sighup_rejects_an_invalid_file_and_keeps_the_running_config() {
     p.signal(libc::SIGHUP);
     p.wait_stderr("config reload rejected", 1);
     assert!(p.stderr().contains("max_connections"), "{}", p.stderr());
-    assert_eq!(scrape(metrics, "reactor_pool_config_reloads_total{result=\"failure\"}"), 1.0);
+    assert_eq!(
+        scrape(
+            metrics,
+            "reactor_pool_config_reloads_total{result=\"failure\"}"
+        ),
+        1.0
+    );
     assert_eq!(scrape(metrics, "reactor_pool_max_connections"), 5.0);
     echo_on(&mut open, b"still here\n");
 
@@ -78,16 +97,29 @@ fn sighup_rejects_an_invalid_file_and_keeps_the_running_config() {
     p.signal(libc::SIGHUP);
     p.wait_stderr("configuration reloaded", 1);
     let err = p.stderr();
-    assert!(err.contains("`workers` changed but needs a restart"), "{err}");
-    assert!(!err.contains("`listen` changed"), "port 0 both times: {err}");
+    assert!(
+        err.contains("`workers` changed but needs a restart"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("`listen` changed"),
+        "port 0 both times: {err}"
+    );
     assert_eq!(scrape(metrics, "reactor_pool_max_connections"), 1.0);
-    assert_eq!(scrape(metrics, "reactor_pool_workers"), 2.0, "workers unchanged");
+    assert_eq!(
+        scrape(metrics, "reactor_pool_workers"),
+        2.0,
+        "workers unchanged"
+    );
 
     // One connection is open, the limit is now one: a second one is closed at accept.
     let mut extra = connect(addr);
     expect_closed(&mut extra);
     assert_eq!(
-        scrape(metrics, "reactor_pool_connections_closed_total{reason=\"limit\"}"),
+        scrape(
+            metrics,
+            "reactor_pool_connections_closed_total{reason=\"limit\"}"
+        ),
         1.0
     );
     echo_on(&mut open, b"the first one still works\n");
@@ -103,9 +135,7 @@ fn systemd_notifications_follow_the_lifecycle() {
     let dir = TempDir::new("notify");
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(DEADLINE))
-        .unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
     let config = dir.write("c.toml", "listen = \"127.0.0.1:0\"\n");
     let mut p = Proc::spawn_with(&["serve", "--config", config.to_str().unwrap()], |c| {
         c.env("NOTIFY_SOCKET", &socket_path);
