@@ -64,17 +64,16 @@ impl ShutdownHandle {
         self.inner.requested.load(Ordering::SeqCst)
     }
 
-    /// Runs `wake` when shutdown is requested (at once if it already was). The callback is
-    /// kept either way: dropping a late one at once would close the waker it owns before its
-    /// poller saw the wake-up, losing the event (the poller would then sleep forever).
+    /// Runs `wake` when shutdown is requested (at once if it already was).
     pub fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
         let wake: WakeFn = Arc::new(wake);
-        let late = {
+        let already = {
             let mut wakers = self.inner.wakers.lock();
+            // Kept even when run at once, for the same reason as in `shutdown`.
             wakers.push(wake.clone());
             self.inner.requested.load(Ordering::SeqCst)
         };
-        if late {
+        if already {
             wake();
         }
     }

@@ -148,13 +148,16 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => disconnected |= self.take_commands(now_ms),
-                    token => self.ready(token, now_ms),
+                    token => {
+                        let fin = event.is_read_closed() || event.is_error();
+                        self.ready(token, now_ms, fin)
+                    }
                 }
             }
             // Connections that yielded last round get another turn now, after everyone who
             // had an event, so one busy peer cannot starve the rest.
             for token in std::mem::take(&mut self.yielded) {
-                self.ready(token, now_ms);
+                self.ready(token, now_ms, false);
             }
             if let Some(interval) = self.sweep_interval_ms() {
                 if now_ms >= self.next_sweep_ms {
@@ -257,13 +260,18 @@ impl Worker {
     /// Drives the connection behind `token`. Tolerates stale tokens: an event may arrive for a
     /// connection closed earlier in the same batch, or a yielded slot may have been reused
     /// (driving a connection without readiness costs one `WouldBlock`, nothing more).
-    fn ready(&mut self, token: Token, now_ms: u64) {
+    fn ready(&mut self, token: Token, now_ms: u64, fin_event: bool) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         conn.last_active_ms = now_ms;
         let mut moved = Moved::default();
-        let progress = conn.drive(&mut self.scratch, &self.settings.echo, &mut moved);
+        let progress = conn.drive(
+            &mut self.scratch,
+            &self.settings.echo,
+            fin_event,
+            &mut moved,
+        );
         let stats = self.settings.stats.worker(self.settings.id);
         stats.moved(moved.read, moved.written);
         match progress {
