@@ -192,6 +192,7 @@ fn endpoint_answers_only_get_metrics() {
     let mut raw = String::new();
     std::io::Read::read_to_string(&mut s, &mut raw).unwrap();
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    drop(s);
     assert_eq!(http(metrics, "GET", "/metrics").status, 200);
     p.stop();
 }

@@ -26,6 +26,8 @@ const WAKER: Token = Token(1);
 const MAX_HEAD: usize = 8 * 1024;
 /// How long one request may take to arrive and its answer to leave.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for the client to close after the response.
+const LINGER: Duration = Duration::from_millis(250);
 
 /// A bound metrics endpoint, not yet serving.
 #[derive(Debug)]
@@ -148,6 +150,68 @@ fn parse_request_line(head: &[u8]) -> Request {
     }
 }
 
+/// One HTTP response.
+#[derive(Debug)]
+struct Response {
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+    /// HEAD: headers only.
+    head_only: bool,
+    /// Extra header lines, each ending in CRLF.
+    extra: &'static str,
+}
+
+impl Response {
+    fn text(status: &'static str, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_owned(),
+            head_only: false,
+            extra: "",
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            self.extra
+        )
+        .into_bytes();
+        if !self.head_only {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+        out
+    }
+}
+
+fn respond(request: Request, source: &MetricsSource) -> Response {
+    match request {
+        Request::Get { path, head } if path == "/metrics" => Response {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            head_only: head,
+            ..Response::text("200 OK", &render(source))
+        },
+        Request::Get { path, head } if path == "/" => Response {
+            head_only: head,
+            ..Response::text("200 OK", "reactor-pool metrics: GET /metrics\n")
+        },
+        Request::Get { head, .. } => Response {
+            head_only: head,
+            ..Response::text("404 Not Found", "not found; try /metrics\n")
+        },
+        Request::OtherMethod => Response {
+            extra: "Allow: GET, HEAD\r\n",
+            ..Response::text("405 Method Not Allowed", "method not allowed\n")
+        },
+        Request::Malformed => Response::text("400 Bad Request", "bad request\n"),
+    }
+}
+
 /// Reads the request head (bounded in size and time) and writes one response.
 fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -174,69 +238,34 @@ fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    let (status, content_type, body, head_only, extra) = if !complete {
-        if head.is_empty() {
-            return Ok(());
-        }
-        (
-            "400 Bad Request",
-            "text/plain",
-            "bad request\n".to_owned(),
-            false,
-            "",
-        )
-    } else {
-        match parse_request_line(&head) {
-            Request::Get { path, head } if path == "/metrics" => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                render(source),
-                head,
-                "",
-            ),
-            Request::Get { path, head } if path == "/" => (
-                "200 OK",
-                "text/plain; charset=utf-8",
-                "reactor-pool metrics: GET /metrics\n".to_owned(),
-                head,
-                "",
-            ),
-            Request::Get { head, .. } => (
-                "404 Not Found",
-                "text/plain",
-                "not found; try /metrics\n".to_owned(),
-                head,
-                "",
-            ),
-            Request::OtherMethod => (
-                "405 Method Not Allowed",
-                "text/plain",
-                "method not allowed\n".to_owned(),
-                false,
-                "Allow: GET, HEAD\r\n",
-            ),
-            Request::Malformed => (
-                "400 Bad Request",
-                "text/plain",
-                "bad request\n".to_owned(),
-                false,
-                "",
-            ),
-        }
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         {extra}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        response.extend_from_slice(body.as_bytes());
+    if !complete && head.is_empty() {
+        // Connected and closed (a port check): nothing to answer.
+        return Ok(());
     }
-    stream.write_all(&response)?;
-    // Half-close and let the client close first, so our side does not reset the connection
-    // if unread request bytes (a body we ignored) are still queued.
+    let request = if complete {
+        parse_request_line(&head)
+    } else {
+        Request::Malformed
+    };
+    let response = respond(request, source);
+    stream.write_all(&response.encode())?;
+    // Half-close, then read what the client still sends (a body we ignore) until it closes:
+    // closing with unread bytes queued would send a reset, which can destroy the response
+    // before the client read it. Bounded by 64 KiB and LINGER (a client that keeps the
+    // connection open does not hold the endpoint for long).
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    let linger_until = deadline.min(Instant::now() + LINGER);
+    let mut discarded = 0;
+    while discarded < 64 * 1024 {
+        let left = linger_until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
     Ok(())
 }
 

@@ -83,10 +83,12 @@ impl Reporter {
 
     /// Reports a start-up failure; the caller then exits with `code`.
     pub fn fail(&mut self, code: u8, message: &str) {
-        tracing::error!("{message}");
         match self {
+            // In the foreground stderr is the log: say it once.
             Reporter::Stdout => eprintln!("reactor-pool: error: {message}"),
             Reporter::Channel(stream) => {
+                // The message travels to whoever started us; keep a record in our own log.
+                tracing::error!("{message}");
                 let report = Report::Failed {
                     code,
                     message: message.to_owned(),
