@@ -123,6 +123,11 @@ impl Model {
         self == Model::Thread
     }
 
+    /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
+    pub fn serves_metrics(self) -> bool {
+        self != Model::Fork
+    }
+
     /// Most connections the model can serve at once, whatever `max_connections` says.
     pub fn connection_ceiling(self) -> Option<usize> {
         (self == Model::Select).then_some(SELECT_FD_LIMIT)
@@ -188,6 +193,11 @@ pub struct Config {
     pub thread_stack_size: usize,
     /// Config-file settings the chosen model ignores, as messages to log at start-up.
     pub warnings: Vec<String>,
+    /// Where the Prometheus metrics endpoint listens; `None` (the default) serves no metrics.
+    /// A loopback address unless `metrics_allow_remote` is set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
+    pub metrics_allow_remote: bool,
 }
 
 impl Default for Config {
@@ -205,6 +215,8 @@ impl Default for Config {
             log_level: "info".to_owned(),
             thread_stack_size: DEFAULT_THREAD_STACK_SIZE,
             warnings: Vec::new(),
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -228,6 +240,8 @@ struct FileConfig {
     nodelay: Option<bool>,
     log_level: Option<String>,
     thread_stack_size: Option<usize>,
+    metrics_listen: Option<String>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -255,6 +269,10 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--thread-stack-size`
     pub thread_stack_size: Option<usize>,
+    /// `--metrics-listen`
+    pub metrics_listen: Option<String>,
+    /// `--metrics-allow-remote` sets this to `Some(true)`
+    pub metrics_allow_remote: Option<bool>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -387,7 +405,7 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
-        let warnings = check_model_fit(model, &in_file, o, max_connections)?;
+        let mut warnings = check_model_fit(model, &in_file, o, max_connections)?;
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
@@ -422,6 +440,35 @@ impl Config {
                 ),
             });
         }
+        let metrics_allow_remote = o
+            .metrics_allow_remote
+            .or(file.metrics_allow_remote)
+            .unwrap_or(d.metrics_allow_remote);
+        let metrics_listen = match o.metrics_listen.clone().or(file.metrics_listen) {
+            Some(s) => parse_metrics_listen(&s, metrics_allow_remote)?,
+            None => d.metrics_listen,
+        };
+        // The same rule as `check_model_fit`, for a setting whose "given" means "parsed to an
+        // address" (an empty string turns the endpoint off).
+        let metrics_listen = match metrics_listen {
+            Some(_) if !model.serves_metrics() => {
+                let reason = format!(
+                    "the {model} model has no metrics endpoint (its parent process must stay \
+                     single-threaded, and each connection's counters live in a child process)"
+                );
+                if o.metrics_listen.is_some() {
+                    return Err(ConfigError::Invalid {
+                        field: "metrics_listen",
+                        reason,
+                    });
+                }
+                warnings.push(format!(
+                    "ignoring `metrics_listen` from the config file: {reason}"
+                ));
+                None
+            }
+            other => other,
+        };
         Ok(Config {
             listen,
             workers,
@@ -435,6 +482,8 @@ impl Config {
             log_level,
             thread_stack_size,
             warnings,
+            metrics_listen,
+            metrics_allow_remote,
         })
     }
 }
@@ -532,6 +581,28 @@ fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
         field: "listen",
         reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:7007 or [::1]:7007)"),
     })
+}
+
+/// `metrics_listen`: an IP:PORT, loopback unless remote scraping was allowed explicitly. An
+/// empty string means off (so `--metrics-listen ''` can override a file that sets one).
+fn parse_metrics_listen(s: &str, allow_remote: bool) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = s.trim().parse().map_err(|_| ConfigError::Invalid {
+        field: "metrics_listen",
+        reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:9707)"),
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ConfigError::Invalid {
+            field: "metrics_listen",
+            reason: format!(
+                "{addr} is not a loopback address; metrics are served on loopback only unless \
+                 `metrics_allow_remote = true` (or --metrics-allow-remote) is set"
+            ),
+        });
+    }
+    Ok(Some(addr))
 }
 
 /// A duration in a config file: a number of seconds (fractions allowed) or a string such as
@@ -652,6 +723,8 @@ mod tests {
             ("backlog = 0", "`backlog`"),
             ("max_connections = 0", "`max_connections`"),
             ("nodelay = 3", "`nodelay`"),
+            ("metrics_listen = \"0.0.0.0:9707\"", "`metrics_listen`"),
+            ("metrics_listen = \"here\"", "`metrics_listen`"),
             ("[section]\nx = 1", "section"),
         ];
         for (text, field) in cases {
@@ -727,8 +800,40 @@ mod tests {
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("`workers`"));
         assert!(c.warnings[1].contains("`thread_stack_size`"));
+        let c = Config::from_toml("model = \"fork\"\nmetrics_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.metrics_listen, None, "ignored, not kept");
+        assert!(
+            c.warnings[0].contains("`metrics_listen`"),
+            "{:?}",
+            c.warnings
+        );
+        let e = flags(Overrides {
+            model: Some("fork".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`metrics_listen`"), "{e}");
         let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
         assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        assert_eq!(Config::from_toml("").unwrap().metrics_listen, None);
+        let c = Config::from_toml("metrics_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"[::1]:9\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("[::1]:9".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"0.0.0.0:9707\"\nmetrics_allow_remote = true")
+            .unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9707".parse().unwrap()));
+        assert_eq!(
+            Config::from_toml("metrics_listen = \"\"")
+                .unwrap()
+                .metrics_listen,
+            None
+        );
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
 //!   blocking), one file each, on the raw syscalls of [`sys`].
 //! - [`sys`]: the only home of raw syscalls: small safe wrappers returning `io::Result`.
+//! - [`live`]: `LiveSettings`, the settings a reload changes in a running server.
+//! - [`stats`]: `Stats`, per-worker lock-free counters summed for the metrics endpoint.
+//! - [`metrics`]: the Prometheus text format and its small HTTP endpoint.
+//! - [`ops`]: running it for real: daemon, supervisor, signals and reload, privilege drop,
+//!   pid file, syslog/file logging, systemd readiness.
+//! - [`client`]: `reactor-pool client`, a line-at-a-time echo client.
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -19,13 +25,18 @@
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod listener;
+pub mod live;
+pub mod metrics;
 pub mod models;
+pub mod ops;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
 pub mod sys;
 pub mod worker;
 

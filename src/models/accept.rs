@@ -6,11 +6,15 @@
 //! and spin. The caller stops watching the listener until [`Gate::resume_in`] reaches zero.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
+use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
+use crate::stats::Stats;
 use crate::sys::socket::{Listener, Mode, Stream};
 
 /// How long accepting pauses after the process or system ran out of descriptors or buffers.
@@ -27,11 +31,13 @@ pub enum Accepted {
     Paused,
 }
 
-/// Accept policy: connection limit, back-off, rate-limited logs.
+/// Accept policy: connection limit, back-off, rate-limited logs, accept counters.
 #[derive(Debug)]
 pub struct Gate {
-    /// Most connections served at once.
-    max_connections: usize,
+    /// `max_connections`, re-read at every accept so a reload applies at once.
+    live: Arc<LiveSettings>,
+    /// The acceptor counters (accepted, closed for the limit, accept errors).
+    stats: Arc<Stats>,
     /// While set and in the future, accepting is paused.
     resume_at: Option<Instant>,
     /// Rate limit for "connection limit reached" warnings.
@@ -41,10 +47,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate admitting at most `max_connections` open connections.
-    pub fn new(max_connections: usize) -> Gate {
+    /// A gate admitting at most `live.max_connections()` open connections.
+    pub fn new(live: Arc<LiveSettings>, stats: Arc<Stats>) -> Gate {
         Gate {
-            max_connections,
+            live,
+            stats,
             resume_at: None,
             over_limit_log: RateLimit::new(Duration::from_secs(1)),
             error_log: RateLimit::new(Duration::from_secs(1)),
@@ -76,15 +83,22 @@ impl Gate {
     /// Accepts the next connection that may be served while `open` are open; connections
     /// over the limit are closed here. Retries `EINTR` and `ECONNABORTED`.
     pub fn accept(&mut self, listener: &Listener, mode: Mode, open: usize) -> Accepted {
+        let counters = self.stats.acceptor();
         loop {
-            match listener.accept(mode) {
-                Ok(stream) if open >= self.max_connections => {
+            let result = listener.accept(mode);
+            if result.is_ok() {
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            match result {
+                Ok(stream) if open >= self.live.max_connections() => {
+                    counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
                     if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
                         let peer = stream
                             .peer_addr()
                             .map(|a| a.to_string())
                             .unwrap_or_default();
-                        warn!(%peer, max_connections = self.max_connections, suppressed,
+                        let max_connections = self.live.max_connections();
+                        warn!(%peer, max_connections, suppressed,
                             "connection limit reached; closing new connection");
                     }
                     drop(stream);
@@ -98,6 +112,7 @@ impl Gate {
                     // A signal, or the peer gave up before we got to it.
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                     _ => {
+                        counters.accept_errors.fetch_add(1, Ordering::Relaxed);
                         let now = Instant::now();
                         if let Some(suppressed) = self.error_log.check(now) {
                             let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
@@ -107,7 +122,7 @@ impl Gate {
                                 error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
                             }
                         }
-                        self.pause(now);
+                        self.resume_at = Some(now + EXHAUSTED_BACKOFF);
                         return Accepted::Paused;
                     }
                 },

@@ -22,9 +22,9 @@ use tracing::{error, info, warn};
 
 use super::Bound;
 use super::accept::{Accepted, Gate};
-use super::blocking_io::{Registry, blocking_options, serve_stream};
+use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
-use crate::config::{Config, Model};
+use crate::config::Model;
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll;
 use crate::sys::socket::{Mode, Stream};
@@ -35,6 +35,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
         listener,
         config,
         shutdown,
+        live,
+        stats,
         ..
     } = bound;
     let wake = Arc::new(EventFd::new()?);
@@ -42,10 +44,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let listener = Arc::new(listener);
     // Weak: once `run` returns, the listener must close, whatever the handle's lifetime.
     let (w, r, l) = (wake.clone(), registry.clone(), Arc::downgrade(&listener));
+    let counters = stats.clone();
     shutdown.on_shutdown(move || {
         if let Some(listener) = l.upgrade() {
             // Until WouldBlock (or any error: then there is nothing more to take).
             while let Ok(stream) = listener.accept(Mode::Blocking) {
+                let accepted = &counters.acceptor().accepted;
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 r.park(stream);
             }
             let _ = listener.stop_listening();
@@ -56,26 +61,25 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
     });
     let watchdog = {
-        let registry = registry.clone();
-        let timeout = config.shutdown_timeout;
+        let (registry, live) = (registry.clone(), live.clone());
         thread::Builder::new()
             .name("drain-watchdog".to_owned())
             .stack_size(64 * 1024)
-            .spawn(move || registry.watch(timeout))?
+            .spawn(move || registry.watch(|| live.shutdown_timeout()))?
     };
     let options = blocking_options(config.buffer_size);
     let mut scratch = vec![0u8; options.limit];
     let mut serve = |stream: Arc<Stream>, registry: &Arc<Registry>| {
-        if let Err(e) = prepare(&stream, &config) {
+        if let Err(e) = prepare(&stream, &live) {
             warn!(error = %e, "cannot set socket timeouts; closing connection");
             return;
         }
         let ticket = registry.register(&stream);
-        let reason = serve_stream(&stream, &mut scratch, &options);
+        let reason = serve_stream(&stream, &mut scratch, &options, stats.worker(0));
         drop(ticket);
         log_close(Model::Blocking, reason, 0);
     };
-    let mut gate = Gate::new(config.max_connections);
+    let mut gate = Gate::new(live.clone(), stats.clone());
     let mut fds = [
         poll::entry(wake.as_raw_fd(), poll::READ),
         poll::entry(listener.as_raw_fd(), 0),
@@ -113,12 +117,4 @@ pub fn run(bound: Bound) -> io::Result<()> {
         error!("the drain watchdog panicked");
     }
     result
-}
-
-/// Socket options of a connection about to be served.
-fn prepare(stream: &Stream, config: &Config) -> io::Result<()> {
-    if config.nodelay {
-        let _ = stream.set_nodelay(true);
-    }
-    stream.set_timeouts(config.idle_timeout)
 }

@@ -17,8 +17,10 @@ use slab::Slab;
 use tracing::info;
 
 use super::conn::CloseReason;
+use crate::live::LiveSettings;
+use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, Progress, ReadUntil, Transport};
+use crate::worker::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport};
 
 /// Echo options for a blocking socket: a short read ends the attempt (the next read blocks
 /// until more arrives), so no read ever waits while received bytes are still unechoed.
@@ -82,7 +84,19 @@ impl Transport for Timed<'_> {
     }
 }
 
-/// Runs the echo over a blocking transport until the connection ends.
+/// Socket options of a connection about to be served with blocking calls: `TCP_NODELAY`,
+/// and the idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload
+/// applies to connections accepted after it).
+pub fn prepare(stream: &Stream, live: &LiveSettings) -> io::Result<()> {
+    if live.nodelay() {
+        // The peer may already be gone; the first read will tell.
+        let _ = stream.set_nodelay(true);
+    }
+    stream.set_timeouts(live.idle_timeout())
+}
+
+/// Runs the echo over a blocking transport until the connection ends, adding the bytes it
+/// moves to `counters` (if any) after every drive.
 ///
 /// With blocking calls every `drive` either makes progress or waits inside a read or write,
 /// so looping on `Blocked`/`Yielded` cannot spin: a write returns only when everything was
@@ -91,25 +105,40 @@ pub fn serve<T: Transport>(
     io: &mut T,
     scratch: &mut [u8],
     options: &EchoOptions,
-) -> crate::worker::Closed {
+    counters: Option<&WorkerStats>,
+) -> Closed {
     let mut echo = Echo::new();
     loop {
-        match echo.drive(io, scratch, options) {
+        let mut moved = Moved::default();
+        let progress = echo.drive_counted(io, scratch, options, &mut moved);
+        if let Some(counters) = counters {
+            counters.moved(moved.read, moved.written);
+        }
+        match progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
         }
     }
 }
 
-/// Serves `stream` (blocking, timeouts set) to the end; returns why it ended.
-pub fn serve_stream(stream: &Stream, scratch: &mut [u8], options: &EchoOptions) -> CloseReason {
+/// Serves `stream` (blocking, timeouts set) to the end, counting it in `counters` from
+/// open to close; returns why it ended.
+pub fn serve_stream(
+    stream: &Stream,
+    scratch: &mut [u8],
+    options: &EchoOptions,
+    counters: &WorkerStats,
+) -> CloseReason {
+    counters.opened();
     let mut io = Timed::new(stream);
-    let closed = serve(&mut io, scratch, options);
-    if io.timed_out {
+    let closed = serve(&mut io, scratch, options, Some(counters));
+    let reason = if io.timed_out {
         CloseReason::IdleTimeout
     } else {
-        CloseReason::Finished(closed)
-    }
+        CloseReason::from(closed)
+    };
+    counters.closed(reason);
+    reason
 }
 
 /// How long a drain waits, after shutting down the remaining sockets, for their threads to
@@ -254,14 +283,15 @@ impl Registry {
     }
 
     /// The `blocking` model's watchdog: sleeps until a drain is requested or serving
-    /// finishes; once draining, gives the serving thread `timeout` to finish, then cuts every
+    /// finishes; once draining, gives the serving thread `timeout()` (read when the drain
+    /// starts) to finish, then cuts every
     /// connection still registered or parked.
-    pub fn watch(&self, timeout: Duration) {
+    pub fn watch(&self, timeout: impl Fn() -> Duration) {
         let mut state = self.state.lock();
         while !state.drain_requested && !state.finished {
             self.changed.wait(&mut state);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout();
         while !state.finished {
             if self.changed.wait_until(&mut state, deadline).timed_out() {
                 state.cut_all();

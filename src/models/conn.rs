@@ -6,9 +6,11 @@ use std::net::Shutdown;
 
 use tracing::debug;
 
+pub use crate::stats::CloseReason;
+
 use crate::config::Model;
 use crate::sys::socket::Stream;
-use crate::worker::{Closed, Echo, EchoOptions, Progress, Transport, Wants};
+use crate::worker::{Echo, Transport, Wants};
 
 impl Transport for Stream {
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -45,12 +47,6 @@ impl Conn {
             last_active_ms: now_ms,
         }
     }
-
-    /// Drives the echo as far as the socket allows.
-    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions, now_ms: u64) -> Progress {
-        self.last_active_ms = now_ms;
-        self.echo.drive(&mut self.stream, scratch, options)
-    }
 }
 
 /// The interest of a fresh connection.
@@ -58,19 +54,6 @@ pub const READ_ONLY: Wants = Wants {
     read: true,
     write: false,
 };
-
-/// Why a model closed a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The echo finished (EOF, reset or error).
-    Finished(Closed),
-    /// No traffic for `idle_timeout`.
-    IdleTimeout,
-    /// Still open when the shutdown drain ended.
-    ShutdownTimeout,
-    /// The poller refused the socket.
-    Unwatchable,
-}
 
 /// Logs a closed connection at debug level.
 pub fn log_close(model: Model, reason: CloseReason, pending: usize) {

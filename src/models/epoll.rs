@@ -16,7 +16,7 @@ use slab::Slab;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{CloseReason, Conn};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
@@ -38,12 +38,7 @@ fn bits(wants: Wants) -> u32 {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(
-        Model::Epoll,
-        &bound.config,
-        &bound.shutdown,
-        ReadUntil::ShortRead,
-    )?;
+    let mut core = LoopCore::new(Model::Epoll, &bound, ReadUntil::ShortRead)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -76,7 +71,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                         continue;
                     };
                     let reason = match core.drive(conn, now) {
-                        Progress::Done(closed) => Some(CloseReason::Finished(closed)),
+                        Progress::Done(closed) => Some(CloseReason::from(closed)),
                         // Yielded keeps the read interest: level-triggered epoll reports the
                         // unread bytes again on the next wait.
                         Progress::Blocked(_) | Progress::Yielded => {
@@ -88,14 +83,14 @@ pub fn run(bound: Bound) -> io::Result<()> {
                                 conn.watching = wants;
                                 None
                             } else {
-                                Some(CloseReason::Unwatchable)
+                                Some(CloseReason::Error)
                             }
                         }
                     };
                     if let Some(reason) = reason {
                         // Closing the descriptor removes it from the epoll set.
                         let conn = conns.remove(key);
-                        log_close(core.model, reason, conn.echo.pending());
+                        core.closed(reason, conn.echo.pending());
                     }
                 }
             }
@@ -118,7 +113,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             conns.retain(|_, c| {
                 let idle = core.is_idle(c, now);
                 if idle {
-                    log_close(core.model, CloseReason::IdleTimeout, c.echo.pending());
+                    core.closed(CloseReason::IdleTimeout, c.echo.pending());
                 }
                 !idle
             });
@@ -128,7 +123,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             Round::Drained => return Ok(()),
             Round::DeadlinePassed => {
                 for c in conns.drain() {
-                    log_close(core.model, CloseReason::ShutdownTimeout, c.echo.pending());
+                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
                 }
                 return Ok(());
             }
@@ -149,11 +144,11 @@ fn accept(
     for _ in 0..budget {
         match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
-                core.prepare(&stream);
+                core.admit(&stream);
                 let entry = conns.vacant_entry();
                 match ep.add(stream.as_raw_fd(), epoll::READ, entry.key() as u64) {
                     Ok(()) => drop(entry.insert(Conn::new(stream, now))),
-                    Err(_) => log_close(core.model, CloseReason::Unwatchable, 0),
+                    Err(_) => core.closed(CloseReason::Error, 0),
                 }
             }
             Accepted::Empty => break,

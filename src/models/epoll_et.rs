@@ -24,7 +24,7 @@ use slab::Slab;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{CloseReason, Conn};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
@@ -40,12 +40,7 @@ const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(
-        Model::EpollEt,
-        &bound.config,
-        &bound.shutdown,
-        ReadUntil::WouldBlock,
-    )?;
+    let mut core = LoopCore::new(Model::EpollEt, &bound, ReadUntil::WouldBlock)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -87,7 +82,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             };
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::Finished(closed),
+                Progress::Done(closed) => CloseReason::from(closed),
                 Progress::Yielded => {
                     resume.push(key);
                     continue;
@@ -97,7 +92,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 Progress::Blocked(_) => continue,
             };
             let conn = conns.remove(key);
-            log_close(core.model, reason, conn.echo.pending());
+            core.closed(reason, conn.echo.pending());
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
@@ -111,7 +106,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             conns.retain(|_, c| {
                 let idle = core.is_idle(c, now);
                 if idle {
-                    log_close(core.model, CloseReason::IdleTimeout, c.echo.pending());
+                    core.closed(CloseReason::IdleTimeout, c.echo.pending());
                 }
                 !idle
             });
@@ -121,7 +116,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             Round::Drained => return Ok(()),
             Round::DeadlinePassed => {
                 for c in conns.drain() {
-                    log_close(core.model, CloseReason::ShutdownTimeout, c.echo.pending());
+                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
                 }
                 return Ok(());
             }
@@ -140,13 +135,13 @@ fn accept_all(
     loop {
         match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
-                core.prepare(&stream);
+                core.admit(&stream);
                 let entry = conns.vacant_entry();
                 // EPOLL_CTL_ADD reports bytes that arrived before registration, so the first
                 // edge is not lost.
                 match ep.add(stream.as_raw_fd(), CONN_EVENTS, entry.key() as u64) {
                     Ok(()) => drop(entry.insert(Conn::new(stream, now))),
-                    Err(_) => log_close(core.model, CloseReason::Unwatchable, 0),
+                    Err(_) => core.closed(CloseReason::Error, 0),
                 }
             }
             Accepted::Empty => return false,

@@ -10,17 +10,21 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
+use super::Bound;
 use super::accept::Gate;
-use super::conn::Conn;
-use crate::config::{Config, Model};
+use super::conn::{CloseReason, Conn, log_close};
+use crate::config::Model;
+use crate::live::LiveSettings;
 use crate::shutdown::ShutdownHandle;
+use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, Progress, ReadUntil};
+use crate::worker::{EchoOptions, Moved, Progress, ReadUntil};
 
 /// What the loop should do after a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +52,11 @@ pub struct LoopCore {
     wake: Arc<EventFd>,
     /// The shutdown trigger.
     shutdown: ShutdownHandle,
-    /// Close connections idle this long; `None` disables.
-    idle_timeout: Option<Duration>,
-    /// How long the drain may last.
-    shutdown_timeout: Duration,
-    /// Set `TCP_NODELAY` on accepted sockets.
-    nodelay: bool,
+    /// `idle_timeout`, `nodelay` and `shutdown_timeout`, re-read where they are used, so a
+    /// reload applies at once (it also writes `wake`, so the wait is recomputed).
+    live: Arc<LiveSettings>,
+    /// Counters; a single-threaded loop writes block 0 only.
+    stats: Arc<Stats>,
     /// The loop clock counts milliseconds from here.
     epoch: Instant,
     /// Loop clock at the next idle sweep.
@@ -63,34 +66,31 @@ pub struct LoopCore {
 }
 
 impl LoopCore {
-    /// Creates the wake-up eventfd and registers it with `shutdown`.
-    pub fn new(
-        model: Model,
-        config: &Config,
-        shutdown: &ShutdownHandle,
-        read_until: ReadUntil,
-    ) -> io::Result<LoopCore> {
+    /// Creates the wake-up eventfd and registers it with the shutdown trigger and with the
+    /// live settings (a reload).
+    pub fn new(model: Model, bound: &Bound, read_until: ReadUntil) -> io::Result<LoopCore> {
         let wake = Arc::new(EventFd::new()?);
         let w = wake.clone();
-        shutdown.on_shutdown(move || {
+        let wake_up = move || {
             if let Err(e) = w.wake() {
-                error!(error = %e, "cannot wake the event loop for shutdown");
+                error!(error = %e, "cannot wake the event loop");
             }
-        });
+        };
+        bound.live.on_change(wake_up.clone());
+        bound.shutdown.on_shutdown(wake_up);
         let echo = EchoOptions {
             read_until,
-            ..EchoOptions::new(config.buffer_size)
+            ..EchoOptions::new(bound.config.buffer_size)
         };
         let mut core = LoopCore {
             model,
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
-            gate: Gate::new(config.max_connections),
+            gate: Gate::new(bound.live.clone(), bound.stats.clone()),
             wake,
-            shutdown: shutdown.clone(),
-            idle_timeout: config.idle_timeout,
-            shutdown_timeout: config.shutdown_timeout,
-            nodelay: config.nodelay,
+            shutdown: bound.shutdown.clone(),
+            live: bound.live.clone(),
+            stats: bound.stats.clone(),
             epoch: Instant::now(),
             next_sweep_ms: 0,
             drain_deadline_ms: None,
@@ -125,26 +125,53 @@ impl LoopCore {
     /// Starts the drain: open connections get `shutdown_timeout` to finish.
     pub fn begin_drain(&mut self, now_ms: u64, open: usize) {
         if self.drain_deadline_ms.is_none() {
-            self.drain_deadline_ms = Some(now_ms + self.shutdown_timeout.as_millis() as u64);
+            let timeout = self.live.shutdown_timeout().as_millis() as u64;
+            self.drain_deadline_ms = Some(now_ms + timeout);
             info!(model = %self.model, connections = open, "shutdown: listener closed, draining");
         }
     }
 
-    /// Configures a freshly accepted socket.
-    pub fn prepare(&self, stream: &Stream) {
-        if self.nodelay {
+    fn counters(&self) -> &WorkerStats {
+        self.stats.worker(0)
+    }
+
+    /// Configures and counts a freshly accepted socket; every admitted connection is later
+    /// passed to [`LoopCore::closed`] exactly once.
+    pub fn admit(&self, stream: &Stream) {
+        self.counters().opened();
+        if self.live.nodelay() {
             // The peer may already be gone; the first read will tell.
             let _ = stream.set_nodelay(true);
         }
     }
 
-    /// Drives `conn`'s echo with the shared scratch buffer.
+    /// Logs and counts the close of an admitted connection.
+    pub fn closed(&self, reason: CloseReason, pending: usize) {
+        self.counters().closed(reason);
+        log_close(self.model, reason, pending);
+    }
+
+    /// Drives `conn`'s echo with the shared scratch buffer, and counts what it moved and
+    /// whether it had to stop reading (backpressure).
     pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Progress {
-        conn.drive(&mut self.scratch, &self.echo, now_ms)
+        conn.last_active_ms = now_ms;
+        let was_reading = conn.echo.wants(&self.echo).read;
+        let mut moved = Moved::default();
+        let progress =
+            conn.echo
+                .drive_counted(&mut conn.stream, &mut self.scratch, &self.echo, &mut moved);
+        let counters = self.stats.worker(0);
+        counters.moved(moved.read, moved.written);
+        if let Progress::Blocked(wants) = progress {
+            if was_reading && !wants.read && !conn.echo.is_peer_closed() {
+                counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        progress
     }
 
     fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.idle_timeout?;
+        let idle = self.live.idle_timeout()?;
         Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
     }
 
@@ -156,7 +183,7 @@ impl LoopCore {
             return Some(Duration::ZERO);
         }
         let mut wake_at = None::<u64>;
-        if self.idle_timeout.is_some() && open > 0 {
+        if self.live.idle_timeout().is_some() && open > 0 {
             wake_at = Some(self.next_sweep_ms);
         }
         if let Some(deadline) = self.drain_deadline_ms {
@@ -183,7 +210,7 @@ impl LoopCore {
 
     /// Whether `conn` has been idle for `idle_timeout`.
     pub fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
-        self.idle_timeout.is_some_and(|idle| {
+        self.live.idle_timeout().is_some_and(|idle| {
             now_ms.saturating_sub(conn.last_active_ms) >= idle.as_millis() as u64
         })
     }

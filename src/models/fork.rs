@@ -13,7 +13,10 @@
 //! calls `waitpid(-1, WNOHANG)` until nothing is left to reap, and logs each exit status.
 //! The set of unreaped children is the connection count for `max_connections`.
 //!
-//! Shutdown (SIGINT, SIGTERM or SIGHUP): the parent closes the listener, sends SIGTERM to
+//! SIGHUP runs the caller's reload action ([`ReloadHook`]) on the parent's thread; reloaded
+//! settings reach the children forked after it.
+//!
+//! Shutdown (SIGINT or SIGTERM): the parent closes the listener, sends SIGTERM to
 //! every child, and waits for them. A child told to finish keeps echoing until its peer is
 //! done, for at most `shutdown_timeout` (each blocking call is bounded by what is left). A
 //! child that missed the notice (it can land just before a call starts waiting) is killed
@@ -28,21 +31,24 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::Bound;
+use super::ReloadHook;
 use super::accept::{Accepted, Gate};
-use super::blocking_io::{blocking_options, serve};
+use super::blocking_io::{blocking_options, prepare, serve};
 use super::conn::{CloseReason, log_close};
 use crate::config::Model;
+use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
 use crate::sys::signal;
 use crate::sys::socket::{Mode, Stream};
-use crate::worker::{Closed, EchoOptions, Transport};
+use crate::worker::{EchoOptions, Transport};
 
 /// Signals the parent handles (installed at bind time).
 pub const SIGNALS: &[libc::c_int] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-/// Signals that ask for a graceful shutdown (parent) or for finishing (child).
-const TERMINATE: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
+/// the parent to reload, like the other models' signal thread.
+const TERMINATE: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT];
 /// How long after the drain deadline the parent waits before killing children.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
@@ -53,7 +59,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
         listener,
         config,
         shutdown,
+        live,
+        stats,
         signals,
+        mut reload,
     } = bound;
     let signals =
         signals.ok_or_else(|| io::Error::other("fork model: signal handlers are not installed"))?;
@@ -65,7 +74,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     }
     let options = blocking_options(config.buffer_size);
     let mut children: HashSet<Pid> = HashSet::new();
-    let mut gate = Gate::new(config.max_connections);
+    let mut gate = Gate::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
     let mut fds = [
         poll::entry(signals.read_fd(), poll::READ),
@@ -74,6 +83,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
     loop {
         let received = signals.take();
         reap(&mut children);
+        if received.contains(libc::SIGHUP) {
+            match &mut reload {
+                // Reloaded settings reach children forked from now on.
+                Some(ReloadHook(reload)) => reload(),
+                None => info!("SIGHUP: no reload action configured"),
+            }
+        }
         // The process is single-threaded, so a ShutdownHandle can only have fired before
         // `run`; signals are the trigger from here on.
         let stopping = received.any(TERMINATE) || shutdown.is_requested();
@@ -96,17 +112,14 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
         }
         loop {
-            if children.len() >= config.max_connections {
+            if children.len() >= live.max_connections() {
                 reap(&mut children); // exits not yet collected must not count
             }
             let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, children.len())
             else {
                 break;
             };
-            if config.nodelay {
-                let _ = stream.set_nodelay(true);
-            }
-            if let Err(e) = stream.set_timeouts(config.idle_timeout) {
+            if let Err(e) = prepare(&stream, &live) {
                 warn!(error = %e, "cannot set socket timeouts; closing connection");
                 continue;
             }
@@ -121,7 +134,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
                     let serve_child =
-                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &config));
+                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live));
                     let code = std::panic::catch_unwind(serve_child).unwrap_or(101);
                     process::exit_now(code);
                 }
@@ -149,7 +162,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     for &pid in &children {
         let _ = process::kill(pid, libc::SIGTERM);
     }
-    let deadline = Instant::now() + config.shutdown_timeout + KILL_GRACE;
+    let deadline = Instant::now() + live.shutdown_timeout() + KILL_GRACE;
     let mut fds = [poll::entry(signals.read_fd(), poll::READ)];
     while !children.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -199,23 +212,24 @@ fn reap(children: &mut HashSet<Pid>) {
 }
 
 /// The child's life: serve the one connection, then return the exit code.
-fn child(stream: &Stream, options: &EchoOptions, config: &crate::config::Config) -> i32 {
+fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
     let mut io = Finishing {
         stream,
-        idle_timeout: config.idle_timeout,
-        finish_within: config.shutdown_timeout,
+        idle_timeout: live.idle_timeout(),
+        finish_within: live.shutdown_timeout(),
         deadline: None,
         timed_out: false,
     };
     let mut scratch = vec![0u8; options.limit];
-    let closed = serve(&mut io, &mut scratch, options);
+    // No counters: they would live in this child's copy of the parent's memory.
+    let closed = serve(&mut io, &mut scratch, options, None);
     let reason = match (io.timed_out, io.deadline) {
         (true, Some(_)) => CloseReason::ShutdownTimeout,
         (true, None) => CloseReason::IdleTimeout,
-        (false, _) => CloseReason::Finished(closed),
+        (false, _) => CloseReason::from(closed),
     };
     log_close(Model::Fork, reason, 0);
-    i32::from(matches!(reason, CloseReason::Finished(Closed::Error(_))))
+    i32::from(reason == CloseReason::Error)
 }
 
 /// A child's blocking socket: timeouts end the connection, and once the parent has asked the
@@ -298,12 +312,16 @@ mod tests {
             model: Model::Fork,
             ..crate::config::Config::default()
         };
-        let server = ModelServer::bind(&config, ShutdownHandle::new()).expect("bind");
+        let live = std::sync::Arc::new(crate::live::LiveSettings::new(&config));
+        let stats = std::sync::Arc::new(crate::stats::Stats::new(1));
+        let server = ModelServer::bind(&config, ShutdownHandle::new(), live, stats).expect("bind");
         assert!(server.handles_signals());
         // A second thread that lives until `run` has returned, whatever the harness does.
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let helper = std::thread::spawn(move || wait.recv());
-        let e = server.run().expect_err("forked from a multi-threaded process");
+        let e = server
+            .run()
+            .expect_err("forked from a multi-threaded process");
         drop(done);
         let _ = helper.join();
         assert!(e.to_string().contains("single-threaded"), "{e}");

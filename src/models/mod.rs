@@ -32,12 +32,16 @@ pub mod poll;
 pub mod select;
 pub mod thread;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::{Config, Model};
 use crate::listener::{self, BindError};
+use crate::live::LiveSettings;
 use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
 use crate::sys::signal::SignalPipe;
 use crate::sys::socket::Listener;
 
@@ -50,9 +54,27 @@ pub struct Bound {
     pub config: Config,
     /// The shutdown trigger.
     pub shutdown: ShutdownHandle,
+    /// Settings a reload changes while running (`idle_timeout`, `max_connections`,
+    /// `nodelay`, `shutdown_timeout`): read per accept, per loop round, or when the drain
+    /// starts, never from `config`.
+    pub live: Arc<LiveSettings>,
+    /// Counters for the metrics endpoint; these models use one block (worker 0).
+    pub stats: Arc<Stats>,
     /// The fork model's signal handlers (installed at bind time, so a signal that arrives
     /// right after `listening on` is printed is already handled); `None` for other models.
     pub signals: Option<SignalPipe>,
+    /// What the fork model runs on SIGHUP (the caller's reload); other models get SIGHUP
+    /// through the caller's signal thread.
+    pub reload: Option<ReloadHook>,
+}
+
+/// A reload action run on the server's own thread.
+pub struct ReloadHook(pub Box<dyn FnMut() + Send>);
+
+impl fmt::Debug for ReloadHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReloadHook")
+    }
 }
 
 /// A bound server of one of the raw-syscall models, ready to run.
@@ -68,13 +90,33 @@ pub struct ModelServer {
 
 impl ModelServer {
     /// Binds the listening socket for `config.model` (any model except `reactor`).
-    pub fn bind(config: &Config, shutdown: ShutdownHandle) -> Result<ModelServer, BindError> {
+    pub fn bind(
+        config: &Config,
+        shutdown: ShutdownHandle,
+        live: Arc<LiveSettings>,
+        stats: Arc<Stats>,
+    ) -> Result<ModelServer, BindError> {
+        let listener = listener::bind(config.listen, config.backlog)?;
+        ModelServer::from_listener(config, listener, shutdown, live, stats)
+    }
+
+    /// Serves on an already listening socket (inherited from a supervisor); `config.listen`
+    /// and `config.backlog` are not used. The socket is made non-blocking here.
+    pub fn from_listener(
+        config: &Config,
+        std_listener: std::net::TcpListener,
+        shutdown: ShutdownHandle,
+        live: Arc<LiveSettings>,
+        stats: Arc<Stats>,
+    ) -> Result<ModelServer, BindError> {
         let err = |source| BindError {
             addr: config.listen,
             source,
         };
-        let std_listener = listener::bind(config.listen, config.backlog)?;
-        let local_addr = std_listener.local_addr().map_err(err)?;
+        let local_addr = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| std_listener.local_addr())
+            .map_err(err)?;
         let signals = match config.model {
             Model::Fork => Some(SignalPipe::install(fork::SIGNALS).map_err(err)?),
             _ => None,
@@ -85,7 +127,10 @@ impl ModelServer {
                 listener: Listener::from(std_listener),
                 config: config.clone(),
                 shutdown,
+                live,
+                stats,
                 signals,
+                reload: None,
             },
             local_addr,
         })
@@ -100,6 +145,11 @@ impl ModelServer {
     /// caller must not install a signal-handling thread.
     pub fn handles_signals(&self) -> bool {
         self.bound.signals.is_some()
+    }
+
+    /// Sets what the fork model runs on SIGHUP (ignored by the other models).
+    pub fn on_reload(&mut self, reload: Box<dyn FnMut() + Send>) {
+        self.bound.reload = Some(ReloadHook(reload));
     }
 
     /// Serves until shutdown is requested and open connections have drained (or the

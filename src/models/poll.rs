@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{CloseReason, Conn};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::sys::poll::{self, PollFd};
@@ -35,12 +35,7 @@ fn bits(wants: Wants) -> libc::c_short {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(
-        Model::Poll,
-        &bound.config,
-        &bound.shutdown,
-        ReadUntil::ShortRead,
-    )?;
+    let mut core = LoopCore::new(Model::Poll, &bound, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut fds: Vec<PollFd> = vec![
@@ -70,7 +65,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
             let conn = &mut conns[i - FIRST_CONN];
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::Finished(closed),
+                Progress::Done(closed) => CloseReason::from(closed),
                 Progress::Blocked(_) | Progress::Yielded => {
                     conn.watching = conn.echo.wants(&core.echo);
                     fds[i].events = bits(conn.watching);
@@ -80,7 +75,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             };
             fds.swap_remove(i);
             let conn = conns.swap_remove(i - FIRST_CONN);
-            log_close(core.model, reason, conn.echo.pending());
+            core.closed(reason, conn.echo.pending());
         }
         if let (Some(l), true) = (&listener, fds[LISTENER].revents != 0) {
             accept(&mut core, l, &mut fds, &mut conns, now, ACCEPT_BUDGET);
@@ -100,7 +95,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 if core.is_idle(&conns[i], now) {
                     fds.swap_remove(i + FIRST_CONN);
                     let conn = conns.swap_remove(i);
-                    log_close(core.model, CloseReason::IdleTimeout, conn.echo.pending());
+                    core.closed(CloseReason::IdleTimeout, conn.echo.pending());
                 } else {
                     i += 1;
                 }
@@ -111,7 +106,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             Round::Drained => return Ok(()),
             Round::DeadlinePassed => {
                 for c in conns.drain(..) {
-                    log_close(core.model, CloseReason::ShutdownTimeout, c.echo.pending());
+                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
                 }
                 return Ok(());
             }
@@ -133,7 +128,7 @@ fn accept(
         let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
             return;
         };
-        core.prepare(&stream);
+        core.admit(&stream);
         fds.push(poll::entry(stream.as_raw_fd(), poll::READ));
         conns.push(Conn::new(stream, now));
     }

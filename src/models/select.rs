@@ -15,7 +15,7 @@ use tracing::warn;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{CloseReason, Conn};
 use super::event_loop::{LoopCore, Round};
 use crate::config::Model;
 use crate::ratelimit::RateLimit;
@@ -59,12 +59,7 @@ impl Watched {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(
-        Model::Select,
-        &bound.config,
-        &bound.shutdown,
-        ReadUntil::ShortRead,
-    )?;
+    let mut core = LoopCore::new(Model::Select, &bound, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();
     let not_watchable = |e: select::OutOfRange| io::Error::other(format!("select model: {e}"));
@@ -112,7 +107,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             }
             let reason = match core.drive(&mut conns[i], now) {
-                Progress::Done(closed) => CloseReason::Finished(closed),
+                Progress::Done(closed) => CloseReason::from(closed),
                 Progress::Blocked(_) | Progress::Yielded => {
                     master.update(&mut conns[i], &core);
                     i += 1;
@@ -121,7 +116,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             };
             let conn = conns.swap_remove(i);
             master.forget(&conn);
-            log_close(core.model, reason, conn.echo.pending());
+            core.closed(reason, conn.echo.pending());
         }
         let listener_ready = accepting.is_some_and(|fd| read.contains(fd));
         if let (Some(l), true) = (&listener, listener_ready) {
@@ -157,7 +152,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 if core.is_idle(&conns[i], now) {
                     let conn = conns.swap_remove(i);
                     master.forget(&conn);
-                    log_close(core.model, CloseReason::IdleTimeout, conn.echo.pending());
+                    core.closed(CloseReason::IdleTimeout, conn.echo.pending());
                 } else {
                     i += 1;
                 }
@@ -168,7 +163,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             Round::Drained => return Ok(()),
             Round::DeadlinePassed => {
                 for c in conns.drain(..) {
-                    log_close(core.model, CloseReason::ShutdownTimeout, c.echo.pending());
+                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
                 }
                 return Ok(());
             }
@@ -203,7 +198,7 @@ fn accept(
             }
             continue; // `stream` is dropped: closed
         }
-        core.prepare(&stream);
+        core.admit(&stream);
         let mut conn = Conn::new(stream, now);
         master.update(&mut conn, core);
         conns.push(conn);
