@@ -60,6 +60,10 @@ fn unsupported_flags_exit_2_naming_the_field() {
             &["--model", "thread", "--thread-stack-size", "1000"],
             "`thread_stack_size`",
         ),
+        (
+            &["--model", "fork", "--metrics-listen", "127.0.0.1:0"],
+            "`metrics_listen`",
+        ),
     ] {
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
