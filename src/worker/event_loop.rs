@@ -136,13 +136,16 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => disconnected |= self.take_commands(now_ms),
-                    token => self.ready(token, now_ms),
+                    token => {
+                        let closed = event.is_read_closed() || event.is_error();
+                        self.ready(token, now_ms, closed)
+                    }
                 }
             }
             // Connections that yielded last round get another turn now, after everyone who
             // had an event, so one busy peer cannot starve the rest.
             for token in std::mem::take(&mut self.yielded) {
-                self.ready(token, now_ms);
+                self.ready(token, now_ms, false);
             }
             if let Some(interval) = self.sweep_interval_ms() {
                 if now_ms >= self.next_sweep_ms {
@@ -238,11 +241,16 @@ impl Worker {
     /// Drives the connection behind `token`. Tolerates stale tokens: an event may arrive for a
     /// connection closed earlier in the same batch, or a yielded slot may have been reused
     /// (driving a connection without readiness costs one `WouldBlock`, nothing more).
-    fn ready(&mut self, token: Token, now_ms: u64) {
+    /// `read_closed`: the event reported the peer's FIN, a hang-up or an error; the echo must
+    /// then read to EOF (edge-triggered epoll will not report that FIN again).
+    fn ready(&mut self, token: Token, now_ms: u64, read_closed: bool) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         conn.last_active_ms = now_ms;
+        if read_closed {
+            conn.echo.note_read_closed();
+        }
         let progress = conn.drive(&mut self.scratch, &self.settings.echo);
         match progress {
             Progress::Blocked(wants) => {
