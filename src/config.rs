@@ -333,7 +333,12 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let mut reason = inner.message().trim().to_owned();
+        // toml's messages may span lines ("invalid string\nexpected ..."): keep one line.
+        let mut reason = inner
+            .message()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if let Some(span) = inner.span() {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             reason = format!("{reason} (line {line})");
@@ -490,5 +495,18 @@ mod tests {
         let c = Config::build(file, &o).unwrap();
         assert_eq!(c.workers, 2);
         assert_eq!(c.buffer_size, 4096);
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The shipped example parses and states exactly the defaults.
+    #[test]
+    fn example_config_states_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let parsed = Config::from_toml(text).expect("config.example.toml parses");
+        assert_eq!(parsed, Config::default());
     }
 }

@@ -66,14 +66,16 @@ impl ShutdownHandle {
 
     /// Runs `wake` when shutdown is requested (at once if it already was).
     pub fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
-        {
+        let wake: WakeFn = Arc::new(wake);
+        let already = {
             let mut wakers = self.inner.wakers.lock();
-            if !self.inner.requested.load(Ordering::SeqCst) {
-                wakers.push(Arc::new(wake));
-                return;
-            }
+            // Kept even when run at once, for the same reason as in `shutdown`.
+            wakers.push(wake.clone());
+            self.inner.requested.load(Ordering::SeqCst)
+        };
+        if already {
+            wake();
         }
-        wake();
     }
 }
 

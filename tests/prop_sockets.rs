@@ -6,25 +6,23 @@
 //! run to some models. Failing seeds are kept in `proptest-regressions/prop_sockets.txt` and
 //! replayed first, against every model (a seed regenerates the same case for each).
 
+mod util;
+
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, TestRunner};
-use reactor_pool::config::Model;
-use reactor_pool::{Config, Server, ShutdownHandle};
+use reactor_pool::Model;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use util::{Binary, InProcess, Spec, payload};
 
 /// Longest a single connect, read or write may block. Generous: the machine is shared.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest a server may take to start or to drain and exit after shutdown.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Most write calls (and read buffers' worth) per client, so 512 KiB in 1-byte writes does
 /// not take minutes; fragmentation at every size is the state-machine tests' job.
 const MAX_CHUNKS: usize = 4096;
@@ -51,179 +49,63 @@ enum Clients {
     Sequential,
 }
 
-/// What a model needs from the harness. New models get the default; adjust here when a
+/// What a model needs from the harness. New models get the defaults; adjust here when a
 /// model cannot run that way.
 fn harness_for(model: Model) -> (Launch, Clients) {
-    match model.name() {
-        // fork(2) in this process would copy every descriptor the other tests' threads hold
-        // (their clients and listeners) into each child, delaying their closes and EOFs, and
-        // a child would inherit locks other threads hold; the binary has no such neighbours.
-        "fork" => (Launch::Binary, Clients::Concurrent),
-        // One client at a time: concurrent clients would each wait for all earlier ones, so
-        // their per-operation timeouts would depend on the case size. In order, each waits
-        // only for itself.
-        "blocking" => (Launch::InProcess, Clients::Sequential),
-        _ => (Launch::InProcess, Clients::Concurrent),
-    }
+    // fork(2) in this process would copy every descriptor the other tests' threads hold
+    // (their clients and listeners) into each child, delaying their closes and EOFs, and a
+    // child could inherit locks other threads hold; the binary has no such neighbours.
+    let launch = if model.name() == "fork" {
+        Launch::Binary
+    } else {
+        Launch::InProcess
+    };
+    // A model that serves one client at a time (blocking): concurrent clients would each
+    // wait for all earlier ones, so their per-operation timeouts would depend on the case
+    // size. In order, each waits only for itself.
+    let clients = if util::is_concurrent(model) {
+        Clients::Concurrent
+    } else {
+        Clients::Sequential
+    };
+    (launch, clients)
 }
 
 /// A running server of either launch kind.
-struct RunningServer {
-    addr: SocketAddr,
-    kind: Running,
-}
-
-enum Running {
-    InProcess {
-        shutdown: ShutdownHandle,
-        exited: mpsc::Receiver<io::Result<()>>,
-    },
-    Binary {
-        child: Child,
-        stderr: mpsc::Receiver<String>,
-    },
-    Stopped,
+enum RunningServer {
+    InProcess(InProcess),
+    Binary(Binary),
 }
 
 impl RunningServer {
-    fn start(
-        launch: Launch,
-        model: Model,
-        workers: usize,
-        buffer_size: usize,
-    ) -> Result<Self, String> {
+    fn start(launch: Launch, model: Model, workers: usize, buffer_size: usize) -> Self {
+        let spec = Spec::new(model)
+            .workers(workers)
+            .buffer_size(buffer_size)
+            .idle_timeout(Duration::from_secs(120));
         match launch {
-            Launch::InProcess => Self::start_in_process(model, workers, buffer_size),
-            Launch::Binary => Self::start_binary(model, workers, buffer_size),
+            Launch::InProcess => RunningServer::InProcess(spec.start()),
+            Launch::Binary => RunningServer::Binary(spec.spawn()),
         }
     }
 
-    fn start_in_process(model: Model, workers: usize, buffer_size: usize) -> Result<Self, String> {
-        let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            workers,
-            model,
-            buffer_size,
-            idle_timeout: Some(Duration::from_secs(120)),
-            shutdown_timeout: Duration::from_secs(10),
-            ..Config::default()
-        };
-        let server = Server::bind(&config).map_err(|e| format!("bind: {e}"))?;
-        let addr = server.local_addr();
-        let shutdown = server.shutdown_handle();
-        let (tx, exited) = mpsc::channel();
-        thread::Builder::new()
-            .name(format!("server-{model}"))
-            .spawn(move || {
-                let _ = tx.send(server.run());
-            })
-            .map_err(|e| format!("spawn server thread: {e}"))?;
-        Ok(RunningServer {
-            addr,
-            kind: Running::InProcess { shutdown, exited },
-        })
-    }
-
-    fn start_binary(model: Model, workers: usize, buffer_size: usize) -> Result<Self, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reactor-pool"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(["--model", model.name()])
-            .args(["--workers", &workers.to_string()])
-            .args(["--buffer-size", &buffer_size.to_string()])
-            .args(["--idle-timeout", "120", "--shutdown-timeout", "10"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn reactor-pool: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
-        // Both pipes are drained by threads so the child never blocks on a full pipe.
-        let (line_tx, line_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = line_tx.send(lines.next());
-            for _ in lines {}
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            let _ = err_tx.send(text);
-        });
-        let mut server = RunningServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            kind: Running::Binary {
-                child,
-                stderr: err_rx,
-            },
-        };
-        let line = match line_rx.recv_timeout(SERVER_TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            other => {
-                let _ = server.stop();
-                return Err(format!("no 'listening on' line from the binary: {other:?}"));
-            }
-        };
-        match line.strip_prefix("listening on ").map(str::parse) {
-            Some(Ok(addr)) => server.addr = addr,
-            _ => {
-                let _ = server.stop();
-                return Err(format!("unexpected first line from the binary: {line:?}"));
-            }
-        }
-        Ok(server)
-    }
-
-    /// Graceful shutdown; fails if the server does not exit cleanly in time.
-    fn stop(&mut self) -> Result<(), String> {
-        match std::mem::replace(&mut self.kind, Running::Stopped) {
-            Running::InProcess { shutdown, exited } => {
-                shutdown.shutdown();
-                match exited.recv_timeout(SERVER_TIMEOUT) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(format!("server failed: {e}")),
-                    Err(_) => Err(format!("server did not exit within {SERVER_TIMEOUT:?}")),
-                }
-            }
-            Running::Binary { mut child, stderr } => {
-                let pid = child.id() as libc::pid_t;
-                // SAFETY: kill(2) takes plain integers; `pid` is our own child, not yet reaped
-                // (we hold its `Child` and have not waited), so the pid cannot be reused.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-                let deadline = Instant::now() + SERVER_TIMEOUT;
-                let status = loop {
-                    match child.try_wait() {
-                        Ok(Some(status)) => break Ok(status),
-                        Ok(None) if Instant::now() < deadline => {
-                            thread::sleep(Duration::from_millis(10))
-                        }
-                        Ok(None) => {
-                            let _ = child.kill();
-                            let _ = child.wait();
-                            break Err(format!("binary did not exit within {SERVER_TIMEOUT:?}"));
-                        }
-                        Err(e) => break Err(format!("waiting for the binary: {e}")),
-                    }
-                };
-                let log = stderr.recv_timeout(SERVER_TIMEOUT).unwrap_or_default();
-                match status {
-                    Ok(s) if s.success() => Ok(()),
-                    Ok(s) => Err(format!("binary exited with {s}; stderr:\n{log}")),
-                    Err(e) => Err(format!("{e}; stderr:\n{log}")),
-                }
-            }
-            Running::Stopped => Ok(()),
+    fn addr(&self) -> SocketAddr {
+        match self {
+            RunningServer::InProcess(s) => s.addr,
+            RunningServer::Binary(s) => s.addr,
         }
     }
-}
 
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        // A failed case must not leave its server running into the next one.
-        let _ = self.stop();
+    /// Graceful shutdown, bounded; panics (failing the case) if it is not clean.
+    fn stop(self) {
+        match self {
+            RunningServer::InProcess(s) => {
+                s.stop();
+            }
+            RunningServer::Binary(s) => {
+                s.stop();
+            }
+        }
     }
 }
 
@@ -378,20 +260,6 @@ fn case_strategy() -> impl Strategy<Value = SocketCase> {
 
 // ----- clients -----
 
-/// A client's payload: xorshift bytes from its seed, so any lost, repeated or reordered
-/// stretch shows.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// Connects from a source address spread over 127.0.0.0/8, so runs of thousands of
 /// connections do not exhaust one address's ephemeral ports (TIME_WAIT stays on our side).
 fn connect(addr: SocketAddr, index: usize) -> io::Result<TcpStream> {
@@ -523,9 +391,9 @@ fn run_client(addr: SocketAddr, index: usize, plan: &ClientPlan) -> Result<(), S
 /// Starts the model's server, runs every client of the case, stops the server.
 fn run_case(model: Model, case: &SocketCase) -> Result<(), String> {
     let (launch, clients) = harness_for(model);
-    let mut server = RunningServer::start(launch, model, case.workers, case.buffer_size)?;
-    let addr = server.addr;
-    let mut errors: Vec<String> = match clients {
+    let server = RunningServer::start(launch, model, case.workers, case.buffer_size);
+    let addr = server.addr();
+    let errors: Vec<String> = match clients {
         Clients::Sequential => case
             .clients
             .iter()
@@ -549,9 +417,8 @@ fn run_case(model: Model, case: &SocketCase) -> Result<(), String> {
                 .collect()
         }),
     };
-    if let Err(e) = server.stop() {
-        errors.push(e);
-    }
+    // Clients are closed by now; a server that does not drain and exit fails the case here.
+    server.stop();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -637,9 +504,9 @@ fn every_model_echoes_every_client_exactly() {
 fn data_then_immediate_half_close_gets_echo_and_eof() {
     for model in models_under_test() {
         let (launch, _) = harness_for(model);
-        let mut server = RunningServer::start(launch, model, 1, 4096).unwrap();
+        let server = RunningServer::start(launch, model, 1, 4096);
         for i in 0..200 {
-            let mut c = connect(server.addr, i).unwrap();
+            let mut c = connect(server.addr(), i).unwrap();
             c.write_all(b"hello").unwrap();
             c.shutdown(Shutdown::Write).unwrap();
             let mut out = Vec::new();
@@ -647,7 +514,7 @@ fn data_then_immediate_half_close_gets_echo_and_eof() {
                 .unwrap_or_else(|e| panic!("model {model}, attempt {i}: {e} after {out:?}"));
             assert_eq!(out, b"hello", "model {model}, attempt {i}");
         }
-        server.stop().unwrap();
+        server.stop();
     }
 }
 
@@ -680,10 +547,10 @@ fn binary_launch_serves_a_case() {
             plan(0, End::HalfClose),
         ],
     };
-    let mut server = RunningServer::start(Launch::Binary, Model::default(), 2, 4096).unwrap();
-    let addr = server.addr;
+    let server = RunningServer::start(Launch::Binary, Model::default(), 2, 4096);
+    let addr = server.addr();
     for (i, plan) in case.clients.iter().enumerate() {
         run_client(addr, i, plan).unwrap();
     }
-    server.stop().unwrap();
+    server.stop();
 }

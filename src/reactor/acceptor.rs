@@ -101,6 +101,11 @@ impl Acceptor {
             // edge may come for connections already in the backlog.
             paused_until = self.accept_all();
         };
+        // Connections whose handshake completed before the request sit in the accept queue;
+        // closing the listener would reset them, so take them in (once) and serve them.
+        if result.is_ok() {
+            self.accept_all();
+        }
         // Release the port at once: new connection attempts are refused from here on.
         drop(self.listener);
         self.dispatcher.stop_all();

@@ -3,7 +3,7 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Echo, EchoOptions, Progress, Wants};
+use super::echo::{Echo, EchoOptions, Progress, ReadUntil, Wants};
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -17,6 +17,10 @@ pub struct Connection {
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
     pub last_active_ms: u64,
+    /// The poller reported the peer's FIN (or an error). From then on a short read does not
+    /// prove the socket drained: the FIN may sit behind the data, and its edge was already
+    /// consumed, so reads continue until `WouldBlock` or EOF.
+    fin_seen: bool,
 }
 
 impl Connection {
@@ -33,11 +37,26 @@ impl Connection {
             echo: Echo::new(),
             registered: Interest::READABLE,
             last_active_ms: now_ms,
+            fin_seen: false,
         })
     }
 
-    /// Drives the echo as far as the socket allows.
-    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions) -> Progress {
+    /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the
+    /// peer's FIN or an error with this wake-up.
+    pub fn drive(
+        &mut self,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+        fin_event: bool,
+    ) -> Progress {
+        self.fin_seen |= fin_event;
+        if self.fin_seen && options.read_until != ReadUntil::WouldBlock {
+            let options = EchoOptions {
+                read_until: ReadUntil::WouldBlock,
+                ..*options
+            };
+            return self.echo.drive(&mut self.stream, scratch, &options);
+        }
         self.echo.drive(&mut self.stream, scratch, options)
     }
 

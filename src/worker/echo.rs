@@ -81,9 +81,7 @@ pub enum ReadUntil {
     WouldBlock,
     /// A read that fills less than the space offered means the socket is drained. Saves one
     /// `EAGAIN` read per message. Correct with level-triggered pollers (they report again) and
-    /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data, provided
-    /// the loop passes the peer's FIN on through [`Echo::note_read_closed`]: the read that
-    /// returns the last bytes may consume the FIN too, and no edge reports it again.
+    /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data.
     ShortRead,
 }
 
@@ -118,8 +116,6 @@ pub struct Echo {
     pending: Pending,
     /// The peer sent FIN: nothing more will be read; finish once `pending` drains.
     peer_closed: bool,
-    /// The poller reported the peer's FIN or a hang-up: read to EOF, not to a short read.
-    read_closed: bool,
 }
 
 impl Echo {
@@ -128,7 +124,6 @@ impl Echo {
         Echo {
             pending: Pending::new(),
             peer_closed: false,
-            read_closed: false,
         }
     }
 
@@ -145,17 +140,6 @@ impl Echo {
     /// Whether the peer has closed its write side.
     pub fn is_peer_closed(&self) -> bool {
         self.peer_closed
-    }
-
-    /// Tells the connection that its poller reported the peer's FIN or a hang-up or error
-    /// (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`; mio's `is_read_closed() || is_error()`).
-    ///
-    /// From then on only EOF, an error or `WouldBlock` ends a round of reads, whatever
-    /// `read_until` says: a read that returns the last data can consume the FIN with it (Linux
-    /// does), and an edge-triggered poller never reports that FIN again, so a short read is no
-    /// longer proof that nothing is left to read. Level-triggered pollers need not call this.
-    pub fn note_read_closed(&mut self) {
-        self.read_closed = true;
     }
 
     /// Interest the connection has given its state (what a level-triggered poller should
@@ -216,10 +200,7 @@ impl Echo {
                 Ok(0) => self.peer_closed = true,
                 Ok(n) => {
                     reads += 1;
-                    if options.read_until == ReadUntil::ShortRead
-                        && !self.read_closed
-                        && n < offered
-                    {
+                    if options.read_until == ReadUntil::ShortRead && n < offered {
                         can_read = false;
                     }
                     let data = &scratch[..n];

@@ -5,10 +5,12 @@
 //! A generated [`Case`] is a schedule of network events (the peer sends, half-closes, reads
 //! our output, resets), event-loop iterations, and faults injected into the next calls. The
 //! core runs over a [`SimSocket`] and is driven only when an event-loop model ([`Run`]) says
-//! the poller would report the connection, exactly as `Worker` does: interest follows
-//! `Blocked(wants)` (re-registered only when it changes), `Yielded` is driven again after the
-//! batch without a new event, and the event's read-closed flag is passed on. Three triggers
-//! are modelled, each with the read policies it is correct for:
+//! the poller would report the connection, as `Worker` does: interest follows
+//! `Blocked(wants)` (re-registered only when it changes; or, as the `epoll-et` model does,
+//! registered once for both directions), `Yielded` is driven again after the batch without a
+//! new event, and once an event carried the peer's FIN (read-closed or error) the connection
+//! reads until `WouldBlock`, as `Connection::drive` does. Three triggers are modelled, each
+//! with the read policies it is correct for:
 //!
 //! | trigger      | models                                   | an event is reported when                    |
 //! |--------------|------------------------------------------|----------------------------------------------|
@@ -81,6 +83,16 @@ enum Step {
     Write(WriteFault),
 }
 
+/// How the loop registers interest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Registration {
+    /// Follows `Blocked(wants)`, re-registering on change (`Worker`, the LT models).
+    FollowWants,
+    /// Read and write, registered once, never changed (the `epoll-et` model). Edge-triggered
+    /// only: under a level-triggered poller it would report writability forever.
+    Fixed,
+}
+
 /// How the peer ends once the schedule is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ending {
@@ -95,8 +107,9 @@ enum Ending {
 struct Case {
     trigger: Trigger,
     read_until: ReadUntil,
-    /// Whether the loop passes the event's read-closed flag on (epoll always does; select
-    /// has no such flag).
+    registration: Registration,
+    /// Whether the loop acts on the event's read-closed flag (`Worker` does; select has no
+    /// such flag, and level-triggered loops do not need it).
     hints: bool,
     limit: usize,
     read_budget: u32,
@@ -156,10 +169,11 @@ impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?}-triggered, read until {:?}, hints {}, limit {}, read_budget {}, scratch {}, \
-             sndbuf {}, payload {} bytes, then {:?}; steps: {:?}",
+            "{:?}-triggered, read until {:?}, {:?}, hints {}, limit {}, read_budget {}, \
+             scratch {}, sndbuf {}, payload {} bytes, then {:?}; steps: {:?}",
             self.trigger,
             self.read_until,
+            self.registration,
             self.hints,
             self.limit,
             self.read_budget,
@@ -210,6 +224,8 @@ struct Run<'c> {
     spurious: bool,
     /// The connection yielded and is owed a drive without an event.
     yielded: bool,
+    /// An event carried the peer's FIN or an error (`Connection::fin_seen`).
+    fin_seen: bool,
     /// Set once `drive` returned `Done`.
     done: Option<Closed>,
     /// What happened, for the failure message.
@@ -247,11 +263,12 @@ impl<'c> Run<'c> {
             scratch: vec![0; case.scratch],
             interest: Interest {
                 read: true,
-                write: false,
+                write: case.registration == Registration::Fixed,
             },
             queued: false,
             spurious: false,
             yielded: false,
+            fin_seen: false,
             done: None,
             trace: Vec::new(),
         }
@@ -396,18 +413,24 @@ impl<'c> Run<'c> {
         Ok(drove)
     }
 
-    /// `Worker::ready`: pass on the read-closed hint, drive, act on the progress.
+    /// `Worker::ready` and `Connection::drive`: note a FIN flag, drive (reading until
+    /// `WouldBlock` once a FIN was flagged: the read that returns the last bytes may consume
+    /// the FIN, whose edge will not come again), act on the progress.
     fn dispatch(&mut self, flags: Option<Flags>) -> Result<(), String> {
         if let Some(flags) = flags {
-            if self.case.hints && (flags.read_closed || flags.error) {
-                self.echo.note_read_closed();
-            }
+            self.fin_seen |= self.case.hints && (flags.read_closed || flags.error);
         }
+        let options = if self.fin_seen {
+            EchoOptions {
+                read_until: ReadUntil::WouldBlock,
+                ..self.options
+            }
+        } else {
+            self.options
+        };
         self.scratch.fill(0xA5);
         self.sock.begin_drive();
-        let progress = self
-            .echo
-            .drive(&mut self.sock, &mut self.scratch, &self.options);
+        let progress = self.echo.drive(&mut self.sock, &mut self.scratch, &options);
         self.trace.push(match flags {
             Some(f) if f.read_closed => format!("drive(rdhup)->{progress:?}"),
             Some(_) => format!("drive->{progress:?}"),
@@ -429,6 +452,9 @@ impl<'c> Run<'c> {
     /// `Connection::set_interest`: no empty interest (reading is the default); re-register
     /// only on change, and epoll then re-polls the socket (a ready socket gets an event).
     fn set_interest(&mut self, read: bool, write: bool) {
+        if self.case.registration == Registration::Fixed {
+            return;
+        }
         let new = Interest {
             read: read || !write,
             write,
@@ -620,11 +646,12 @@ impl<'c> Run<'c> {
         );
         ensure!(
             self,
-            self.interest
-                == Interest {
-                    read: true,
-                    write: false
-                },
+            self.case.registration == Registration::Fixed
+                || self.interest
+                    == Interest {
+                        read: true,
+                        write: false
+                    },
             "an idle connection should wait for reading only"
         );
         Ok(())
@@ -633,12 +660,40 @@ impl<'c> Run<'c> {
 
 // ----- generators -----
 
-const COMBINATIONS: &[(Trigger, ReadUntil)] = &[
-    (Trigger::Level, ReadUntil::WouldBlock),
-    (Trigger::Level, ReadUntil::ShortRead),
-    (Trigger::Edge, ReadUntil::WouldBlock),
-    (Trigger::Edge, ReadUntil::ShortRead),
-    (Trigger::EdgeStrict, ReadUntil::WouldBlock),
+/// Every loop style with the read policies it is correct for.
+const COMBINATIONS: &[(Trigger, ReadUntil, Registration)] = &[
+    (
+        Trigger::Level,
+        ReadUntil::WouldBlock,
+        Registration::FollowWants,
+    ),
+    (
+        Trigger::Level,
+        ReadUntil::ShortRead,
+        Registration::FollowWants,
+    ),
+    (
+        Trigger::Edge,
+        ReadUntil::WouldBlock,
+        Registration::FollowWants,
+    ),
+    (
+        Trigger::Edge,
+        ReadUntil::ShortRead,
+        Registration::FollowWants,
+    ),
+    (Trigger::Edge, ReadUntil::WouldBlock, Registration::Fixed),
+    (Trigger::Edge, ReadUntil::ShortRead, Registration::Fixed),
+    (
+        Trigger::EdgeStrict,
+        ReadUntil::WouldBlock,
+        Registration::FollowWants,
+    ),
+    (
+        Trigger::EdgeStrict,
+        ReadUntil::WouldBlock,
+        Registration::Fixed,
+    ),
 ];
 
 fn net_strategy() -> impl Strategy<Value = Net> {
@@ -672,7 +727,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 
 prop_compose! {
     fn case_strategy()(
-        (trigger, read_until) in prop::sample::select(COMBINATIONS),
+        (trigger, read_until, registration) in prop::sample::select(COMBINATIONS),
         hints in any::<bool>(),
         limit in 1usize..=40,
         read_budget in 1u32..=6,
@@ -689,7 +744,8 @@ prop_compose! {
         Case {
             trigger,
             read_until,
-            // An edge-triggered loop must pass the flag on; select has none to pass.
+            registration,
+            // An edge-triggered loop must act on the flag; select has none to pass.
             hints: hints || trigger != Trigger::Level,
             limit,
             read_budget,
@@ -736,6 +792,7 @@ mod examples {
         Case {
             trigger,
             read_until,
+            registration: Registration::FollowWants,
             hints: true,
             limit: 64,
             read_budget: 16,
@@ -749,7 +806,7 @@ mod examples {
 
     /// Data and FIN arrive together; under epoll ET the read that returns the data also
     /// consumes the FIN, so a short read is no proof of a drained socket: the event's
-    /// read-closed flag must make the core read on to EOF instead of waiting forever.
+    /// read-closed flag must make the loop read on to EOF instead of waiting forever.
     #[test]
     fn fin_behind_data_under_edge_trigger() {
         let c = case(

@@ -137,8 +137,8 @@ impl Worker {
                 match event.token() {
                     WAKER => disconnected |= self.take_commands(now_ms),
                     token => {
-                        let closed = event.is_read_closed() || event.is_error();
-                        self.ready(token, now_ms, closed)
+                        let fin = event.is_read_closed() || event.is_error();
+                        self.ready(token, now_ms, fin)
                     }
                 }
             }
@@ -241,17 +241,12 @@ impl Worker {
     /// Drives the connection behind `token`. Tolerates stale tokens: an event may arrive for a
     /// connection closed earlier in the same batch, or a yielded slot may have been reused
     /// (driving a connection without readiness costs one `WouldBlock`, nothing more).
-    /// `read_closed`: the event reported the peer's FIN, a hang-up or an error; the echo must
-    /// then read to EOF (edge-triggered epoll will not report that FIN again).
-    fn ready(&mut self, token: Token, now_ms: u64, read_closed: bool) {
+    fn ready(&mut self, token: Token, now_ms: u64, fin_event: bool) {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
         conn.last_active_ms = now_ms;
-        if read_closed {
-            conn.echo.note_read_closed();
-        }
-        let progress = conn.drive(&mut self.scratch, &self.settings.echo);
+        let progress = conn.drive(&mut self.scratch, &self.settings.echo, fin_event);
         match progress {
             Progress::Blocked(wants) => {
                 if let Err(e) = conn.set_interest(self.poll.registry(), token, wants) {

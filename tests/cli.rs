@@ -1,0 +1,180 @@
+//! Proves the command-line contract: exactly one `listening on` line when ready, bad
+//! arguments and config exit 2 with one line naming the field (nothing listening, no panic),
+//! an address in use exits 1 naming the address, and flags override the config file.
+
+mod util;
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+use util::{BIN, Binary, PATIENCE, connect, read_n, wait_child};
+
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A bad argument must fail fast; a hang here means something started listening.
+    if wait_child(&mut child, PATIENCE).is_none() {
+        let _ = child.kill();
+        panic!("reactor-pool {args:?} did not exit");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("reactor-pool-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[track_caller]
+fn assert_usage_error(args: &[&str], must_mention: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: status {:?}, stderr {stderr}",
+        out.status
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed to stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
+    assert!(
+        stderr.contains(must_mention),
+        "{args:?}: {stderr:?} does not mention {must_mention:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+}
+
+/// Each bad flag value exits 2 with one line naming the flag.
+#[test]
+fn bad_flags_exit_2_naming_the_field() {
+    let l = ["serve", "--listen", "127.0.0.1:0"];
+    let with =
+        |extra: &[&'static str]| -> Vec<&'static str> { l.iter().chain(extra).copied().collect() };
+    assert_usage_error(&with(&["--workers", "abc"]), "--workers");
+    assert_usage_error(&with(&["--workers", "5000"]), "workers");
+    assert_usage_error(&with(&["--buffer-size", "1"]), "buffer_size");
+    assert_usage_error(&with(&["--max-connections", "0"]), "max_connections");
+    assert_usage_error(&with(&["--backlog", "0"]), "backlog");
+    assert_usage_error(&with(&["--idle-timeout", "soon"]), "--idle-timeout");
+    assert_usage_error(&with(&["--model", "fibers"]), "model");
+    assert_usage_error(&with(&["--log-level", "=[bad"]), "log_level");
+    assert_usage_error(&with(&["--frobnicate"]), "--frobnicate");
+    assert_usage_error(&["serve", "--listen", "nowhere"], "listen");
+    assert_usage_error(&["serve", "--listen", "127.0.0.1:99999"], "listen");
+}
+
+/// Config-file problems exit 2 with one line naming the file or the field.
+#[test]
+fn bad_config_files_exit_2_naming_the_field() {
+    assert_usage_error(
+        &["serve", "--config", "/nonexistent/reactor-pool.toml"],
+        "/nonexistent/reactor-pool.toml",
+    );
+    let cases = [
+        (
+            "unknown.toml",
+            "listen = \"127.0.0.1:0\"\nwrokers = 2\n",
+            "wrokers",
+        ),
+        (
+            "type.toml",
+            "listen = \"127.0.0.1:0\"\nworkers = \"two\"\n",
+            "workers",
+        ),
+        (
+            "range.toml",
+            "listen = \"127.0.0.1:0\"\nbuffer_size = 10\n",
+            "buffer_size",
+        ),
+        ("addr.toml", "listen = \"localhost\"\n", "listen"),
+        (
+            "model.toml",
+            "listen = \"127.0.0.1:0\"\nmodel = \"fibers\"\n",
+            "model",
+        ),
+        (
+            "duration.toml",
+            "listen = \"127.0.0.1:0\"\nidle_timeout = \"5 fortnights\"\n",
+            "idle_timeout",
+        ),
+        ("syntax.toml", "listen = \n", "syntax.toml"),
+    ];
+    for (name, text, field) in cases {
+        let path = temp_config(name, text);
+        assert_usage_error(&["serve", "--config", path.to_str().unwrap()], field);
+    }
+}
+
+/// A second server on a busy address exits 1 with the address and the OS error.
+#[test]
+fn address_in_use_exits_1() {
+    let first = Binary::spawn(&["serve".into(), "--listen".into(), "127.0.0.1:0".into()]);
+    let addr = first.addr.to_string();
+    let out = run(&["serve", "--listen", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    first.stop();
+}
+
+/// The file sets `max_connections = 1`; `--listen` on the command line overrides the file's
+/// address. Both take effect: the server listens on the flag's port 0, and a second client
+/// is turned away.
+#[test]
+fn flags_override_the_file_and_the_file_overrides_defaults() {
+    let path = temp_config(
+        "good.toml",
+        "listen = \"127.0.0.1:1\"\nmax_connections = 1\nidle_timeout = \"5m\"\n",
+    );
+    let server = Binary::spawn(&[
+        "serve".into(),
+        "--config".into(),
+        path.to_str().unwrap().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    assert_ne!(server.addr.port(), 1);
+    let mut first = connect(server.addr);
+    first.write_all(b"one").unwrap();
+    assert_eq!(read_n(&mut first, 3), b"one");
+    let mut second = connect(server.addr);
+    let mut buf = [0u8; 1];
+    let n = std::io::Read::read(&mut second, &mut buf).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the second connection was served despite max_connections = 1"
+    );
+    drop(first);
+    server.stop();
+}
+
+/// `models` lists the reactor model; `--help` exits 0.
+#[test]
+fn models_and_help() {
+    let out = run(&["models"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reactor"));
+    let out = run(&["serve", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--idle-timeout"));
+}

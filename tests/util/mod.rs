@@ -1,0 +1,458 @@
+//! Shared test support: start a server (in-process or as the real binary) on 127.0.0.1:0,
+//! talk to it with bounded waits, and inspect the server process (fds, RSS, CPU time).
+//!
+//! Every wait here has a deadline; nothing sleeps as a means of synchronisation (the short
+//! sleeps inside `wait_until` are the polling interval of a condition with a deadline).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use reactor_pool::{Config, Model, Server, ShutdownHandle};
+
+/// Generous upper bound for anything that should take milliseconds: the CI machine is
+/// shared and slow, and a debug build is several times slower than release.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
+
+/// What a test wants from its server; turned into a `Config` (in-process) or flags (binary).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub model: Model,
+    pub workers: usize,
+    pub buffer_size: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Spec {
+    pub fn new(model: Model) -> Spec {
+        Spec {
+            model,
+            workers: 2,
+            buffer_size: 64 * 1024,
+            max_connections: 10_000,
+            idle_timeout: None,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn workers(mut self, n: usize) -> Spec {
+        self.workers = n;
+        self
+    }
+
+    pub fn buffer_size(mut self, n: usize) -> Spec {
+        self.buffer_size = n;
+        self
+    }
+
+    pub fn max_connections(mut self, n: usize) -> Spec {
+        self.max_connections = n;
+        self
+    }
+
+    pub fn idle_timeout(mut self, t: Duration) -> Spec {
+        self.idle_timeout = Some(t);
+        self
+    }
+
+    pub fn shutdown_timeout(mut self, t: Duration) -> Spec {
+        self.shutdown_timeout = t;
+        self
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: self.workers,
+            model: self.model,
+            max_connections: self.max_connections,
+            buffer_size: self.buffer_size,
+            idle_timeout: self.idle_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            ..Config::default()
+        }
+    }
+
+    /// Command-line flags equivalent to this spec.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--model".to_owned(),
+            self.model.name().to_owned(),
+            "--buffer-size".to_owned(),
+            self.buffer_size.to_string(),
+            "--max-connections".to_owned(),
+            self.max_connections.to_string(),
+            "--idle-timeout".to_owned(),
+            self.idle_timeout
+                .map_or(0.0, |t| t.as_secs_f64())
+                .to_string(),
+            "--shutdown-timeout".to_owned(),
+            self.shutdown_timeout.as_secs_f64().to_string(),
+        ];
+        if self.model == Model::Reactor {
+            args.push("--workers".to_owned());
+            args.push(self.workers.to_string());
+        }
+        args
+    }
+
+    /// Starts the server in this process.
+    pub fn start(&self) -> InProcess {
+        InProcess::start(&self.config())
+    }
+
+    /// Starts the server as the real binary in its own process.
+    pub fn spawn(&self) -> Binary {
+        Binary::spawn(&self.args())
+    }
+}
+
+/// A server running on a thread of the test process.
+#[derive(Debug)]
+pub struct InProcess {
+    pub addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    done: mpsc::Receiver<io::Result<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InProcess {
+    pub fn start(config: &Config) -> InProcess {
+        let server = Server::bind(config).expect("bind 127.0.0.1:0");
+        let addr = server.local_addr();
+        let shutdown = server.shutdown_handle();
+        let (tx, done) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("server".into())
+            .spawn(move || {
+                let _ = tx.send(server.run());
+            })
+            .unwrap();
+        InProcess {
+            addr,
+            shutdown,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Requests shutdown and waits (bounded) for `run` to return; returns how long it took.
+    #[track_caller]
+    pub fn stop(mut self) -> Duration {
+        let start = Instant::now();
+        self.shutdown.shutdown();
+        let result = self
+            .done
+            .recv_timeout(PATIENCE)
+            .expect("server did not stop in time");
+        result.expect("server run failed");
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        // A failed test still stops its server, so the process does not leak threads/ports.
+        self.shutdown.shutdown();
+    }
+}
+
+/// The real binary, started with flags; its first stdout line gives the address.
+#[derive(Debug)]
+pub struct Binary {
+    pub addr: SocketAddr,
+    pub child: Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Binary {
+    #[track_caller]
+    pub fn spawn(args: &[String]) -> Binary {
+        Binary::spawn_command(Command::new(BIN).args(args))
+    }
+
+    #[track_caller]
+    pub fn spawn_command(cmd: &mut Command) -> Binary {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn reactor-pool");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Anything more on stdout breaks the one-line contract.
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            assert!(rest.is_empty(), "extra stdout lines: {rest:?}");
+        });
+        let line = match rx.recv_timeout(PATIENCE) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = stderr.join().unwrap_or_default();
+                panic!("server did not report its address ({other:?}); stderr:\n{err}");
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address in the listening line");
+        Binary {
+            addr,
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we own (our child, not yet reaped) has no memory effects.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status and everything it wrote
+    /// to stderr.
+    #[track_caller]
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let status = wait_child(&mut self.child, PATIENCE).expect("server did not exit in time");
+        let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
+        (status, stderr)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    #[track_caller]
+    pub fn stop(self) -> String {
+        self.signal(libc::SIGTERM);
+        let (status, stderr) = self.wait();
+        assert!(
+            status.success(),
+            "exit status {status:?}; stderr:\n{stderr}"
+        );
+        stderr
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        fd_count_of(self.pid())
+    }
+
+    /// CPU time (user + system) the server process has used.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time_of(self.pid())
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Connects with read and write timeouts set, so no test can hang on a socket.
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// A deterministic payload of `len` bytes, different for each `seed`.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Reads exactly `n` bytes (or fails with the bytes read so far in the message).
+#[track_caller]
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => panic!("EOF after {got} of {n} bytes"),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed after {got} of {n} bytes: {e}"),
+        }
+    }
+    buf
+}
+
+/// Reads until EOF; panics on error or timeout.
+#[track_caller]
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read to EOF");
+    out
+}
+
+/// Sends `data`, half-closes, and returns everything echoed until the server's FIN.
+/// A writer thread sends while this thread reads, so payloads of any size cannot deadlock.
+#[track_caller]
+pub fn echo_all(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    let mut w = s.try_clone().unwrap();
+    let data_owned = data.to_vec();
+    let writer = thread::spawn(move || {
+        w.write_all(&data_owned).expect("write payload");
+        w.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let echoed = read_to_eof(&mut s);
+    writer.join().expect("writer thread");
+    echoed
+}
+
+/// Asserts two byte strings are equal, reporting the first difference instead of dumping.
+#[track_caller]
+pub fn assert_same(got: &[u8], want: &[u8]) {
+    if got != want {
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "echo differs: got {} bytes, want {}; first difference at byte {at}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// A status field (in kB) of /proc/PID/status, in bytes.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .expect("status field");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+pub fn rss_of(pid: i32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+pub fn fd_count_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+pub fn cpu_time_of(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Serialises the tests of one test binary that open hundreds of descriptors or saturate the
+/// CPU: `cargo test` runs a binary's tests on parallel threads in one process, and one
+/// such test per model at once would approach the 20,000 open-files limit.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Models that serve many clients at once (the iterative `blocking` model does not).
+pub fn is_concurrent(model: Model) -> bool {
+    model.name() != "blocking"
+}
+
+/// Generates one `#[test]` per model for each listed test function `fn name(model: Model)`.
+/// Each model gets its own module, so `cargo test reactor::` or `epoll::` selects a model.
+#[macro_export]
+macro_rules! per_model {
+    ($($name:ident),* $(,)?) => {
+        mod reactor {
+            $( #[test] fn $name() { super::$name(reactor_pool::Model::Reactor) } )*
+        }
+    };
+}
