@@ -39,6 +39,11 @@
 //! After the schedule the network cooperates (the peer sends the rest, takes all our output);
 //! the connection must then finish (or, for a peer that stays open, go quiet with everything
 //! echoed) within a bounded number of event-loop rounds: no lost wake-up, no livelock.
+//!
+//! The loop model mirrors `Worker::run`/`ready` and `Connection::drive`/`set_interest` by hand
+//! (they are bound to mio): a change to those belongs here too. Cases: `PROPTEST_CASES`
+//! (default 2048, about 4 s in a debug build); failing seeds are kept in
+//! `proptest-regressions/worker/echo_props.txt` and replayed first.
 
 use std::fmt;
 
