@@ -21,7 +21,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use reactor_pool::Config;
+use reactor_pool::live::LiveSettings;
 use reactor_pool::reactor::dispatch::{Dispatcher, WorkerLink};
+use reactor_pool::stats::Stats;
 use reactor_pool::worker::{Echo, EchoOptions, Progress, Transport, Worker, WorkerSettings};
 
 /// A stream whose reads deliver `input` once, at most `chunk` bytes per read, then
@@ -116,12 +119,16 @@ struct LiveWorker {
 impl LiveWorker {
     fn start() -> LiveWorker {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let settings = WorkerSettings {
-            id: 0,
-            echo: EchoOptions::new(64 * 1024),
+        let config = Config {
             idle_timeout: None,
             shutdown_timeout: Duration::from_secs(1),
-            nodelay: true,
+            ..Config::default()
+        };
+        let settings = WorkerSettings {
+            id: 0,
+            echo: EchoOptions::new(config.buffer_size),
+            live: Arc::new(LiveSettings::new(&config)),
+            stats: Arc::new(Stats::new(1)),
         };
         let (worker, waker) =
             Worker::new(settings, rx, Arc::new(AtomicUsize::new(0))).expect("worker");

@@ -18,6 +18,13 @@ pub const MIN_BUFFER_SIZE: usize = 512;
 pub const MAX_BUFFER_SIZE: usize = 64 << 20;
 /// Largest accepted worker count; more threads than this only adds contention.
 pub const MAX_WORKERS: usize = 1024;
+/// Default stack of a `thread`-model connection thread: the echo keeps its buffers on the
+/// heap, so a small stack suffices (std's default is 2 MiB).
+pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
+/// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
+pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
+/// Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
+const SELECT_FD_LIMIT: usize = 1024;
 
 /// The I/O model that serves connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,16 +32,46 @@ pub enum Model {
     /// One acceptor thread plus N `mio` worker threads (the default).
     #[default]
     Reactor,
+    /// One thread, raw epoll, level-triggered.
+    Epoll,
+    /// One thread, raw epoll, edge-triggered.
+    EpollEt,
+    /// One thread, `poll(2)` over a growable array.
+    Poll,
+    /// One thread, `select(2)`; descriptors below `FD_SETSIZE` only.
+    Select,
+    /// One thread per connection, blocking I/O.
+    Thread,
+    /// One child process per connection, blocking I/O.
+    Fork,
+    /// Iterative: one connection at a time, blocking I/O.
+    Blocking,
 }
 
 impl Model {
     /// Every model, in the order `reactor-pool models` lists them.
-    pub const ALL: &'static [Model] = &[Model::Reactor];
+    pub const ALL: &'static [Model] = &[
+        Model::Reactor,
+        Model::Epoll,
+        Model::EpollEt,
+        Model::Poll,
+        Model::Select,
+        Model::Thread,
+        Model::Fork,
+        Model::Blocking,
+    ];
 
     /// The name used on the command line and in the config file.
     pub fn name(self) -> &'static str {
         match self {
             Model::Reactor => "reactor",
+            Model::Epoll => "epoll",
+            Model::EpollEt => "epoll-et",
+            Model::Poll => "poll",
+            Model::Select => "select",
+            Model::Thread => "thread",
+            Model::Fork => "fork",
+            Model::Blocking => "blocking",
         }
     }
 
@@ -45,7 +82,55 @@ impl Model {
                 "acceptor thread + N worker threads, each with its own mio (epoll) poller; \
                  connections handed round-robin through channels"
             }
+            Model::Epoll => {
+                "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
+                 ready connections only; uses one core"
+            }
+            Model::EpollEt => {
+                "one thread, raw epoll, edge-triggered: reads and accepts drain to EAGAIN, \
+                 connections that yield are resumed without a new edge; uses one core"
+            }
+            Model::Poll => {
+                "one thread, growable pollfd array with swap-remove; no descriptor limit, but \
+                 the kernel scans every connection on every call"
+            }
+            Model::Select => {
+                "one thread, fd_set copied each round; descriptors >= 1024 (FD_SETSIZE) are \
+                 refused, and every call scans 0..maxfd"
+            }
+            Model::Thread => {
+                "one thread per connection (stack: thread_stack_size), blocking I/O; memory \
+                 and context switches grow with every connection"
+            }
+            Model::Fork => {
+                "one child process per connection, blocking I/O; the parent reaps children \
+                 and counts them for max_connections; a fork per connection is costly"
+            }
+            Model::Blocking => {
+                "iterative: serves one connection at a time with blocking I/O; everyone else \
+                 waits in the backlog (the baseline)"
+            }
         }
+    }
+
+    /// Whether the model runs `workers` worker threads.
+    pub fn uses_workers(self) -> bool {
+        self == Model::Reactor
+    }
+
+    /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
+    pub fn uses_thread_stack_size(self) -> bool {
+        self == Model::Thread
+    }
+
+    /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
+    pub fn serves_metrics(self) -> bool {
+        self != Model::Fork
+    }
+
+    /// Most connections the model can serve at once, whatever `max_connections` says.
+    pub fn connection_ceiling(self) -> Option<usize> {
+        (self == Model::Select).then_some(SELECT_FD_LIMIT)
     }
 }
 
@@ -104,6 +189,15 @@ pub struct Config {
     pub nodelay: bool,
     /// Log filter (tracing `EnvFilter` syntax) when neither `--log-level` nor `RUST_LOG` is set.
     pub log_level: String,
+    /// Stack size of each connection thread of the `thread` model, in bytes.
+    pub thread_stack_size: usize,
+    /// Config-file settings the chosen model ignores, as messages to log at start-up.
+    pub warnings: Vec<String>,
+    /// Where the Prometheus metrics endpoint listens; `None` (the default) serves no metrics.
+    /// A loopback address unless `metrics_allow_remote` is set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
+    pub metrics_allow_remote: bool,
 }
 
 impl Default for Config {
@@ -119,6 +213,10 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             nodelay: true,
             log_level: "info".to_owned(),
+            thread_stack_size: DEFAULT_THREAD_STACK_SIZE,
+            warnings: Vec::new(),
+            metrics_listen: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -141,6 +239,9 @@ struct FileConfig {
     shutdown_timeout: Option<DurationValue>,
     nodelay: Option<bool>,
     log_level: Option<String>,
+    thread_stack_size: Option<usize>,
+    metrics_listen: Option<String>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -166,6 +267,12 @@ pub struct Overrides {
     pub nodelay: Option<bool>,
     /// `--log-level`
     pub log_level: Option<String>,
+    /// `--thread-stack-size`
+    pub thread_stack_size: Option<usize>,
+    /// `--metrics-listen`
+    pub metrics_listen: Option<String>,
+    /// `--metrics-allow-remote` sets this to `Some(true)`
+    pub metrics_allow_remote: Option<bool>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -241,6 +348,11 @@ impl Config {
 
     fn build(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
         let d = Config::default();
+        let in_file = InFile {
+            workers: file.workers.is_some(),
+            thread_stack_size: file.thread_stack_size.is_some(),
+            max_connections: file.max_connections.is_some(),
+        };
         let listen_text = o.listen.clone().or(file.listen);
         let listen = match listen_text {
             Some(s) => parse_listen(&s)?,
@@ -293,6 +405,7 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        let mut warnings = check_model_fit(model, &in_file, o, max_connections)?;
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
@@ -313,6 +426,49 @@ impl Config {
                 reason: format!("'{log_level}' is not a valid log filter ({e})"),
             });
         }
+        let thread_stack_size = o
+            .thread_stack_size
+            .or(file.thread_stack_size)
+            .unwrap_or(d.thread_stack_size);
+        if !THREAD_STACK_SIZE_RANGE.contains(&thread_stack_size) {
+            return Err(ConfigError::Invalid {
+                field: "thread_stack_size",
+                reason: format!(
+                    "{thread_stack_size} is out of range ({}..={} bytes)",
+                    THREAD_STACK_SIZE_RANGE.start(),
+                    THREAD_STACK_SIZE_RANGE.end()
+                ),
+            });
+        }
+        let metrics_allow_remote = o
+            .metrics_allow_remote
+            .or(file.metrics_allow_remote)
+            .unwrap_or(d.metrics_allow_remote);
+        let metrics_listen = match o.metrics_listen.clone().or(file.metrics_listen) {
+            Some(s) => parse_metrics_listen(&s, metrics_allow_remote)?,
+            None => d.metrics_listen,
+        };
+        // The same rule as `check_model_fit`, for a setting whose "given" means "parsed to an
+        // address" (an empty string turns the endpoint off).
+        let metrics_listen = match metrics_listen {
+            Some(_) if !model.serves_metrics() => {
+                let reason = format!(
+                    "the {model} model has no metrics endpoint (its parent process must stay \
+                     single-threaded, and each connection's counters live in a child process)"
+                );
+                if o.metrics_listen.is_some() {
+                    return Err(ConfigError::Invalid {
+                        field: "metrics_listen",
+                        reason,
+                    });
+                }
+                warnings.push(format!(
+                    "ignoring `metrics_listen` from the config file: {reason}"
+                ));
+                None
+            }
+            other => other,
+        };
         Ok(Config {
             listen,
             workers,
@@ -324,8 +480,77 @@ impl Config {
             shutdown_timeout,
             nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
             log_level,
+            thread_stack_size,
+            warnings,
+            metrics_listen,
+            metrics_allow_remote,
         })
     }
+}
+
+/// Which model-dependent settings the config file gave.
+#[derive(Debug, Clone, Copy)]
+struct InFile {
+    workers: bool,
+    thread_stack_size: bool,
+    max_connections: bool,
+}
+
+/// The rule for settings the chosen model cannot honour: given as a flag, the setting is an
+/// error (exit 2, naming the field), since the user asked for it for this very run; read from
+/// the config file, it is ignored with a warning, so one file can serve every model.
+/// Defaults never trigger it.
+fn check_model_fit(
+    model: Model,
+    file: &InFile,
+    o: &Overrides,
+    max_connections: usize,
+) -> Result<Vec<String>, ConfigError> {
+    let checks = [
+        (
+            "workers",
+            o.workers.is_some(),
+            file.workers,
+            (!model.uses_workers()).then(|| {
+                format!("the {model} model has no worker threads (only the reactor model does)")
+            }),
+        ),
+        (
+            "thread_stack_size",
+            o.thread_stack_size.is_some(),
+            file.thread_stack_size,
+            (!model.uses_thread_stack_size()).then(|| {
+                format!(
+                    "the {model} model starts no connection threads (only the thread model does)"
+                )
+            }),
+        ),
+        (
+            "max_connections",
+            o.max_connections.is_some(),
+            file.max_connections,
+            model
+                .connection_ceiling()
+                .filter(|&ceiling| max_connections > ceiling)
+                .map(|ceiling| {
+                    format!(
+                        "the {model} model serves at most {ceiling} connections (descriptors \
+                         below FD_SETSIZE); {max_connections} cannot be honoured"
+                    )
+                }),
+        ),
+    ];
+    let mut warnings = Vec::new();
+    for (field, from_flag, from_file, unsupported) in checks {
+        let Some(reason) = unsupported else { continue };
+        if from_flag {
+            return Err(ConfigError::Invalid { field, reason });
+        }
+        if from_file {
+            warnings.push(format!("ignoring `{field}` from the config file: {reason}"));
+        }
+    }
+    Ok(warnings)
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
@@ -356,6 +581,28 @@ fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
         field: "listen",
         reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:7007 or [::1]:7007)"),
     })
+}
+
+/// `metrics_listen`: an IP:PORT, loopback unless remote scraping was allowed explicitly. An
+/// empty string means off (so `--metrics-listen ''` can override a file that sets one).
+fn parse_metrics_listen(s: &str, allow_remote: bool) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = s.trim().parse().map_err(|_| ConfigError::Invalid {
+        field: "metrics_listen",
+        reason: format!("'{s}' is not an IP:PORT address (e.g. 127.0.0.1:9707)"),
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ConfigError::Invalid {
+            field: "metrics_listen",
+            reason: format!(
+                "{addr} is not a loopback address; metrics are served on loopback only unless \
+                 `metrics_allow_remote = true` (or --metrics-allow-remote) is set"
+            ),
+        });
+    }
+    Ok(Some(addr))
 }
 
 /// A duration in a config file: a number of seconds (fractions allowed) or a string such as
@@ -476,6 +723,8 @@ mod tests {
             ("backlog = 0", "`backlog`"),
             ("max_connections = 0", "`max_connections`"),
             ("nodelay = 3", "`nodelay`"),
+            ("metrics_listen = \"0.0.0.0:9707\"", "`metrics_listen`"),
+            ("metrics_listen = \"here\"", "`metrics_listen`"),
             ("[section]\nx = 1", "section"),
         ];
         for (text, field) in cases {
@@ -483,6 +732,108 @@ mod tests {
             assert!(e.contains(field), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn every_model_parses_from_its_name() {
+        for &model in Model::ALL {
+            assert_eq!(model.name().parse::<Model>(), Ok(model));
+            let c = Config::from_toml(&format!("model = \"{model}\"")).unwrap();
+            assert_eq!(c.model, model);
+            assert!(!model.describe().contains('\n'));
+        }
+        assert_eq!(Model::ALL.len(), 8);
+    }
+
+    #[test]
+    fn settings_a_model_cannot_honour_are_errors_as_flags_and_warnings_in_files() {
+        let flags = |o: Overrides| Config::build(FileConfig::default(), &o);
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            workers: Some(4),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`workers`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("poll".into()),
+            thread_stack_size: Some(65536),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("select".into()),
+            max_connections: Some(5000),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`max_connections`"), "{e}");
+        // Honoured settings and defaults pass.
+        for o in [
+            Overrides {
+                model: Some("reactor".into()),
+                workers: Some(2),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("thread".into()),
+                thread_stack_size: Some(65536),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("select".into()),
+                max_connections: Some(1000),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("select".into()),
+                ..Overrides::default()
+            },
+        ] {
+            let c = flags(o).unwrap();
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        }
+        // From a file: ignored with a warning naming the field.
+        let c =
+            Config::from_toml("model = \"fork\"\nworkers = 8\nthread_stack_size = 65536").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`workers`"));
+        assert!(c.warnings[1].contains("`thread_stack_size`"));
+        let c = Config::from_toml("model = \"fork\"\nmetrics_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.metrics_listen, None, "ignored, not kept");
+        assert!(
+            c.warnings[0].contains("`metrics_listen`"),
+            "{:?}",
+            c.warnings
+        );
+        let e = flags(Overrides {
+            model: Some("fork".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
+        assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        assert_eq!(Config::from_toml("").unwrap().metrics_listen, None);
+        let c = Config::from_toml("metrics_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"[::1]:9\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("[::1]:9".parse().unwrap()));
+        let c = Config::from_toml("metrics_listen = \"0.0.0.0:9707\"\nmetrics_allow_remote = true")
+            .unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9707".parse().unwrap()));
+        assert_eq!(
+            Config::from_toml("metrics_listen = \"\"")
+                .unwrap()
+                .metrics_listen,
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
+//! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
+//!   blocking), one file each, on the raw syscalls of [`sys`].
+//! - [`sys`]: the only home of raw syscalls: small safe wrappers returning `io::Result`.
+//! - [`live`]: `LiveSettings`, the settings a reload changes in a running server.
+//! - [`stats`]: `Stats`, per-worker lock-free counters summed for the metrics endpoint.
+//! - [`metrics`]: the Prometheus text format and its small HTTP endpoint.
+//! - [`ops`]: running it for real: daemon, supervisor, signals and reload, privilege drop,
+//!   pid file, syslog/file logging, systemd readiness.
+//! - [`client`]: `reactor-pool client`, a line-at-a-time echo client.
 //! - [`bench`]: the load generator and the comparison runner (`reactor-pool bench`).
 //!
 //! Threads of the reactor model:
@@ -18,12 +27,19 @@
 //! ```
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod listener;
+pub mod live;
+pub mod metrics;
+pub mod models;
+pub mod ops;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
 pub mod shutdown;
+pub mod stats;
+pub mod sys;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Model, Overrides};

@@ -1,20 +1,17 @@
-//! The `reactor-pool` command line: parse, load the config, bind, install the signal trigger,
-//! run. Everything else lives in the library.
+//! The `reactor-pool` command line: parse, then hand over to the library (`ops::serve` for the
+//! server and its process management, `client::run` for the client).
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use reactor_pool::client::{self, ClientArgs};
 use reactor_pool::config::{Model, Overrides, parse_duration};
-use reactor_pool::{Config, Server};
-use tracing::{error, info};
+use reactor_pool::ops::{self, OpsArgs};
 
 /// Exit code for bad arguments or configuration.
-const EXIT_USAGE: u8 = 2;
-/// Exit code for failures at run time (address in use, permission denied, I/O errors).
-const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = ops::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,14 +27,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the echo server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the I/O models `serve --model` accepts.
     Models,
+    /// Send lines from stdin (or --send TEXT) to an echo server and print the echoes.
+    Client(ClientArgs),
     /// Load an echo server and measure it, or compare servers (--compare).
-    Bench(reactor_pool::bench::BenchArgs),
+    Bench(Box<reactor_pool::bench::BenchArgs>),
 }
 
+// A later occurrence of a flag overrides an earlier one: the supervisor appends absolute paths
+// to its children's arguments.
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// TOML config file (see config.example.toml); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -72,6 +74,11 @@ struct ServeArgs {
     /// Leave Nagle's algorithm on for accepted connections (TCP_NODELAY is set by default).
     #[arg(long)]
     no_nodelay: bool,
+    /// Stack size of each connection thread (thread model only), in bytes.
+    #[arg(long, value_name = "BYTES")]
+    thread_stack_size: Option<usize>,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 impl ServeArgs {
@@ -87,6 +94,9 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             nodelay: self.no_nodelay.then_some(false),
             log_level: self.log_level.clone(),
+            thread_stack_size: self.thread_stack_size,
+            metrics_listen: self.ops.metrics_listen.clone(),
+            metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
         }
     }
 }
@@ -97,7 +107,12 @@ fn main() -> ExitCode {
         Err(e) => return clap_error(e),
     };
     match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => ExitCode::from(ops::serve(
+            args.config.as_deref(),
+            &args.overrides(),
+            &args.ops,
+        )),
+        Command::Client(args) => ExitCode::from(client::run(&args)),
         Command::Models => {
             for model in Model::ALL {
                 println!("{:<10} {}", model.name(), model.describe());
@@ -129,70 +144,4 @@ fn clap_error(e: clap::Error) -> ExitCode {
         .collect();
     eprintln!("reactor-pool: {} (see --help)", line.join(" "));
     ExitCode::from(EXIT_USAGE)
-}
-
-fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_deref(), &args.overrides()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("reactor-pool: error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    init_logging(args.log_level.is_some(), &config.log_level);
-
-    let server = match Server::bind(&config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("reactor-pool: error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let trigger = server.shutdown_handle();
-    // The termination feature covers SIGINT, SIGTERM and SIGHUP; each starts a graceful drain.
-    if let Err(e) = ctrlc::set_handler(move || trigger.shutdown()) {
-        eprintln!("reactor-pool: error: cannot install signal handlers: {e}");
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    let addr = server.local_addr();
-    let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "listening on {addr}")
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        // Nobody is reading stdout; the server still works, so carry on.
-    }
-    drop(stdout);
-    info!(%addr, model = %config.model, workers = config.workers, buffer_size = config.buffer_size,
-        max_connections = config.max_connections, idle_timeout = ?config.idle_timeout, "serving");
-    match server.run() {
-        Ok(()) => {
-            info!("shut down cleanly");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            error!(error = %e, "server failed");
-            eprintln!("reactor-pool: error: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// Logs go to stderr. Precedence: `--log-level`, then `RUST_LOG`, then the config file.
-fn init_logging(flag_given: bool, configured: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !flag_given && !env.trim().is_empty() => EnvFilter::try_new(&env)
-            .unwrap_or_else(|e| {
-                eprintln!("reactor-pool: warning: ignoring RUST_LOG ({e}); using '{configured}'");
-                EnvFilter::new(configured)
-            }),
-        _ => EnvFilter::new(configured),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }

@@ -101,4 +101,28 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 2);
         assert!(h.is_requested());
     }
+
+    #[test]
+    fn late_callbacks_are_kept_alive() {
+        struct Owned(Arc<AtomicUsize>);
+        impl Drop for Owned {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let h = ShutdownHandle::new();
+        h.shutdown();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let owned = Owned(dropped.clone());
+        h.on_shutdown(move || {
+            let _ = &owned;
+        });
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            0,
+            "a waker must outlive its wake-up"
+        );
+        drop(h);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    }
 }

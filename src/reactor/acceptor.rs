@@ -11,8 +11,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, error, warn};
 
 use super::dispatch::Dispatcher;
+use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
 
 /// Token of the listening socket.
 pub const LISTENER: Token = Token(0);
@@ -36,8 +38,10 @@ pub struct Acceptor {
     dispatcher: Dispatcher,
     /// Connections open across all workers.
     active: Arc<AtomicUsize>,
-    /// Most connections open at once.
-    max_connections: usize,
+    /// `max_connections`, re-read at every accept so a reload applies at once.
+    live: Arc<LiveSettings>,
+    /// Counters; the acceptor writes only its own block.
+    stats: Arc<Stats>,
     /// Shutdown trigger.
     shutdown: ShutdownHandle,
     /// Rate limit for "over max_connections" warnings.
@@ -52,7 +56,8 @@ impl Acceptor {
         mut listener: TcpListener,
         dispatcher: Dispatcher,
         active: Arc<AtomicUsize>,
-        max_connections: usize,
+        live: Arc<LiveSettings>,
+        stats: Arc<Stats>,
         shutdown: ShutdownHandle,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
@@ -69,7 +74,8 @@ impl Acceptor {
             listener,
             dispatcher,
             active,
-            max_connections,
+            live,
+            stats,
             shutdown,
             over_limit_log: RateLimit::new(Duration::from_secs(1)),
             error_log: RateLimit::new(Duration::from_secs(1)),
@@ -118,11 +124,15 @@ impl Acceptor {
         let pause = loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    if self.active.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
+                    let counters = self.stats.acceptor();
+                    counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    let max_connections = self.live.max_connections();
+                    if self.active.fetch_add(1, Ordering::Relaxed) >= max_connections {
                         self.active.fetch_sub(1, Ordering::Relaxed);
+                        counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
                         drop(stream);
                         if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
-                            warn!(%peer, max_connections = self.max_connections, suppressed, "connection limit reached; closing new connection");
+                            warn!(%peer, max_connections, suppressed, "connection limit reached; closing new connection");
                         }
                         continue;
                     }
@@ -141,6 +151,10 @@ impl Acceptor {
                     // The peer gave up before we got to it, or a signal interrupted us.
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
                     _ => {
+                        self.stats
+                            .acceptor()
+                            .accept_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         let now = Instant::now();
                         let exhausted = is_resource_exhaustion(&e);
                         if let Some(suppressed) = self.error_log.check(now) {

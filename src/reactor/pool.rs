@@ -9,9 +9,11 @@ use std::thread;
 
 use crate::config::Config;
 use crate::listener::{self, BindError};
+use crate::live::LiveSettings;
 use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
 use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
 use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
 /// The reactor-pool model: a bound listener waiting for [`ReactorServer::run`].
@@ -25,21 +27,47 @@ pub struct ReactorServer {
     local_addr: SocketAddr,
     /// Shutdown trigger, shared with whoever holds a handle.
     shutdown: ShutdownHandle,
+    /// Settings a reload may change while running.
+    live: Arc<LiveSettings>,
+    /// Counters, one block per worker (`config.workers` of them).
+    stats: Arc<Stats>,
 }
 
 impl ReactorServer {
     /// Binds the listening socket described by `config`.
-    pub fn bind(config: &Config, shutdown: ShutdownHandle) -> Result<ReactorServer, BindError> {
+    pub fn bind(
+        config: &Config,
+        shutdown: ShutdownHandle,
+        live: Arc<LiveSettings>,
+        stats: Arc<Stats>,
+    ) -> Result<ReactorServer, BindError> {
         let listener = listener::bind(config.listen, config.backlog)?;
-        let local_addr = listener.local_addr().map_err(|source| BindError {
-            addr: config.listen,
-            source,
-        })?;
+        ReactorServer::from_listener(config, listener, shutdown, live, stats)
+    }
+
+    /// Serves on an already listening socket (inherited from a supervisor); `config.listen`
+    /// and `config.backlog` are not used. The socket is made non-blocking here.
+    pub fn from_listener(
+        config: &Config,
+        listener: std::net::TcpListener,
+        shutdown: ShutdownHandle,
+        live: Arc<LiveSettings>,
+        stats: Arc<Stats>,
+    ) -> Result<ReactorServer, BindError> {
+        let local_addr = listener
+            .set_nonblocking(true)
+            .and_then(|()| listener.local_addr())
+            .map_err(|source| BindError {
+                addr: config.listen,
+                source,
+            })?;
         Ok(ReactorServer {
             config: config.clone(),
             listener,
             local_addr,
             shutdown,
+            live,
+            stats,
         })
     }
 
@@ -59,11 +87,16 @@ impl ReactorServer {
             let settings = WorkerSettings {
                 id,
                 echo: EchoOptions::new(config.buffer_size),
-                idle_timeout: config.idle_timeout,
-                shutdown_timeout: config.shutdown_timeout,
-                nodelay: config.nodelay,
+                live: self.live.clone(),
+                stats: self.stats.clone(),
             };
             let (worker, waker) = Worker::new(settings, rx, active.clone())?;
+            // A reload may shorten the idle timeout: wake the worker so it recomputes its
+            // poll timeout instead of sleeping on the old one.
+            let wake = waker.clone();
+            self.live.on_change(move || {
+                let _ = wake.wake();
+            });
             let handle = thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || worker.run())?;
@@ -78,7 +111,8 @@ impl ReactorServer {
             mio::net::TcpListener::from_std(self.listener),
             Dispatcher::new(links),
             active,
-            config.max_connections,
+            self.live.clone(),
+            self.stats.clone(),
             self.shutdown.clone(),
         );
         let mut result = acceptor.and_then(Acceptor::run);

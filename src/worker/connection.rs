@@ -3,7 +3,7 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Echo, EchoOptions, Progress, ReadUntil, Wants};
+use super::echo::{Echo, EchoOptions, Moved, Progress, ReadUntil, Wants};
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -41,13 +41,14 @@ impl Connection {
         })
     }
 
-    /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the
-    /// peer's FIN or an error with this wake-up.
+    /// Drives the echo as far as the socket allows, adding the bytes moved to `moved`.
+    /// `fin_event` says the poller flagged the peer's FIN or an error with this wake-up.
     pub fn drive(
         &mut self,
         scratch: &mut [u8],
         options: &EchoOptions,
         fin_event: bool,
+        moved: &mut Moved,
     ) -> Progress {
         self.fin_seen |= fin_event;
         if self.fin_seen && options.read_until != ReadUntil::WouldBlock {
@@ -55,9 +56,17 @@ impl Connection {
                 read_until: ReadUntil::WouldBlock,
                 ..*options
             };
-            return self.echo.drive(&mut self.stream, scratch, &options);
+            return self
+                .echo
+                .drive_counted(&mut self.stream, scratch, &options, moved);
         }
-        self.echo.drive(&mut self.stream, scratch, options)
+        self.echo
+            .drive_counted(&mut self.stream, scratch, options, moved)
+    }
+
+    /// Whether the poller currently watches this connection for reading.
+    pub fn is_reading(&self) -> bool {
+        self.registered.is_readable()
     }
 
     /// Makes the poller's interest match `wants`, with a syscall only when it changed.

@@ -73,6 +73,15 @@ impl Closed {
     }
 }
 
+/// Bytes one or more [`Echo::drive_counted`] calls moved; the caller owns it and adds it up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Bytes read from the peer.
+    pub read: u64,
+    /// Bytes written back to the peer.
+    pub written: u64,
+}
+
 /// When a read counts as having drained the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadUntil {
@@ -162,6 +171,18 @@ impl Echo {
         scratch: &mut [u8],
         options: &EchoOptions,
     ) -> Progress {
+        self.drive_counted(io, scratch, options, &mut Moved::default())
+    }
+
+    /// [`Echo::drive`], adding the bytes read and written during this call to `moved`
+    /// (for metrics: the caller counts per drive, not per syscall).
+    pub fn drive_counted<T: Transport + ?Sized>(
+        &mut self,
+        io: &mut T,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+        moved: &mut Moved,
+    ) -> Progress {
         assert!(!scratch.is_empty(), "the scratch buffer must not be empty");
         let mut can_read = true;
         let mut can_write = true;
@@ -170,6 +191,7 @@ impl Echo {
             if can_write && !self.pending.is_empty() {
                 match write_some(io, self.pending.as_slice()) {
                     Ok(n) => {
+                        moved.written += n as u64;
                         self.pending.consume(n);
                         can_write = self.pending.is_empty();
                     }
@@ -200,13 +222,17 @@ impl Echo {
                 Ok(0) => self.peer_closed = true,
                 Ok(n) => {
                     reads += 1;
+                    moved.read += n as u64;
                     if options.read_until == ReadUntil::ShortRead && n < offered {
                         can_read = false;
                     }
                     let data = &scratch[..n];
                     let sent = if can_write && self.pending.is_empty() {
                         match write_some(io, data) {
-                            Ok(sent) => sent,
+                            Ok(sent) => {
+                                moved.written += sent as u64;
+                                sent
+                            }
                             Err(e) => return Progress::Done(classify(&e)),
                         }
                     } else {
@@ -380,6 +406,35 @@ mod tests {
         assert_eq!(p, Progress::Done(Closed::Eof));
         assert_eq!(s.output, b"hello, world");
         assert!(s.write_shut);
+    }
+
+    #[test]
+    fn drive_counted_adds_the_bytes_moved() {
+        let mut s = stream(b"abcdef");
+        s.reads.extend([R::Data(6), R::WouldBlock]);
+        s.writes.extend([W::Accept(2), W::WouldBlock]);
+        let mut echo = Echo::new();
+        let mut moved = Moved {
+            read: 1,
+            written: 1,
+        };
+        echo.drive_counted(&mut s, &mut [0; 16], &options(64), &mut moved);
+        assert_eq!(
+            moved,
+            Moved {
+                read: 7,
+                written: 3
+            }
+        );
+        s.writes.push_back(W::Accept(100));
+        echo.drive_counted(&mut s, &mut [0; 16], &options(64), &mut moved);
+        assert_eq!(
+            moved,
+            Moved {
+                read: 7,
+                written: 7
+            }
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
-use super::echo::{Closed, EchoOptions, Progress};
+use super::echo::{Closed, EchoOptions, Moved, Progress};
+use crate::live::LiveSettings;
+use crate::stats::{self, Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub const WAKER: Token = Token(usize::MAX);
@@ -31,19 +33,19 @@ pub enum Command {
     Stop,
 }
 
-/// Settings a worker needs, fixed for its lifetime.
+/// Settings a worker needs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Index of this worker (for logs).
+    /// Index of this worker (for logs, and its block in `stats`).
     pub id: usize,
-    /// Echo tunables; `limit` is also the scratch buffer's size.
+    /// Echo tunables, fixed for the worker's lifetime; `limit` is also the scratch buffer's
+    /// size.
     pub echo: EchoOptions,
-    /// Close connections idle this long; `None` disables.
-    pub idle_timeout: Option<Duration>,
-    /// How long a drain may last once `Stop` arrives.
-    pub shutdown_timeout: Duration,
-    /// Set `TCP_NODELAY` on each new connection.
-    pub nodelay: bool,
+    /// Idle timeout, shutdown timeout and `TCP_NODELAY`, re-read every round so a reload
+    /// applies to open connections.
+    pub live: Arc<LiveSettings>,
+    /// Counters; this worker writes only block `id`.
+    pub stats: Arc<Stats>,
 }
 
 /// Why a worker closed a connection that [`Progress::Done`] did not close.
@@ -52,6 +54,16 @@ enum CloseReason {
     Finished(Closed),
     IdleTimeout,
     ShutdownTimeout,
+}
+
+impl From<CloseReason> for stats::CloseReason {
+    fn from(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::Finished(closed) => closed.into(),
+            CloseReason::IdleTimeout => stats::CloseReason::IdleTimeout,
+            CloseReason::ShutdownTimeout => stats::CloseReason::ShutdownTimeout,
+        }
+    }
 }
 
 /// Events fetched per `poll` call.
@@ -109,7 +121,7 @@ impl Worker {
 
     /// Milliseconds between idle sweeps: fine enough for short timeouts, cheap for long ones.
     fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.settings.idle_timeout?;
+        let idle = self.settings.live.idle_timeout()?;
         Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
     }
 
@@ -208,7 +220,7 @@ impl Worker {
 
     fn begin_drain(&mut self, now_ms: u64) {
         if self.drain_deadline_ms.is_none() {
-            let timeout = self.settings.shutdown_timeout.as_millis() as u64;
+            let timeout = self.settings.live.shutdown_timeout().as_millis() as u64;
             self.drain_deadline_ms = Some(now_ms + timeout);
             debug!(
                 worker = self.settings.id,
@@ -218,8 +230,14 @@ impl Worker {
         }
     }
 
+    /// This worker's counters.
+    fn stats(&self) -> &WorkerStats {
+        self.settings.stats.worker(self.settings.id)
+    }
+
     fn add(&mut self, stream: TcpStream, now_ms: u64) {
-        if self.settings.nodelay {
+        self.stats().opened();
+        if self.settings.live.nodelay() {
             if let Err(e) = stream.set_nodelay(true) {
                 // The peer may already be gone; the first read will tell.
                 debug!(worker = self.settings.id, error = %e, "TCP_NODELAY failed");
@@ -233,6 +251,7 @@ impl Worker {
             }
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
+                self.stats().closed(stats::CloseReason::Error);
                 self.active.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -246,9 +265,21 @@ impl Worker {
             return;
         };
         conn.last_active_ms = now_ms;
-        let progress = conn.drive(&mut self.scratch, &self.settings.echo, fin_event);
+        let mut moved = Moved::default();
+        let progress = conn.drive(
+            &mut self.scratch,
+            &self.settings.echo,
+            fin_event,
+            &mut moved,
+        );
+        let stats = self.settings.stats.worker(self.settings.id);
+        stats.moved(moved.read, moved.written);
         match progress {
             Progress::Blocked(wants) => {
+                if !wants.read && !conn.echo.is_peer_closed() && conn.is_reading() {
+                    // The peer sends faster than it reads: its buffer is full, stop reading.
+                    stats.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Err(e) = conn.set_interest(self.poll.registry(), token, wants) {
                     debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
                     self.close(token, CloseReason::Finished(Closed::Error(e.kind())));
@@ -276,6 +307,9 @@ impl Worker {
                 pending = conn.echo.pending(),
                 "connection closed"
             );
+            // Counted before the FIN goes out, so a peer that sees the close and then scrapes
+            // the metrics finds it counted.
+            self.stats().closed(reason.into());
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
         }
@@ -289,7 +323,7 @@ impl Worker {
     }
 
     fn sweep_idle(&mut self, now_ms: u64) {
-        let Some(idle) = self.settings.idle_timeout else {
+        let Some(idle) = self.settings.live.idle_timeout() else {
             return;
         };
         let idle_ms = idle.as_millis() as u64;

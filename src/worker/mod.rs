@@ -11,5 +11,10 @@ pub mod connection;
 pub mod echo;
 pub mod event_loop;
 
-pub use echo::{Closed, Echo, EchoOptions, Progress, ReadUntil, Transport, Wants, classify};
+#[cfg(test)]
+mod echo_props;
+#[cfg(test)]
+mod sim_socket;
+
+pub use echo::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport, Wants, classify};
 pub use event_loop::{Command, Worker, WorkerSettings};

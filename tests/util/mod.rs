@@ -39,7 +39,8 @@ impl Spec {
             model,
             workers: 2,
             buffer_size: 64 * 1024,
-            max_connections: 10_000,
+            // select refuses an explicit limit it cannot reach (FD_SETSIZE).
+            max_connections: model.connection_ceiling().unwrap_or(10_000),
             idle_timeout: None,
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -109,9 +110,14 @@ impl Spec {
         args
     }
 
-    /// Starts the server in this process.
+    /// Starts the server in this process, or as the real binary for the models that cannot
+    /// share a test process (see [`runs_in_process`]).
     pub fn start(&self) -> InProcess {
-        InProcess::start(&self.config())
+        if runs_in_process(self.model) {
+            InProcess::start(&self.config())
+        } else {
+            InProcess::isolated(self.spawn())
+        }
     }
 
     /// Starts the server as the real binary in its own process.
@@ -120,13 +126,24 @@ impl Spec {
     }
 }
 
-/// A server running on a thread of the test process.
+/// Whether a model can serve from a thread of the (multi-threaded) test process. `fork`
+/// must not fork a multi-threaded process; `select` cannot watch descriptor numbers >= 1024,
+/// which a test process easily reaches while other tests run in parallel. Both then run as
+/// the real binary behind the same `addr`/`stop` interface.
+pub fn runs_in_process(model: Model) -> bool {
+    !matches!(model.name(), "fork" | "select")
+}
+
+/// A server running on a thread of the test process (or, for a model that cannot, in its
+/// own process: see [`runs_in_process`]).
 #[derive(Debug)]
 pub struct InProcess {
     pub addr: SocketAddr,
     shutdown: ShutdownHandle,
     done: mpsc::Receiver<io::Result<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Set instead of the thread when the server runs as the real binary.
+    process: Option<Binary>,
 }
 
 impl InProcess {
@@ -146,10 +163,28 @@ impl InProcess {
             shutdown,
             done,
             thread: Some(thread),
+            process: None,
         }
     }
 
+    /// Wraps a server running as the real binary.
+    pub fn isolated(binary: Binary) -> InProcess {
+        InProcess {
+            addr: binary.addr,
+            shutdown: ShutdownHandle::new(),
+            done: mpsc::channel().1,
+            thread: None,
+            process: Some(binary),
+        }
+    }
+
+    /// The library's shutdown handle (only for a server on a thread of this process).
+    #[track_caller]
     pub fn handle(&self) -> ShutdownHandle {
+        assert!(
+            self.process.is_none(),
+            "this server runs as its own process"
+        );
         self.shutdown.clone()
     }
 
@@ -157,6 +192,10 @@ impl InProcess {
     #[track_caller]
     pub fn stop(mut self) -> Duration {
         let start = Instant::now();
+        if let Some(binary) = self.process.take() {
+            binary.stop();
+            return start.elapsed();
+        }
         self.shutdown.shutdown();
         let result = self
             .done
@@ -447,12 +486,21 @@ pub fn is_concurrent(model: Model) -> bool {
 }
 
 /// Generates one `#[test]` per model for each listed test function `fn name(model: Model)`.
-/// Each model gets its own module, so `cargo test reactor::` or `epoll::` selects a model.
+/// Each model gets its own module, so `cargo test reactor::` or `epoll::` selects a model
+/// (the thread model's module is `threads`, clear of `std::thread`).
 #[macro_export]
 macro_rules! per_model {
     ($($name:ident),* $(,)?) => {
-        mod reactor {
-            $( #[test] fn $name() { super::$name(reactor_pool::Model::Reactor) } )*
+        $crate::per_model!(@models [$($name),*]
+            reactor: Reactor, epoll: Epoll, epoll_et: EpollEt, poll: Poll, select: Select,
+            threads: Thread, fork: Fork, blocking: Blocking);
+    };
+    (@models $names:tt $($module:ident: $model:ident),*) => {
+        $( $crate::per_model!(@one $module $model $names); )*
+    };
+    (@one $module:ident $model:ident [$($name:ident),*]) => {
+        mod $module {
+            $( #[test] fn $name() { super::$name(reactor_pool::Model::$model) } )*
         }
     };
 }

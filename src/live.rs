@@ -1,0 +1,166 @@
+//! `LiveSettings`: the settings a running server re-reads, so a reload (SIGHUP) changes them
+//! without a restart and without touching open connections.
+//!
+//! Readers (the acceptor per accept, each worker per loop round) load atomics with `Relaxed`:
+//! a new value becomes visible within a round, and no reader needs two fields to agree. After
+//! storing, [`LiveSettings::apply`] runs the registered wake-ups, so a worker asleep in `poll`
+//! with a timeout computed from the old `idle_timeout` recomputes it at once.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::config::Config;
+
+type WakeFn = Arc<dyn Fn() + Send + Sync>;
+
+/// Settings shared by the acceptor and every worker, changeable at run time.
+pub struct LiveSettings {
+    /// Idle timeout in milliseconds; 0 disables it.
+    idle_timeout_ms: AtomicU64,
+    /// Most connections open at once.
+    max_connections: AtomicUsize,
+    /// How long a graceful drain may last, in milliseconds (read when the drain starts).
+    shutdown_timeout_ms: AtomicU64,
+    /// Set `TCP_NODELAY` on connections accepted from now on.
+    nodelay: AtomicBool,
+    /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
+    wakers: Mutex<Vec<WakeFn>>,
+    /// Reloads that were applied.
+    reloads_ok: AtomicU64,
+    /// Reloads rejected (unreadable or invalid file); the running config was kept.
+    reloads_failed: AtomicU64,
+}
+
+impl fmt::Debug for LiveSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveSettings")
+            .field("idle_timeout", &self.idle_timeout())
+            .field("max_connections", &self.max_connections())
+            .field("shutdown_timeout", &self.shutdown_timeout())
+            .field("nodelay", &self.nodelay())
+            .finish()
+    }
+}
+
+impl LiveSettings {
+    /// The live part of `config`.
+    pub fn new(config: &Config) -> Self {
+        let live = LiveSettings {
+            idle_timeout_ms: AtomicU64::new(0),
+            max_connections: AtomicUsize::new(0),
+            shutdown_timeout_ms: AtomicU64::new(0),
+            nodelay: AtomicBool::new(false),
+            wakers: Mutex::new(Vec::new()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        };
+        live.store(config);
+        live
+    }
+
+    fn store(&self, config: &Config) {
+        // A configured timeout is at least 1 ms here, so it never reads back as "disabled".
+        let idle = config.idle_timeout.map_or(0, |t| millis(t).max(1));
+        self.idle_timeout_ms.store(idle, Ordering::Relaxed);
+        self.max_connections
+            .store(config.max_connections, Ordering::Relaxed);
+        self.shutdown_timeout_ms
+            .store(millis(config.shutdown_timeout), Ordering::Relaxed);
+        self.nodelay.store(config.nodelay, Ordering::Relaxed);
+    }
+
+    /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
+    pub fn apply(&self, config: &Config) {
+        self.store(config);
+        let wakers = self.wakers.lock().clone();
+        for wake in wakers {
+            wake();
+        }
+    }
+
+    /// Runs `wake` after every future `apply`.
+    pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.wakers.lock().push(Arc::new(wake));
+    }
+
+    /// Counts a reload attempt (for the metrics endpoint).
+    pub fn record_reload(&self, applied: bool) {
+        let counter = if applied {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads applied and rejected so far.
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Close connections idle this long; `None` disables.
+    #[inline]
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        match self.idle_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Most connections open at once.
+    #[inline]
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// How long a graceful drain may last.
+    #[inline]
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether to set `TCP_NODELAY` on new connections.
+    #[inline]
+    pub fn nodelay(&self) -> bool {
+        self.nodelay.load(Ordering::Relaxed)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_stores_and_wakes() {
+        let mut config = Config::default();
+        let live = LiveSettings::new(&config);
+        assert_eq!(live.idle_timeout(), Some(Duration::from_secs(300)));
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        live.on_change(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        config.idle_timeout = None;
+        config.max_connections = 3;
+        config.nodelay = false;
+        live.apply(&config);
+        assert_eq!(live.idle_timeout(), None);
+        assert_eq!(live.max_connections(), 3);
+        assert!(!live.nodelay());
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        config.idle_timeout = Some(Duration::from_micros(10));
+        live.apply(&config);
+        assert_eq!(live.idle_timeout(), Some(Duration::from_millis(1)));
+    }
+}

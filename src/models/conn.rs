@@ -1,0 +1,61 @@
+//! `Conn`: one connection of a single-threaded event-loop model (a raw socket, its echo
+//! state and idle clock), and `Transport` for raw sockets.
+
+use std::io;
+use std::net::Shutdown;
+
+use tracing::debug;
+
+pub use crate::stats::CloseReason;
+
+use crate::config::Model;
+use crate::sys::socket::Stream;
+use crate::worker::{Echo, Transport, Wants};
+
+impl Transport for Stream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Transport for &Stream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// A connection owned by an event loop.
+#[derive(Debug)]
+pub struct Conn {
+    /// The non-blocking socket; closing it (drop) also removes it from an epoll set.
+    pub stream: Stream,
+    /// Echo state: unsent bytes, whether the peer has closed.
+    pub echo: Echo,
+    /// What the poller currently watches for, so models re-register only on change.
+    pub watching: Wants,
+    /// Loop clock (milliseconds) of the last event for this connection.
+    pub last_active_ms: u64,
+}
+
+impl Conn {
+    /// A fresh connection, watched for reading.
+    pub fn new(stream: Stream, now_ms: u64) -> Conn {
+        Conn {
+            stream,
+            echo: Echo::new(),
+            watching: READ_ONLY,
+            last_active_ms: now_ms,
+        }
+    }
+}
+
+/// The interest of a fresh connection.
+pub const READ_ONLY: Wants = Wants {
+    read: true,
+    write: false,
+};
+
+/// Logs a closed connection at debug level.
+pub fn log_close(model: Model, reason: CloseReason, pending: usize) {
+    debug!(%model, ?reason, pending, "connection closed");
+}

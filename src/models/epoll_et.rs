@@ -1,0 +1,151 @@
+//! `epoll-et` model: one thread, raw `epoll_wait`, edge-triggered (`EPOLLET`).
+//!
+//! An edge-triggered poller reports *changes*: bytes that were already readable when the
+//! loop stopped reading are never reported again. So this loop
+//! - reads until `EAGAIN` ([`ReadUntil::WouldBlock`]) and accepts until `EAGAIN`;
+//! - registers each connection once for `EPOLLIN | EPOLLOUT | EPOLLRDHUP` and never
+//!   re-registers (interest changes would cost a syscall and gain nothing: the echo state
+//!   decides what to do on any edge);
+//! - remembers every connection that stopped early while data may still be readable, and
+//!   drives it again without waiting for an edge:
+//!   - spent its read budget ([`Progress::Yielded`]): kept in `resume`, driven after this
+//!     round's events, with a zero wait so the next round comes at once;
+//!   - paused by backpressure (buffer full): the echo stops reading only after a write hit
+//!     `EAGAIN`, so the `EPOLLOUT` edge that comes when the peer reads is its resume signal;
+//!     the drive that follows writes first, then reads on;
+//! - after an accept pause (descriptor exhaustion) accepts again when the pause ends, since
+//!   connections already in the backlog will raise no new edge.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::Bound;
+use super::accept::Accepted;
+use super::conn::{CloseReason, Conn};
+use super::event_loop::{LoopCore, Round};
+use crate::config::Model;
+use crate::sys::epoll::{self, Epoll};
+use crate::sys::socket::{Listener, Mode};
+use crate::worker::{Progress, ReadUntil};
+
+/// Token of the listening socket; connection tokens are slab keys, far below.
+const LISTENER: u64 = u64::MAX;
+/// Token of the shutdown eventfd.
+const WAKE: u64 = u64::MAX - 1;
+/// What every connection is registered for, once.
+const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE;
+
+/// Serves until shutdown, then drains.
+pub fn run(bound: Bound) -> io::Result<()> {
+    let mut core = LoopCore::new(Model::EpollEt, &bound, ReadUntil::WouldBlock)?;
+    let ep = Epoll::new()?;
+    let mut listener = Some(bound.listener);
+    let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    ep.add(lfd, epoll::READ | epoll::EDGE, LISTENER)?;
+    ep.add(core.wake_fd(), epoll::READ, WAKE)?;
+    let mut conns: Slab<Conn> = Slab::new();
+    // Connections to drive again without an edge (they yielded last round).
+    let mut resume: Vec<usize> = Vec::new();
+    // The backlog was left unaccepted by a pause; accept when it ends.
+    let mut accept_owed = false;
+    let mut events = Vec::with_capacity(1024);
+    // This round's work: connections with an event, then those that yielded last round.
+    let mut ready: Vec<usize> = Vec::new();
+    loop {
+        let timeout = core.timeout(core.now_ms(), conns.len(), !resume.is_empty());
+        match ep.wait(&mut events, timeout) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        let now = core.now_ms();
+        ready.clear();
+        for event in &events {
+            match event.u64 {
+                WAKE => core.take_wake(),
+                LISTENER => accept_owed = true,
+                token => ready.push(token as usize),
+            }
+        }
+        if let Some(l) = &listener {
+            if accept_owed && !core.gate.is_paused(Instant::now()) {
+                accept_owed = accept_all(&mut core, &ep, l, &mut conns, now);
+            }
+        }
+        // Yielded connections go after everyone with an event, so one busy peer cannot
+        // starve the rest. One that appears twice is driven twice, which costs one EAGAIN.
+        ready.append(&mut resume);
+        for &key in &ready {
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            let reason = match core.drive(conn, now) {
+                Progress::Done(closed) => CloseReason::from(closed),
+                Progress::Yielded => {
+                    resume.push(key);
+                    continue;
+                }
+                // Blocked: every path that stops here saw EAGAIN (read or write), so an edge
+                // will come when that changes.
+                Progress::Blocked(_) => continue,
+            };
+            let conn = conns.remove(key);
+            core.closed(reason, conn.echo.pending());
+        }
+        if core.should_stop_accepting() {
+            // Connections whose handshake completed before the request are served, not reset.
+            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+                accept_all(&mut core, &ep, l, &mut conns, now);
+            }
+            listener = None;
+            core.begin_drain(now, conns.len());
+        }
+        if core.sweep_due(now) {
+            conns.retain(|_, c| {
+                let idle = core.is_idle(c, now);
+                if idle {
+                    core.closed(CloseReason::IdleTimeout, c.echo.pending());
+                }
+                !idle
+            });
+        }
+        match core.after_round(now, conns.len()) {
+            Round::Continue => {}
+            Round::Drained => return Ok(()),
+            Round::DeadlinePassed => {
+                for c in conns.drain() {
+                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Accepts until `EAGAIN`. Returns whether accepting stopped early (paused) and is owed.
+fn accept_all(
+    core: &mut LoopCore,
+    ep: &Epoll,
+    l: &Listener,
+    conns: &mut Slab<Conn>,
+    now: u64,
+) -> bool {
+    loop {
+        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+            Accepted::Conn(stream) => {
+                core.admit(&stream);
+                let entry = conns.vacant_entry();
+                // EPOLL_CTL_ADD reports bytes that arrived before registration, so the first
+                // edge is not lost.
+                match ep.add(stream.as_raw_fd(), CONN_EVENTS, entry.key() as u64) {
+                    Ok(()) => drop(entry.insert(Conn::new(stream, now))),
+                    Err(_) => core.closed(CloseReason::Error, 0),
+                }
+            }
+            Accepted::Empty => return false,
+            Accepted::Paused => return true,
+        }
+    }
+}

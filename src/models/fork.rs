@@ -1,0 +1,329 @@
+//! `fork` model: one child process per connection, blocking I/O.
+//!
+//! The parent is single-threaded (checked at `run`; forking a multi-threaded process copies
+//! only the calling thread, and any lock another thread held stays locked in the child). It
+//! waits in `poll` on the listener and a self-pipe that its `sigaction` handlers write
+//! ([`SignalPipe`](crate::sys::signal::SignalPipe), installed at bind time), accepts, and forks. Around `fork` every signal
+//! is blocked, so the child can drop the parent's pipe and reset `SIGCHLD` before any
+//! signal reaches it. The parent closes its copy of the connection; the child closes the
+//! listener and the pipe, serves its one connection with blocking calls, and leaves with
+//! `_exit`.
+//!
+//! Reaping: one `SIGCHLD` may stand for several exits, so after every wake-up the parent
+//! calls `waitpid(-1, WNOHANG)` until nothing is left to reap, and logs each exit status.
+//! The set of unreaped children is the connection count for `max_connections`.
+//!
+//! SIGHUP runs the caller's reload action ([`ReloadHook`]) on the parent's thread; reloaded
+//! settings reach the children forked after it.
+//!
+//! Shutdown (SIGINT or SIGTERM): the parent closes the listener, sends SIGTERM to
+//! every child, and waits for them. A child told to finish keeps echoing until its peer is
+//! done, for at most `shutdown_timeout` (each blocking call is bounded by what is left). A
+//! child that missed the notice (it can land just before a call starts waiting) is killed
+//! `KILL_GRACE` after the deadline. Then the parent returns and the process exits 0.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::Bound;
+use super::ReloadHook;
+use super::accept::{Accepted, Gate};
+use super::blocking_io::{blocking_options, prepare, serve};
+use super::conn::{CloseReason, log_close};
+use crate::config::Model;
+use crate::live::LiveSettings;
+use crate::ratelimit::RateLimit;
+use crate::sys::poll;
+use crate::sys::process::{self, ExitStatus, Fork, Pid};
+use crate::sys::signal;
+use crate::sys::socket::{Mode, Stream};
+use crate::worker::{EchoOptions, Transport};
+
+/// Signals the parent handles (installed at bind time).
+pub const SIGNALS: &[libc::c_int] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+/// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
+/// the parent to reload, like the other models' signal thread.
+const TERMINATE: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT];
+/// How long after the drain deadline the parent waits before killing children.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Serves until a terminating signal (or a shutdown request made before `run`), then waits
+/// for the children.
+pub fn run(bound: Bound) -> io::Result<()> {
+    let Bound {
+        listener,
+        config,
+        shutdown,
+        live,
+        stats,
+        signals,
+        mut reload,
+    } = bound;
+    let signals =
+        signals.ok_or_else(|| io::Error::other("fork model: signal handlers are not installed"))?;
+    let threads = process::thread_count()?;
+    if threads > 1 {
+        return Err(io::Error::other(format!(
+            "the fork model needs a single-threaded process, but {threads} threads are running"
+        )));
+    }
+    let options = blocking_options(config.buffer_size);
+    let mut children: HashSet<Pid> = HashSet::new();
+    let mut gate = Gate::new(live.clone(), stats);
+    let mut fork_log = RateLimit::new(Duration::from_secs(1));
+    let mut fds = [
+        poll::entry(signals.read_fd(), poll::READ),
+        poll::entry(listener.as_raw_fd(), 0),
+    ];
+    loop {
+        let received = signals.take();
+        reap(&mut children);
+        if received.contains(libc::SIGHUP) {
+            match &mut reload {
+                // Reloaded settings reach children forked from now on.
+                Some(ReloadHook(reload)) => reload(),
+                None => info!("SIGHUP: no reload action configured"),
+            }
+        }
+        // The process is single-threaded, so a ShutdownHandle can only have fired before
+        // `run`; signals are the trigger from here on.
+        let stopping = received.any(TERMINATE) || shutdown.is_requested();
+        let pause = gate.resume_in(Instant::now());
+        if stopping {
+            // One last pass: connections whose handshake completed before the request are
+            // served, not reset.
+            if pause.is_some() {
+                break;
+            }
+        } else {
+            fds[1].events = if pause.is_none() { poll::READ } else { 0 };
+            match poll::poll(&mut fds, pause) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if fds[1].revents == 0 {
+                continue;
+            }
+        }
+        loop {
+            if children.len() >= live.max_connections() {
+                reap(&mut children); // exits not yet collected must not count
+            }
+            let Accepted::Conn(stream) = gate.accept(&listener, Mode::Blocking, children.len())
+            else {
+                break;
+            };
+            if let Err(e) = prepare(&stream, &live) {
+                warn!(error = %e, "cannot set socket timeouts; closing connection");
+                continue;
+            }
+            let blocked = signal::block_all()?;
+            // SAFETY: the process was single-threaded at the start of `run` and nothing here
+            // starts a thread; the child leaves only through `exit_now`.
+            match unsafe { process::fork() } {
+                Ok(Fork::Child) => {
+                    drop(listener);
+                    signals.forget_in_child();
+                    let _ = signal::set_default(libc::SIGCHLD);
+                    drop(blocked); // a finish notice that arrived meanwhile is delivered now
+                    // A panic must not unwind into the parent's code (and on into `main`).
+                    let serve_child =
+                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live));
+                    let code = std::panic::catch_unwind(serve_child).unwrap_or(101);
+                    process::exit_now(code);
+                }
+                Ok(Fork::Parent(pid)) => {
+                    children.insert(pid);
+                    drop(blocked);
+                    drop(stream); // the child has its own copy
+                }
+                Err(e) => {
+                    drop(blocked);
+                    if let Some(suppressed) = fork_log.check(Instant::now()) {
+                        warn!(error = %e, suppressed, "cannot fork; closing connection and pausing accept");
+                    }
+                    gate.pause(Instant::now());
+                    break;
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+    drop(listener);
+    info!(model = %Model::Fork, connections = children.len(), "shutdown: listener closed, draining");
+    for &pid in &children {
+        let _ = process::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + live.shutdown_timeout() + KILL_GRACE;
+    let mut fds = [poll::entry(signals.read_fd(), poll::READ)];
+    while !children.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match poll::poll(&mut fds, Some(left)) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        signals.take();
+        reap(&mut children);
+    }
+    if !children.is_empty() {
+        info!(
+            children = children.len(),
+            "shutdown timeout: killing remaining children"
+        );
+        for &pid in &children {
+            let _ = process::kill(pid, libc::SIGKILL);
+        }
+        for pid in children.drain() {
+            let _ = process::reap_blocking(pid);
+        }
+    }
+    Ok(())
+}
+
+/// Reaps every child that has exited (one SIGCHLD may stand for several).
+fn reap(children: &mut HashSet<Pid>) {
+    loop {
+        match process::reap_any() {
+            Ok(Some((pid, status))) => {
+                children.remove(&pid);
+                match status {
+                    ExitStatus::Code(0) => debug!(pid, ?status, "child exited"),
+                    _ => warn!(pid, ?status, "child exited abnormally"),
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "waitpid failed");
+                return;
+            }
+        }
+    }
+}
+
+/// The child's life: serve the one connection, then return the exit code.
+fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
+    let mut io = Finishing {
+        stream,
+        idle_timeout: live.idle_timeout(),
+        finish_within: live.shutdown_timeout(),
+        deadline: None,
+        timed_out: false,
+    };
+    let mut scratch = vec![0u8; options.limit];
+    // No counters: they would live in this child's copy of the parent's memory.
+    let closed = serve(&mut io, &mut scratch, options, None);
+    let reason = match (io.timed_out, io.deadline) {
+        (true, Some(_)) => CloseReason::ShutdownTimeout,
+        (true, None) => CloseReason::IdleTimeout,
+        (false, _) => CloseReason::from(closed),
+    };
+    log_close(Model::Fork, reason, 0);
+    i32::from(reason == CloseReason::Error)
+}
+
+/// A child's blocking socket: timeouts end the connection, and once the parent has asked the
+/// child to finish, every call is bounded by what is left of `shutdown_timeout`.
+#[derive(Debug)]
+struct Finishing<'a> {
+    /// The connection (blocking, idle timeouts set).
+    stream: &'a Stream,
+    /// The configured idle timeout.
+    idle_timeout: Option<Duration>,
+    /// How long the child may go on once asked to finish.
+    finish_within: Duration,
+    /// Set when the finish notice is first seen.
+    deadline: Option<Instant>,
+    /// A call gave up after its timeout.
+    timed_out: bool,
+}
+
+impl Finishing<'_> {
+    /// Runs one blocking call, retrying `EINTR` (a signal: maybe the finish notice).
+    fn call(&mut self, mut f: impl FnMut(&Stream) -> io::Result<usize>) -> io::Result<usize> {
+        loop {
+            if self.deadline.is_none() && signal::received().any(TERMINATE) {
+                self.deadline = Some(Instant::now() + self.finish_within);
+            }
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.timed_out = true;
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let bound = self.idle_timeout.map_or(left, |idle| idle.min(left));
+                self.stream.set_timeouts(Some(bound))?;
+            }
+            match f(self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.timed_out = true;
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Read for Finishing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.call(|s| s.recv(buf))
+    }
+}
+
+impl Write for Finishing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.call(|s| s.send(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Finishing<'_> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelServer;
+    use crate::shutdown::ShutdownHandle;
+
+    #[test]
+    fn run_refuses_a_multi_threaded_process() {
+        // The test harness runs tests on threads of its own, so this process has several.
+        let config = crate::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            model: Model::Fork,
+            ..crate::config::Config::default()
+        };
+        let live = std::sync::Arc::new(crate::live::LiveSettings::new(&config));
+        let stats = std::sync::Arc::new(crate::stats::Stats::new(1));
+        let server = ModelServer::bind(&config, ShutdownHandle::new(), live, stats).expect("bind");
+        assert!(server.handles_signals());
+        // A second thread that lives until `run` has returned, whatever the harness does.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || wait.recv());
+        let e = server
+            .run()
+            .expect_err("forked from a multi-threaded process");
+        drop(done);
+        let _ = helper.join();
+        assert!(e.to_string().contains("single-threaded"), "{e}");
+    }
+}

@@ -1,0 +1,399 @@
+//! `--supervise`: a supervisor process that runs the server as a child and restarts it after
+//! a crash.
+//!
+//! - The supervisor binds the listening socket itself and hands it to each child (an
+//!   inherited descriptor, `--inherit-listener FD`), so a restart keeps the port, connections
+//!   arriving during a restart wait in the backlog, and a child that drops privileges
+//!   (`--user`) does not need root to bind again.
+//! - A child is the same binary (`/proc/self/exe`, so an upgrade on disk does not change what
+//!   runs until the supervisor itself restarts) with the same arguments; it reports `ready ADDR`
+//!   or `error CODE MESSAGE` on its stdout, which is a socket to the supervisor.
+//! - Crash (non-zero exit or death by a signal): restart after a back-off of 1 s, doubling to
+//!   30 s, reset to 1 s once a child has run for a minute. Each exit status is logged.
+//!   A child that exits 0 on its own was stopped on purpose: the supervisor exits too.
+//! - If the first child fails to start, the supervisor reports its error and exits with its
+//!   code: a broken config does not turn into a restart loop.
+//! - SIGTERM/SIGINT are forwarded; the supervisor waits for the graceful drain (killing the
+//!   child after `shutdown_timeout` + 5 s) and exits 0. SIGHUP is forwarded (the child
+//!   reloads) and reopens the supervisor's log file. Children get SIGTERM if the supervisor
+//!   dies (`PR_SET_PDEATHSIG`), and every child is waited for: no zombies.
+//!
+//! Signals reach the loop through `signal-hook` flags plus a self-pipe that `poll(2)` watches
+//! together with the child's report socket; the supervisor is single-threaded.
+
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+use tracing::{error, info, warn};
+
+use super::daemon::{Report, Reporter};
+use super::logging::Logging;
+use super::notify::notify;
+use super::sys;
+
+/// First restart delay.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A child that ran this long was healthy: the back-off starts over.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// Extra time after `shutdown_timeout` before a draining child is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// What the supervisor needs to start children.
+#[derive(Debug)]
+pub struct Supervisor {
+    /// The listening socket every child serves on.
+    pub listener: TcpListener,
+    /// The children's drain time (to know when to give up waiting).
+    pub shutdown_timeout: Duration,
+    /// Absolute paths the children must use, since the supervisor may have changed
+    /// directory (`--daemon`): appended to their arguments, overriding relative ones.
+    pub config_path: Option<PathBuf>,
+    /// As `config_path`, for `--log-file`.
+    pub log_file: Option<PathBuf>,
+    /// The supervisor's own logger (reopened on SIGHUP).
+    pub logging: Logging,
+}
+
+/// Signal flags plus the self-pipe that wakes `poll`.
+struct SignalPipe {
+    /// Readable whenever a signal arrived; drained after each wake.
+    wake: UnixStream,
+    chld: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    int: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl SignalPipe {
+    fn install() -> io::Result<SignalPipe> {
+        let (wake, write) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        let flag = |signal| -> io::Result<Arc<AtomicBool>> {
+            let flag = Arc::new(AtomicBool::new(false));
+            // Order matters: the flag is set before the pipe is written, so a wake-up always
+            // finds its flag.
+            signal_hook::flag::register(signal, flag.clone())?;
+            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+            Ok(flag)
+        };
+        Ok(SignalPipe {
+            chld: flag(SIGCHLD)?,
+            term: flag(SIGTERM)?,
+            int: flag(SIGINT)?,
+            hup: flag(SIGHUP)?,
+            wake,
+        })
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// A child that is running.
+struct Running {
+    child: Child,
+    started: Instant,
+    /// The child's stdout, until it closes; carries its start-up report.
+    report: Option<UnixStream>,
+    /// Bytes of the report line received so far.
+    partial: Vec<u8>,
+    /// The child reported `ready`.
+    ready: bool,
+    /// The child reported a start-up failure (code, message).
+    failed: Option<(u8, String)>,
+}
+
+enum State {
+    Running(Running),
+    /// Waiting to restart.
+    BackingOff {
+        until: Instant,
+    },
+}
+
+impl Supervisor {
+    /// Supervises until stopped; returns the exit code. `reporter` is told once the first
+    /// child is ready (or failed).
+    pub fn run(self, mut reporter: Reporter) -> u8 {
+        let mut signals = match SignalPipe::install() {
+            Ok(s) => s,
+            Err(e) => {
+                reporter.fail(1, &format!("cannot install signal handlers: {e}"));
+                return 1;
+            }
+        };
+        let mut reporter = Some(reporter);
+        let mut state = match self.spawn() {
+            Ok(running) => State::Running(running),
+            Err(e) => {
+                let message = format!("cannot start the server process: {e}");
+                if let Some(mut r) = reporter.take() {
+                    r.fail(1, &message);
+                }
+                return 1;
+            }
+        };
+        let mut backoff = INITIAL_BACKOFF;
+        let mut stop: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            let now = Instant::now();
+            let timeout = match (&state, stop) {
+                (State::BackingOff { until }, _) => Some(until.saturating_duration_since(now)),
+                (State::Running(_), Some(deadline)) if !killed => {
+                    Some(deadline.saturating_duration_since(now))
+                }
+                _ => None,
+            };
+            let report_fd = match &state {
+                State::Running(r) => r.report.as_ref().map(|s| s.as_fd()),
+                State::BackingOff { .. } => None,
+            };
+            let mut fds = vec![signals.wake.as_fd()];
+            fds.extend(report_fd);
+            let readable = match sys::wait_readable(&fds, timeout) {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(error = %e, "supervisor: poll failed");
+                    vec![false; fds.len()]
+                }
+            };
+            drop(fds);
+            signals.drain();
+            if let (State::Running(r), Some(true)) = (&mut state, readable.get(1)) {
+                self.read_report(r, &mut reporter);
+            }
+            if signals.hup.swap(false, Ordering::SeqCst) {
+                if let Err(e) = self.logging.reopen() {
+                    error!(error = %e, "cannot reopen the log file");
+                }
+                if let State::Running(r) = &state {
+                    info!(pid = r.child.id(), "SIGHUP: forwarding to the server");
+                    forward(&r.child, SIGHUP);
+                }
+            }
+            for (flag, signal) in [(&signals.term, SIGTERM), (&signals.int, SIGINT)] {
+                if !flag.swap(false, Ordering::SeqCst) {
+                    continue;
+                }
+                if stop.is_none() {
+                    info!(signal, "supervisor: stopping the server and exiting");
+                    notify("STOPPING=1");
+                    stop = Some(Instant::now() + self.shutdown_timeout + KILL_GRACE);
+                }
+                match &state {
+                    State::Running(r) => forward(&r.child, signal),
+                    State::BackingOff { .. } => return 0,
+                }
+            }
+            signals.chld.store(false, Ordering::SeqCst);
+            let now = Instant::now();
+            match &mut state {
+                State::Running(r) => {
+                    let status = match r.child.try_wait() {
+                        Ok(Some(status)) => status,
+                        Ok(None) => {
+                            if let Some(deadline) = stop {
+                                if now >= deadline && !killed {
+                                    error!(
+                                        pid = r.child.id(),
+                                        "server did not finish draining in time; killing it"
+                                    );
+                                    forward(&r.child, SIGKILL);
+                                    killed = true;
+                                }
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            // ECHILD would mean someone else reaped it: treat as a crash.
+                            error!(error = %e, "cannot wait for the server process");
+                            ExitStatus::from_raw(1 << 8)
+                        }
+                    };
+                    // Collect a report the child wrote just before exiting.
+                    self.read_report(r, &mut reporter);
+                    let ran = r.started.elapsed();
+                    let pid = r.child.id();
+                    let how = describe(status);
+                    if stop.is_some() {
+                        info!(pid, status = %how, "server stopped; supervisor exiting");
+                        return if status.success() && !killed { 0 } else { 1 };
+                    }
+                    if let Some(mut first) = reporter.take() {
+                        // The first child never became ready: report its failure and stop.
+                        let (code, message) = r.failed.clone().unwrap_or_else(|| {
+                            (1, format!("the server exited during start-up ({how})"))
+                        });
+                        first.fail(code.max(1), &message);
+                        return code.max(1);
+                    }
+                    if status.success() {
+                        info!(
+                            pid,
+                            "server exited on its own with status 0; supervisor exiting"
+                        );
+                        return 0;
+                    }
+                    if ran >= HEALTHY_RUN {
+                        backoff = INITIAL_BACKOFF;
+                    }
+                    warn!(
+                        pid,
+                        status = %how,
+                        ran_ms = ran.as_millis() as u64,
+                        restart_in_ms = backoff.as_millis() as u64,
+                        "server crashed; restarting"
+                    );
+                    state = State::BackingOff {
+                        until: now + backoff,
+                    };
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                State::BackingOff { until } => {
+                    if now < *until {
+                        continue;
+                    }
+                    match self.spawn() {
+                        Ok(running) => state = State::Running(running),
+                        Err(e) => {
+                            error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot start the server process");
+                            state = State::BackingOff {
+                                until: now + backoff,
+                            };
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts one child on the shared listener.
+    fn spawn(&self) -> io::Result<Running> {
+        let (ours, theirs) = UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        let fd = self.listener.as_raw_fd();
+        let supervisor = i32::try_from(std::process::id()).unwrap_or(0);
+        let mut args = std::env::args_os();
+        let argv0 = args.next().unwrap_or_else(|| "reactor-pool".into());
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg0(argv0)
+            .args(args)
+            .arg("--inherit-listener")
+            .arg(fd.to_string());
+        if let Some(path) = &self.config_path {
+            command.arg("--config").arg(path);
+        }
+        if let Some(path) = &self.log_file {
+            command.arg("--log-file").arg(path);
+        }
+        // The supervisor is the service's main process for systemd; the child must not
+        // claim readiness itself.
+        command
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(OwnedFd::from(theirs)))
+            .stderr(Stdio::inherit());
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (fcntl, prctl, getppid); it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                sys::clear_cloexec(fd)?;
+                sys::set_parent_death_signal(SIGTERM)?;
+                // The supervisor may have died between fork and prctl: then nobody would
+                // send the signal.
+                if sys::parent_pid() != supervisor {
+                    return Err(io::Error::other("the supervisor exited"));
+                }
+                Ok(())
+            })
+        };
+        let child = command.spawn()?;
+        info!(pid = child.id(), "started server process");
+        Ok(Running {
+            child,
+            started: Instant::now(),
+            report: Some(ours),
+            partial: Vec::new(),
+            ready: false,
+            failed: None,
+        })
+    }
+
+    /// Reads what the child wrote on its report socket; acts on a complete line.
+    fn read_report(&self, r: &mut Running, reporter: &mut Option<Reporter>) {
+        let Some(stream) = r.report.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    r.report = None;
+                    break;
+                }
+                Ok(n) => {
+                    r.partial.extend_from_slice(&buf[..n]);
+                    // A report is one short line; anything longer is not one.
+                    if r.partial.len() > 64 * 1024 {
+                        r.partial.clear();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        while let Some(end) = r.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = r.partial.drain(..=end).collect();
+            match Report::decode(&String::from_utf8_lossy(&line)) {
+                Some(Report::Ready(addr)) if !r.ready => {
+                    r.ready = true;
+                    info!(pid = r.child.id(), %addr, "server ready");
+                    if let Some(mut first) = reporter.take() {
+                        first.ready(addr);
+                        notify("READY=1");
+                    }
+                }
+                Some(Report::Failed { code, message }) => {
+                    error!(
+                        pid = r.child.id(),
+                        code, "server failed to start: {message}"
+                    );
+                    r.failed = Some((code, message));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn forward(child: &Child, signal: i32) {
+    if let Err(e) = sys::kill(child.id(), signal) {
+        // ESRCH: it exited already; the wait will collect it.
+        warn!(pid = child.id(), signal, error = %e, "cannot signal the server process");
+    }
+}
+
+/// "exit status 3" or "killed by signal 9".
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}

@@ -1,0 +1,246 @@
+//! `Stats`: the server's counters, written lock-free on the hot path and summed on demand.
+//!
+//! Each worker owns one [`WorkerStats`] and the acceptor one [`AcceptorStats`], each on its own
+//! cache line, so a worker's `Relaxed` increments never contend with another thread's. Only
+//! the owner writes a block; a scrape reads every block and sums them ([`Stats::snapshot`]).
+//! Counters from different blocks are read at slightly different instants, which is the usual
+//! Prometheus contract: each counter is monotonic, a scrape is not a transaction.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::worker::Closed;
+
+/// Why a connection was closed, as counted in `reactor_pool_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side and got every byte back.
+    Eof,
+    /// The peer reset or vanished.
+    Reset,
+    /// Another I/O error.
+    Error,
+    /// No traffic for `idle_timeout`.
+    IdleTimeout,
+    /// Still open when a graceful shutdown's `shutdown_timeout` ran out.
+    ShutdownTimeout,
+    /// Closed at accept because `max_connections` were open.
+    Limit,
+}
+
+impl CloseReason {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::Eof,
+        CloseReason::Reset,
+        CloseReason::Error,
+        CloseReason::IdleTimeout,
+        CloseReason::ShutdownTimeout,
+        CloseReason::Limit,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Reset => "reset",
+            CloseReason::Error => "error",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ShutdownTimeout => "shutdown_timeout",
+            CloseReason::Limit => "limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<Closed> for CloseReason {
+    fn from(closed: Closed) -> Self {
+        match closed {
+            Closed::Eof => CloseReason::Eof,
+            Closed::Reset => CloseReason::Reset,
+            Closed::Error(_) => CloseReason::Error,
+        }
+    }
+}
+
+/// Counters written only by one worker thread.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Connections handed to this worker.
+    pub connections: AtomicU64,
+    /// Connections this worker has open now.
+    pub active: AtomicU64,
+    /// Connections this worker closed, indexed by [`CloseReason`] (`Limit` stays 0 here).
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    /// Bytes read from peers.
+    pub bytes_read: AtomicU64,
+    /// Bytes written back to peers.
+    pub bytes_written: AtomicU64,
+    /// Times a connection's unsent bytes reached `buffer_size` and reading from it paused.
+    pub backpressure_pauses: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Counts a new connection (handed over and now open).
+    #[inline]
+    pub fn opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the close of an open connection.
+    #[inline]
+    pub fn closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts bytes moved by one drive of a connection.
+    #[inline]
+    pub fn moved(&self, read: u64, written: u64) {
+        if read != 0 {
+            self.bytes_read.fetch_add(read, Ordering::Relaxed);
+        }
+        if written != 0 {
+            self.bytes_written.fetch_add(written, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counters written only by the acceptor thread.
+#[derive(Debug, Default)]
+pub struct AcceptorStats {
+    /// Connections returned by `accept(2)`, including those then closed for the limit.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because `max_connections` were open.
+    pub rejected_limit: AtomicU64,
+    /// `accept(2)` failures other than `WouldBlock`, `Interrupted` and `ConnectionAborted`.
+    pub accept_errors: AtomicU64,
+}
+
+/// Every counter of one server.
+#[derive(Debug)]
+pub struct Stats {
+    /// The acceptor's block.
+    acceptor: CachePadded<AcceptorStats>,
+    /// One block per worker, by worker index.
+    workers: Box<[CachePadded<WorkerStats>]>,
+}
+
+/// The counters summed at one moment, plus the per-worker gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Connections accepted by the listener.
+    pub accepted: u64,
+    /// Connections open now, summed over workers.
+    pub active: u64,
+    /// Connections closed, by reason, in [`CloseReason::ALL`] order.
+    pub closed: [u64; CloseReason::ALL.len()],
+    /// Bytes read from peers.
+    pub bytes_read: u64,
+    /// Bytes written to peers.
+    pub bytes_written: u64,
+    /// `accept(2)` failures.
+    pub accept_errors: u64,
+    /// Times reading paused because a connection's buffer was full.
+    pub backpressure_pauses: u64,
+    /// Per worker: (connections handed over, connections open now).
+    pub workers: Vec<(u64, u64)>,
+}
+
+impl Snapshot {
+    /// Connections closed for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.closed[reason.index()]
+    }
+}
+
+impl Stats {
+    /// Zeroed counters for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Stats {
+            acceptor: CachePadded::new(AcceptorStats::default()),
+            workers: (0..workers)
+                .map(|_| CachePadded::new(WorkerStats::default()))
+                .collect(),
+        }
+    }
+
+    /// The acceptor's counters.
+    pub fn acceptor(&self) -> &AcceptorStats {
+        &self.acceptor
+    }
+
+    /// Worker `id`'s counters. Panics if `id` is not below the worker count given to `new`
+    /// (a programming error: workers are created from the same count).
+    pub fn worker(&self, id: usize) -> &WorkerStats {
+        &self.workers[id]
+    }
+
+    /// Number of worker blocks.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sums every block.
+    pub fn snapshot(&self) -> Snapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = Snapshot {
+            accepted: load(&self.acceptor.accepted),
+            accept_errors: load(&self.acceptor.accept_errors),
+            ..Snapshot::default()
+        };
+        s.closed[CloseReason::Limit.index()] = load(&self.acceptor.rejected_limit);
+        for w in self.workers.iter() {
+            let active = load(&w.active);
+            s.active += active;
+            s.workers.push((load(&w.connections), active));
+            for (sum, c) in s.closed.iter_mut().zip(w.closed.iter()) {
+                *sum += load(c);
+            }
+            s.bytes_read += load(&w.bytes_read);
+            s.bytes_written += load(&w.bytes_written);
+            s.backpressure_pauses += load(&w.backpressure_pauses);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums_the_blocks() {
+        let stats = Stats::new(2);
+        stats.acceptor().accepted.fetch_add(4, Ordering::Relaxed);
+        stats
+            .acceptor()
+            .rejected_limit
+            .fetch_add(1, Ordering::Relaxed);
+        stats.worker(0).opened();
+        stats.worker(0).opened();
+        stats.worker(1).opened();
+        stats.worker(0).closed(CloseReason::Eof);
+        stats.worker(1).closed(CloseReason::IdleTimeout);
+        stats.worker(0).moved(10, 7);
+        stats.worker(1).moved(5, 5);
+        let s = stats.snapshot();
+        assert_eq!(s.accepted, 4);
+        assert_eq!(s.active, 1);
+        assert_eq!(s.closed(CloseReason::Eof), 1);
+        assert_eq!(s.closed(CloseReason::IdleTimeout), 1);
+        assert_eq!(s.closed(CloseReason::Limit), 1);
+        assert_eq!((s.bytes_read, s.bytes_written), (15, 12));
+        assert_eq!(s.workers, vec![(2, 1), (1, 0)]);
+    }
+
+    #[test]
+    fn blocks_do_not_share_cache_lines() {
+        assert!(std::mem::align_of::<CachePadded<WorkerStats>>() >= 64);
+    }
+}

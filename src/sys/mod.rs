@@ -1,0 +1,70 @@
+//! The only home of raw syscalls: small safe wrappers over the `libc` crate, used by the
+//! comparison models in [`crate::models`].
+//!
+//! Every wrapper returns `io::Result`, every descriptor is wrapped in an `OwnedFd` the moment
+//! the kernel hands it over, and every `unsafe` block says why it holds. Nothing here knows
+//! about echo servers.
+//!
+//! - [`socket`]: `Listener` (accept4) and `Stream` (recv/send with `MSG_NOSIGNAL`, socket
+//!   options, shutdown).
+//! - [`epoll`]: `Epoll` (epoll_create1/ctl/wait).
+//! - [`poll`]: `poll(2)` over a slice of `pollfd`.
+//! - [`select`]: `FdSet`, an `fd_set` that refuses descriptors >= `FD_SETSIZE`, and `select(2)`.
+//! - [`eventfd`]: `EventFd`, the wake-up a shutdown request writes to.
+//! - [`signal`]: `SignalPipe`, sigaction handlers that record signals and write a self-pipe.
+//! - [`process`]: fork, waitpid, kill, `_exit`.
+
+pub mod epoll;
+pub mod eventfd;
+pub mod poll;
+pub mod process;
+pub mod select;
+pub mod signal;
+pub mod socket;
+
+use std::time::Duration;
+
+/// Calls a `libc` function and turns a `-1` result into `io::Error::last_os_error()`.
+///
+/// The macro only converts the return value; the caller's `unsafe` block (with its
+/// `// SAFETY:` comment) stays responsible for the arguments.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        let res = libc::$fn($($arg),*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// A timeout for `epoll_wait`/`poll` in milliseconds: `None` waits forever (-1); a non-zero
+/// duration below one millisecond rounds up, so a short wait never becomes a busy loop.
+pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(t) => {
+            let ms = t.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
+            if ms == 0 && !t.is_zero() { 1 } else { ms }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_and_saturate() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(10))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(1500))), 1500);
+        assert_eq!(
+            timeout_ms(Some(Duration::from_secs(u64::MAX / 4))),
+            libc::c_int::MAX
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! `poll(2)` over a caller-owned array of `pollfd`.
+
+use std::io;
+use std::time::Duration;
+
+use super::{syscall, timeout_ms};
+
+/// One entry of the array `poll` scans. A negative `fd` is ignored by the kernel.
+pub type PollFd = libc::pollfd;
+
+/// Readable (`POLLIN`).
+pub const READ: libc::c_short = libc::POLLIN;
+/// Writable (`POLLOUT`).
+pub const WRITE: libc::c_short = libc::POLLOUT;
+/// Error, hang-up or invalid descriptor: always reported, never requested.
+pub const FAILED: libc::c_short = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+
+/// An entry watching `fd` for `events`.
+pub fn entry(fd: std::os::fd::RawFd, events: libc::c_short) -> PollFd {
+    PollFd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Waits up to `timeout` (`None`: forever) for any entry to become ready and fills in each
+/// entry's `revents`. Returns how many entries have non-zero `revents`; `Interrupted` if a
+/// signal arrived.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `fds`, which the kernel may write for the
+    // duration of the call.
+    let n = unsafe {
+        syscall!(poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout_ms(timeout)
+        ))
+    }?;
+    Ok(n as usize)
+}

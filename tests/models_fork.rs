@@ -1,0 +1,124 @@
+//! Proves the fork model's promises, through the real binary (never by forking the
+//! multi-threaded test process): the parent stays single-threaded, reaps every child even
+//! when many exit at once (no zombies after a burst), keeps serving children through a
+//! shutdown, and leaves no child behind when it exits.
+
+mod util;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::thread;
+use std::time::Duration;
+
+use reactor_pool::Model;
+use util::{PATIENCE, Spec, connect, read_n, read_to_eof, wait_until};
+
+/// Children of `pid` (from /proc/*/stat), with their state letter ('Z' for a zombie).
+fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue; // exited meanwhile
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, ...
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+fn threads_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// 8 client threads each run 50 short connections (connect, echo 1 byte, close) at once,
+/// so children exit in bursts and SIGCHLDs coalesce. Afterwards the parent has no children
+/// at all: none alive, none a zombie. The parent has a single thread throughout.
+#[test]
+fn burst_of_short_connections_leaves_no_zombies() {
+    let server = Spec::new(Model::Fork).spawn();
+    let pid = server.pid();
+    let addr = server.addr;
+    let clients: Vec<_> = (0..8u8)
+        .map(|t| {
+            thread::spawn(move || {
+                for i in 0..50u8 {
+                    let mut s = connect(addr);
+                    s.write_all(&[t, i]).unwrap();
+                    assert_eq!(read_n(&mut s, 2), [t, i]);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert_eq!(
+        threads_of(pid),
+        1,
+        "the fork parent must stay single-threaded"
+    );
+    assert!(
+        wait_until(PATIENCE, || children_of(pid).is_empty()),
+        "children left behind (pid, state): {:?}",
+        children_of(pid).iter().take(10).collect::<Vec<_>>()
+    );
+    let stderr = server.stop();
+    assert!(!stderr.contains("abnormally"), "{stderr}");
+}
+
+/// Three connections are open (three children). After SIGTERM new connections are refused,
+/// but each child keeps echoing; once the clients half-close and get their last echo, the
+/// parent exits 0 long before the 20 s shutdown timeout, and none of the children exists.
+#[test]
+fn shutdown_lets_children_finish_and_leaves_none() {
+    let server = Spec::new(Model::Fork)
+        .shutdown_timeout(Duration::from_secs(20))
+        .spawn();
+    let pid = server.pid();
+    let mut conns: Vec<_> = (0..3u8)
+        .map(|i| {
+            let mut s = connect(server.addr);
+            s.write_all(&[i]).unwrap();
+            assert_eq!(read_n(&mut s, 1), [i]);
+            s
+        })
+        .collect();
+    let children: Vec<i32> = children_of(pid).iter().map(|&(c, _)| c).collect();
+    assert_eq!(children.len(), 3, "one child per connection");
+    server.signal(libc::SIGTERM);
+    let addr = server.addr;
+    assert!(
+        wait_until(PATIENCE, || std::net::TcpStream::connect(addr).is_err()),
+        "still accepting after SIGTERM"
+    );
+    for s in &mut conns {
+        s.write_all(b"after").unwrap();
+        assert_eq!(read_n(s, 5), b"after", "a child stopped serving at SIGTERM");
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(read_to_eof(s).is_empty());
+    }
+    let start = std::time::Instant::now();
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "waited for the timeout"
+    );
+    for c in children {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{c}")).exists(),
+            "child {c} outlived the parent"
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! Helpers for the tests that run the real `reactor-pool` binary: spawning it, reading its
+//! output with deadlines, signals, /proc inspection, scrapes. Every wait is bounded.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous: the machine is small and shared with other builds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_reactor-pool")
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "reactor-pool-test-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // World-readable, so a server that dropped to `nobody` can still re-read its config.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` atomically (rename), so a reload never reads half a file.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.join(name);
+        let tmp = self.join(&format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `DEADLINE` passes.
+#[track_caller]
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `reactor-pool` process with its stdout lines and stderr collected by threads.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `reactor-pool ARGS` with stdin closed.
+    pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_with(args, |_| {})
+    }
+
+    /// As `spawn`, letting `tweak` adjust the command (environment, stdin).
+    pub fn spawn_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Proc {
+        let mut command = Command::new(bin());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET");
+        tweak(&mut command);
+        let mut child = command.spawn().expect("spawn reactor-pool");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc {
+            child,
+            stdout: rx,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line, within the deadline.
+    #[track_caller]
+    pub fn line(&self) -> String {
+        match self.stdout.recv_timeout(DEADLINE) {
+            Ok(line) => line,
+            Err(_) => panic!("no stdout line; stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// Waits for `listening on ADDR` and returns ADDR.
+    #[track_caller]
+    pub fn listening(&self) -> SocketAddr {
+        let line = self.line();
+        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| {
+            panic!("unexpected first line {line:?}; stderr:\n{}", self.stderr())
+        });
+        addr.parse().unwrap()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle` (counting occurrences: at least `count`).
+    #[track_caller]
+    pub fn wait_stderr(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.stderr().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "stderr never contained {needle:?} x{count}:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits for the process to exit.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("process did not exit; stderr:\n{}", self.stderr());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then expect exit status 0.
+    #[track_caller]
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "exit {status}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A failed test must not leave a server behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `reactor-pool ARGS` to completion (bounded) with `stdin` as input.
+pub fn run(args: &[&str], stdin: &[u8]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("reactor-pool {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let out = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
+    let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    (status, out, err)
+}
+
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) takes no pointers.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+            state != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+pub fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+/// Processes whose parent is `pid`, zombies included.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if stat_field(child, 4).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// A line from `/proc/PID/status`, e.g. `Uid:`.
+pub fn status_line(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A connected client with timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// Sends `msg` on `stream` and reads exactly its echo.
+#[track_caller]
+pub fn echo_on(stream: &mut TcpStream, msg: &[u8]) {
+    stream.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    stream.read_exact(&mut back).expect("echo");
+    assert_eq!(back, msg);
+}
+
+/// One connection: send, read the echo, close.
+pub fn echo_once(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(msg)?;
+    let mut back = vec![0u8; msg.len()];
+    stream.read_exact(&mut back)?;
+    Ok(back)
+}
+
+/// Waits until the server at `addr` echoes again.
+#[track_caller]
+pub fn wait_echo(addr: SocketAddr) {
+    wait_until("the server answers", || {
+        echo_once(addr, b"ping\n").is_ok_and(|b| b == b"ping\n")
+    });
+}
+
+/// Waits until the peer closes `stream` (read returns 0 or a reset).
+#[track_caller]
+pub fn expect_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("expected close, got {n} bytes"),
+        Err(e) => panic!("expected close, got {e}"),
+    }
+}
+
+/// An HTTP response: status code, headers (lower-cased names), body.
+#[derive(Debug)]
+pub struct Http {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Http {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `METHOD PATH` over a fresh connection; reads to EOF (the endpoint closes).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> Http {
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Http {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The value of the sample `name` (with labels, exactly as exposed) in a scrape.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes `/metrics` and returns one sample.
+pub fn scrape(addr: SocketAddr, name: &str) -> f64 {
+    let r = http(addr, "GET", "/metrics");
+    assert_eq!(r.status, 200);
+    metric(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body))
+}
+
+/// Waits until the scraped sample `name` equals `value`.
+#[track_caller]
+pub fn wait_metric(addr: SocketAddr, name: &str, value: f64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = http(addr, "GET", "/metrics");
+        let last = metric(&r.body, name);
+        if last == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed at {last:?}, expected {value}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The metrics address a server logged.
+#[track_caller]
+pub fn metrics_addr(p: &Proc) -> SocketAddr {
+    p.wait_stderr("metrics at http://", 1);
+    let err = p.stderr();
+    let rest = &err[err.find("metrics at http://").unwrap() + "metrics at http://".len()..];
+    rest[..rest.find("/metrics").unwrap()].parse().unwrap()
+}
