@@ -305,3 +305,45 @@ fn compare_writes_a_report_that_parses() {
     assert!(out.join("logs").is_dir());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A server that refuses to start (here: an invalid `--buffer-size` passed through
+/// `--server-args`) does not abort the comparison: the run is recorded with the server's own
+/// one-line reason, the report is still written, and the exit code says errors happened.
+#[test]
+fn compare_records_servers_that_do_not_start() {
+    let out = temp_dir("compare-fail");
+    let o = run(&[
+        "bench",
+        "--compare",
+        "--models",
+        "reactor",
+        "--workers",
+        "1",
+        "--scenarios",
+        "pingpong",
+        "--repeat",
+        "2",
+        "--duration",
+        "0.2",
+        "--server-args",
+        "--buffer-size 1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["server_started"], false, "{r}");
+        let exit = r["server_exit"].as_str().unwrap();
+        assert!(
+            exit.starts_with("did not start") && exit.contains("buffer_size"),
+            "{exit}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("did not start"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}

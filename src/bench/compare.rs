@@ -21,7 +21,7 @@ use super::scenario::Scenario;
 use super::server_process::{Exit, Launch, ServerProcess};
 use super::summary::{self, CompareReport};
 use super::{BenchArgs, BenchError, chart, resolve_spec};
-use crate::config::{MAX_WORKERS, Model};
+use crate::config::{Config, MAX_WORKERS, Model};
 
 /// Models left out of the default list: they need a process or thread per connection (or
 /// serve one client at a time), so the default scenarios would swamp or stall them.
@@ -76,6 +76,8 @@ pub struct RunResult {
     pub repetition: usize,
     /// Position of this cell in the repetition's order (0-based).
     pub position: usize,
+    /// Whether the server started; if not, `server_exit` says why and the figures are empty.
+    pub server_started: bool,
     /// The load generator's figures.
     pub report: RunReport,
     /// Server CPU time (user + system) over the measured window, seconds.
@@ -182,7 +184,6 @@ pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
         .iter()
         .map(|&sc| resolve_spec(args, sc, placeholder, true))
         .collect::<Result<Vec<_>, _>>()?;
-    let max_connections = loads.iter().map(|l| l.connections).max().unwrap_or(0);
     let extra: Vec<String> = args
         .server_args
         .as_deref()
@@ -193,11 +194,6 @@ pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     let mut common = Vec::new();
     if !extra.iter().any(|a| a.starts_with("--log-level")) {
         common.extend(["--log-level".to_owned(), "warn".to_owned()]);
-    }
-    if !extra.iter().any(|a| a.starts_with("--max-connections")) {
-        // Room for every connection the load generator opens, and then some.
-        let max = (max_connections + 64).max(10_000);
-        common.extend(["--max-connections".to_owned(), max.to_string()]);
     }
     common.extend(extra);
 
@@ -442,8 +438,21 @@ fn measure(
     position: usize,
     log: &Path,
 ) -> Result<RunResult, BenchError> {
-    let mut server = ServerProcess::start(&cell.launch, log)
-        .map_err(|e| BenchError::Runtime(format!("cannot start server '{}': {e}", cell.label)))?;
+    let launch = launch_for(cell, load);
+    let mut server = match ServerProcess::start(&launch, log) {
+        Ok(server) => server,
+        // Recorded, not fatal: a model may refuse a load (select above FD_SETSIZE), and the
+        // rest of the comparison is still worth having.
+        Err(e) => {
+            return Ok(not_started(
+                cell,
+                load,
+                repetition,
+                position,
+                &e.to_string(),
+            ));
+        }
+    };
     let pid = server.pid();
     let start_sample = procfs::sample(Some(pid)).ok();
     let start_fds = procfs::open_fds(pid).unwrap_or(0);
@@ -487,6 +496,7 @@ fn measure(
         scenario: load.scenario,
         repetition,
         position,
+        server_started: true,
         server_cpu_secs: server_cpu.map(|d| d.as_secs_f64()),
         server_cpu_per_msg_us: server_cpu.filter(|_| timed).and_then(per_msg),
         client_cpu_per_msg_us: client_cpu.filter(|_| timed).and_then(per_msg),
@@ -500,6 +510,56 @@ fn measure(
         server_exit,
         report,
     })
+}
+
+/// The cell's launch for `load`: `serve` gets `--max-connections` when the load needs more
+/// than the default allows (and only then, since some models refuse large values).
+fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
+    let default_max = Config::default().max_connections;
+    match &cell.launch {
+        Launch::Serve { exe, args }
+            if load.connections + 16 > default_max
+                && !args.iter().any(|a| a.starts_with("--max-connections")) =>
+        {
+            let mut args = args.clone();
+            args.extend([
+                "--max-connections".to_owned(),
+                (load.connections + 64).to_string(),
+            ]);
+            Launch::Serve {
+                exe: exe.clone(),
+                args,
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// The record of a measurement whose server did not start.
+fn not_started(
+    cell: &Cell,
+    load: &LoadSpec,
+    repetition: usize,
+    position: usize,
+    why: &str,
+) -> RunResult {
+    RunResult {
+        cell: cell.label.clone(),
+        scenario: load.scenario,
+        repetition,
+        position,
+        server_started: false,
+        report: RunReport::empty(load),
+        server_cpu_secs: None,
+        server_cpu_per_msg_us: None,
+        client_cpu_per_msg_us: None,
+        server_switches_per_msg: None,
+        server_rss_start_bytes: None,
+        server_rss_bytes: None,
+        server_rss_peak_bytes: None,
+        rss_per_connection_bytes: None,
+        server_exit: format!("did not start: {why}"),
+    }
 }
 
 /// Samples the server and this process at the window's edges.

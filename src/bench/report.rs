@@ -213,6 +213,31 @@ pub struct RunReport {
     pub idle: Option<IdleFigures>,
 }
 
+impl RunReport {
+    /// A report of a run that never happened (its server did not start): zero everywhere.
+    pub fn empty(spec: &super::loadgen::LoadSpec) -> RunReport {
+        RunReport {
+            scenario: spec.scenario,
+            target: spec.target.to_string(),
+            connections: spec.connections,
+            size: spec.size,
+            depth: spec.depth,
+            threads: spec.threads,
+            source_addrs: usize::from(spec.source_addrs),
+            warmup_secs: 0.0,
+            duration_secs: 0.0,
+            messages: 0,
+            bytes: 0,
+            msgs_per_sec: 0.0,
+            bytes_per_sec: 0.0,
+            latency: Latency::default(),
+            connections_opened: 0,
+            errors: ErrorCounts::default(),
+            idle: None,
+        }
+    }
+}
+
 /// Formats a count with thousands separators.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

@@ -257,12 +257,14 @@ pub fn build(spec: &CompareSpec, runs: Vec<RunResult>, started: SystemTime) -> C
     }
 }
 
-fn summarize(scenario: Scenario, cell: &str, runs: &[&RunResult]) -> CellSummary {
+fn summarize(scenario: Scenario, cell: &str, all: &[&RunResult]) -> CellSummary {
+    // Figures come from the runs whose server started; the others count as errors.
+    let runs: Vec<&RunResult> = all.iter().copied().filter(|r| r.server_started).collect();
     let spread =
         |f: &dyn Fn(&RunResult) -> Option<f64>| Spread::of(runs.iter().filter_map(|r| f(r)));
     let has_latency = |r: &RunResult| r.report.latency.count > 0;
     let mut error_notes = Vec::new();
-    for r in runs {
+    for r in all {
         for e in &r.report.errors.examples {
             if !error_notes.contains(e) {
                 error_notes.push(e.clone());
@@ -291,7 +293,7 @@ fn summarize(scenario: Scenario, cell: &str, runs: &[&RunResult]) -> CellSummary
         server_rss_bytes: spread(&|r| r.server_rss_bytes.map(|b| b as f64)),
         rss_per_connection_bytes: spread(&|r| r.rss_per_connection_bytes),
         connect_secs: spread(&|r| r.report.idle.map(|i| i.connect_secs)),
-        errors: runs.iter().map(|r| r.errors()).sum(),
+        errors: all.iter().map(|r| r.errors()).sum(),
         error_notes,
         msgs_ratio: None,
         cpu_ratio: None,
@@ -543,6 +545,7 @@ mod report_tests {
             scenario,
             repetition: rep,
             position: 0,
+            server_started: true,
             report: RunReport {
                 scenario,
                 target: "127.0.0.1:1".into(),
