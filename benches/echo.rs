@@ -7,7 +7,8 @@
 //!   `Dispatcher` to a live `Worker` thread and wait for the first echo on it, against the
 //!   same one-byte echo on a connection the worker already holds.
 //! - `loopback`: a short end-to-end group per model (`reactor-pool models`), each served by
-//!   the real binary with one worker: one client's 64 B ping-pong and 16 × 4 KiB pipeline.
+//!   the real binary (the reactor with one worker): one client's 64 B ping-pong and
+//!   16 × 4 KiB pipeline.
 //!
 //! Run: `cargo bench --bench echo` (or `-- echo_core` for one group).
 
@@ -224,7 +225,7 @@ fn handoff(c: &mut Criterion) {
     group.finish();
 }
 
-/// `reactor-pool serve --model M --workers 1` on an ephemeral port.
+/// `reactor-pool serve --model M` (the reactor with one worker) on an ephemeral port.
 struct Served {
     child: Child,
     addr: SocketAddr,
@@ -232,8 +233,15 @@ struct Served {
 
 impl Served {
     fn start(model: &str) -> Served {
+        // Only the reactor takes --workers (the other models refuse it).
+        let workers: &[&str] = if model == "reactor" {
+            &["--workers", "1"]
+        } else {
+            &[]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_reactor-pool"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(workers)
             .args(["--model", model, "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

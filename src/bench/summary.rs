@@ -149,12 +149,13 @@ pub struct CellSummary {
     pub errors: u64,
     /// Error kinds and first examples, for the notes.
     pub error_notes: Vec<String>,
-    /// Median msg/s divided by the baseline's.
-    pub msgs_ratio: Option<f64>,
-    /// Median server CPU/msg divided by the baseline's.
-    pub cpu_ratio: Option<f64>,
-    /// Idle: median RSS per connection divided by the baseline's.
-    pub rss_ratio: Option<f64>,
+    /// msg/s divided by the baseline's in the same repetition: median and range over the
+    /// repetitions. Pairing by repetition cancels the machine's drift between repetitions.
+    pub msgs_ratio: Option<Spread>,
+    /// Server CPU/msg divided by the baseline's in the same repetition.
+    pub cpu_ratio: Option<Spread>,
+    /// Idle: RSS per connection divided by the baseline's in the same repetition.
+    pub rss_ratio: Option<Spread>,
 }
 
 /// Everything the comparison produced; `report.json` is this, serialised.
@@ -212,23 +213,27 @@ pub fn build(spec: &CompareSpec, runs: Vec<RunResult>, started: SystemTime) -> C
             summary.push(summarize(info.scenario, &cell.label, &mine));
         }
     }
-    // Ratios against the baseline's medians, scenario by scenario.
-    for i in 0..summary.len() {
-        let Some(base) = summary
-            .iter()
-            .find(|s| s.scenario == summary[i].scenario && s.cell == spec.baseline)
-            .cloned()
-        else {
-            continue;
+    // Ratios against the baseline, paired by repetition.
+    for s in &mut summary {
+        let paired = |f: fn(&RunResult) -> Option<f64>| {
+            Spread::of(
+                runs.iter()
+                    .filter(|r| r.server_started && r.scenario == s.scenario && r.cell == s.cell)
+                    .filter_map(|r| {
+                        let base = runs.iter().find(|b| {
+                            b.server_started
+                                && b.scenario == r.scenario
+                                && b.repetition == r.repetition
+                                && b.cell == spec.baseline
+                        })?;
+                        let (a, b) = (f(r)?, f(base)?);
+                        (b > 0.0).then(|| a / b)
+                    }),
+            )
         };
-        let ratio = |a: Option<Spread>, b: Option<Spread>| match (a, b) {
-            (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
-            _ => None,
-        };
-        let s = &mut summary[i];
-        s.msgs_ratio = ratio(s.msgs_per_sec, base.msgs_per_sec);
-        s.cpu_ratio = ratio(s.server_cpu_per_msg_us, base.server_cpu_per_msg_us);
-        s.rss_ratio = ratio(s.rss_per_connection_bytes, base.rss_per_connection_bytes);
+        s.msgs_ratio = paired(|r| Some(r.report.msgs_per_sec));
+        s.cpu_ratio = paired(|r| r.server_cpu_per_msg_us);
+        s.rss_ratio = paired(|r| r.rss_per_connection_bytes);
     }
     CompareReport {
         meta: Meta {
@@ -330,8 +335,15 @@ fn with_range(s: Option<Spread>, f: fn(f64) -> String, show_range: bool) -> Stri
     }
 }
 
-fn ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"))
+/// "1.02× (0.95–1.10)": a paired ratio's median and range.
+fn ratio(r: Option<Spread>) -> String {
+    match r {
+        Some(s) if format!("{:.2}", s.min) != format!("{:.2}", s.max) => {
+            format!("{:.2}× ({:.2}–{:.2})", s.median, s.min, s.max)
+        }
+        Some(s) => format!("{:.2}×", s.median),
+        None => "–".to_owned(),
+    }
 }
 
 fn median(s: Option<Spread>, f: fn(f64) -> String) -> String {
@@ -347,7 +359,9 @@ pub fn markdown(report: &CompareReport) -> String {
         md,
         "Measured {} – {} on {} CPUs{}{}; reactor-pool {}. Every cell ran {} time{} with a \
          fresh server each time, the order of cells rotated between repetitions; figures are \
-         medians, with min–max in parentheses. Ratios are against **{}**.\n",
+         medians, with min–max in parentheses. Ratios are against **{}**, computed within \
+         each repetition (so drift of the machine between repetitions cancels), then the \
+         median and range of those.\n",
         m.started,
         m.finished,
         m.cpus,
@@ -620,7 +634,13 @@ mod report_tests {
             for sc in [Scenario::Pingpong, Scenario::Idle] {
                 runs.push(result("reactor/w1", sc, rep, 1000.0 + jitter, 5.0));
                 runs.push(result("reactor/w2", sc, rep, 1500.0 + jitter, 6.0));
-                runs.push(result("tokio", sc, rep, 500.0 + jitter, 10.0));
+                runs.push(result(
+                    "tokio",
+                    sc,
+                    rep,
+                    (1000.0 + jitter) / 2.0,
+                    10.0 + jitter,
+                ));
             }
         }
         let report = build(&spec, runs, SystemTime::now());
@@ -628,18 +648,28 @@ mod report_tests {
         assert_eq!(w1.runs, 3);
         assert_eq!(w1.msgs_per_sec.unwrap().median, 1001.0);
         assert_eq!(w1.msgs_per_sec.unwrap().min, 1000.0);
-        assert!((w1.msgs_ratio.unwrap() - 1001.0 / 501.0).abs() < 1e-9);
-        assert_eq!(w1.cpu_ratio, Some(0.5));
+        assert_eq!(w1.msgs_ratio.unwrap().median, 2.0);
+        // Paired by repetition: 5/10, 5/11, 5/12.
+        let cpu = w1.cpu_ratio.unwrap();
+        assert_eq!(
+            (cpu.median, cpu.min, cpu.max),
+            (5.0 / 11.0, 5.0 / 12.0, 0.5)
+        );
         let idle = report.find(Scenario::Idle, "reactor/w1").unwrap();
-        assert_eq!(idle.rss_ratio, Some(0.5));
+        assert_eq!(idle.rss_ratio.unwrap().median, 5.0 / 11.0);
         assert!(idle.server_cpu_per_msg_us.is_none());
 
         let md = markdown(&report);
         assert!(
-            md.contains("| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.50× | 0.250 |"),
+            md.contains(
+                "| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.45× (0.42–0.50) | 0.250 |"
+            ),
             "{md}"
         );
-        assert!(md.contains("| reactor/w1 | 50 B | 0.50× |"), "{md}");
+        assert!(
+            md.contains("| reactor/w1 | 50 B | 0.45× (0.42–0.50) |"),
+            "{md}"
+        );
         assert!(md.contains("Load generator: 1 thread"), "{md}");
 
         crate::bench::chart::write_all(&out, &report).unwrap();
