@@ -15,7 +15,7 @@ use tracing::{error, warn};
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
-use crate::sys::socket::{Listener, Mode, Stream};
+use crate::sys::socket::{self, Listener, Mode, Stream};
 
 /// How long accepting pauses after the process or system ran out of descriptors or buffers.
 pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
@@ -108,7 +108,7 @@ impl Gate {
                     io::ErrorKind::WouldBlock => return Accepted::Empty,
                     // EINVAL: the socket no longer listens (stopped for shutdown by another
                     // thread); there is nothing to accept, and nothing to report.
-                    _ if e.raw_os_error() == Some(libc::EINVAL) => return Accepted::Empty,
+                    _ if socket::is_not_listening(&e) => return Accepted::Empty,
                     // A signal, or the peer gave up before we got to it.
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                     _ => {
@@ -116,7 +116,7 @@ impl Gate {
                         let now = Instant::now();
                         if let Some(suppressed) = self.error_log.check(now) {
                             let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
-                            if is_resource_exhaustion(&e) {
+                            if socket::is_resource_exhaustion(&e) {
                                 warn!(error = %e, suppressed, backoff_ms, "out of resources; pausing accept");
                             } else {
                                 error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
@@ -129,12 +129,4 @@ impl Gate {
             }
         }
     }
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again (and spin).
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
-    )
 }

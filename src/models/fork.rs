@@ -40,15 +40,15 @@ use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
-use crate::sys::signal;
+use crate::sys::signal::{self, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, Signo};
 use crate::sys::socket::{Mode, Stream};
 use crate::worker::{EchoOptions, Transport};
 
 /// Signals the parent handles (installed at bind time).
-pub const SIGNALS: &[libc::c_int] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+pub const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
 /// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
 /// the parent to reload, like the other models' signal thread.
-const TERMINATE: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT];
+const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
 /// How long after the drain deadline the parent waits before killing children.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
@@ -83,7 +83,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     loop {
         let received = signals.take();
         reap(&mut children);
-        if received.contains(libc::SIGHUP) {
+        if received.contains(SIGHUP) {
             match &mut reload {
                 // Reloaded settings reach children forked from now on.
                 Some(ReloadHook(reload)) => reload(),
@@ -130,7 +130,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 Ok(Fork::Child) => {
                     drop(listener);
                     signals.forget_in_child();
-                    let _ = signal::set_default(libc::SIGCHLD);
+                    let _ = signal::set_default(SIGCHLD);
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
                     let serve_child =
@@ -160,7 +160,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     drop(listener);
     info!(model = %Model::Fork, connections = children.len(), "shutdown: listener closed, draining");
     for &pid in &children {
-        let _ = process::kill(pid, libc::SIGTERM);
+        let _ = process::kill(pid, SIGTERM);
     }
     let deadline = Instant::now() + live.shutdown_timeout() + KILL_GRACE;
     let mut fds = [poll::entry(signals.read_fd(), poll::READ)];
@@ -182,7 +182,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             "shutdown timeout: killing remaining children"
         );
         for &pid in &children {
-            let _ = process::kill(pid, libc::SIGKILL);
+            let _ = process::kill(pid, SIGKILL);
         }
         for pid in children.drain() {
             let _ = process::reap_blocking(pid);

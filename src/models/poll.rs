@@ -29,7 +29,7 @@ const FIRST_CONN: usize = 2;
 /// Connections accepted per round (level-triggered: the rest are reported again).
 const ACCEPT_BUDGET: usize = 64;
 
-fn bits(wants: Wants) -> libc::c_short {
+fn bits(wants: Wants) -> poll::Events {
     (if wants.read { poll::READ } else { 0 }) | (if wants.write { poll::WRITE } else { 0 })
 }
 
