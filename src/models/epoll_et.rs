@@ -66,7 +66,16 @@ pub fn run(bound: Bound) -> io::Result<()> {
             match event.u64 {
                 WAKE => core.take_wake(),
                 LISTENER => accept_owed = true,
-                token => ready.push(token as usize),
+                token => {
+                    // The read that returns the last bytes may consume the FIN, whose edge
+                    // does not come again (a no-op while reads go to EAGAIN anyway).
+                    if event.events & epoll::CLOSED != 0 {
+                        if let Some(conn) = conns.get_mut(token as usize) {
+                            conn.echo.note_read_closed();
+                        }
+                    }
+                    ready.push(token as usize);
+                }
             }
         }
         if let Some(l) = &listener {
