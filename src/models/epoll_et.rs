@@ -13,8 +13,9 @@
 //!   - paused by backpressure (buffer full): the echo stops reading only after a write hit
 //!     `EAGAIN`, so the `EPOLLOUT` edge that comes when the peer reads is its resume signal;
 //!     the drive that follows writes first, then reads on;
-//! - after an accept pause (descriptor exhaustion) accepts again when the pause ends, since
-//!   connections already in the backlog will raise no new edge.
+//! - after an accept pause (descriptor exhaustion) accepts again when the pause ends (or at
+//!   once, if it ended before the next wait), since connections already in the backlog will
+//!   raise no new edge.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -55,7 +56,11 @@ pub fn run(bound: Bound) -> io::Result<()> {
     // This round's work: connections with an event, then those that yielded last round.
     let mut ready: Vec<usize> = Vec::new();
     loop {
-        let timeout = core.timeout(core.now_ms(), conns.len(), !resume.is_empty());
+        // A pause that ended before this wait leaves no timer to wake it, and the backlog no
+        // new edge: accept at once.
+        let accept_now = accept_owed && listener.is_some() && !core.gate.is_paused(Instant::now());
+        let busy = !resume.is_empty() || accept_now;
+        let timeout = core.timeout(core.now_ms(), conns.len(), busy);
         match ep.wait(&mut events, timeout) {
             Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
             _ => {}
