@@ -4,8 +4,12 @@
 //! not fill with connections nobody will serve). When `accept` fails for lack of descriptors
 //! or memory, accepting pauses for [`EXHAUSTED_BACKOFF`]: retrying at once would fail again
 //! and spin. The caller stops watching the listener until [`Gate::resume_in`] reaches zero.
+//!
+//! [`AcceptWait`] is that wait for the models that accept on one thread and serve elsewhere
+//! (`thread`, `fork`, `blocking`).
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,6 +19,7 @@ use tracing::{error, warn};
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
+use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{self, Listener, Mode, Stream};
 
 /// How long accepting pauses after the process or system ran out of descriptors or buffers.
@@ -127,6 +132,47 @@ impl Gate {
                     }
                 },
             }
+        }
+    }
+}
+
+/// `poll` on a wake-up descriptor (shutdown eventfd or signal pipe) and the listener, leaving
+/// the listener out while accepting is paused (it would be reported at once: a spin).
+#[derive(Debug)]
+pub struct AcceptWait {
+    /// `[wake-up, listener]`.
+    fds: [PollFd; 2],
+}
+
+/// What ended an [`AcceptWait::wait`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// The wake-up descriptor is readable (the caller drains it).
+    pub wake: bool,
+    /// Connections wait to be accepted.
+    pub listener: bool,
+}
+
+impl AcceptWait {
+    /// Watches `wake` and `listener` for readability.
+    pub fn new(wake: RawFd, listener: RawFd) -> AcceptWait {
+        AcceptWait {
+            fds: [poll::entry(wake, poll::READ), poll::entry(listener, 0)],
+        }
+    }
+
+    /// Waits until the wake-up descriptor is readable, the listener is (unless `pause`, from
+    /// [`Gate::resume_in`], says accepting is paused), or the pause ends. A signal (`EINTR`)
+    /// ends the wait with nothing ready.
+    pub fn wait(&mut self, pause: Option<Duration>) -> io::Result<Woken> {
+        self.fds[1].events = if pause.is_none() { poll::READ } else { 0 };
+        match poll::poll(&mut self.fds, pause) {
+            Ok(_) => Ok(Woken {
+                wake: self.fds[0].revents != 0,
+                listener: self.fds[1].revents != 0,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Woken::default()),
+            Err(e) => Err(e),
         }
     }
 }

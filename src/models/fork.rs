@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::Bound;
 use super::ReloadHook;
-use super::accept::{Accepted, Gate};
+use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{blocking_options, prepare, serve};
 use super::conn::{CloseReason, log_close};
 use crate::config::Model;
@@ -76,10 +76,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut children: HashSet<Pid> = HashSet::new();
     let mut gate = Gate::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
-    let mut fds = [
-        poll::entry(signals.read_fd(), poll::READ),
-        poll::entry(listener.as_raw_fd(), 0),
-    ];
+    let mut waiter = AcceptWait::new(signals.read_fd(), listener.as_raw_fd());
     loop {
         let received = signals.take();
         reap(&mut children);
@@ -100,16 +97,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
             if pause.is_some() {
                 break;
             }
-        } else {
-            fds[1].events = if pause.is_none() { poll::READ } else { 0 };
-            match poll::poll(&mut fds, pause) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-            if fds[1].revents == 0 {
-                continue;
-            }
+        } else if !waiter.wait(pause)?.listener {
+            // A signal or the end of a pause: the loop's top handles both.
+            continue;
         }
         loop {
             if children.len() >= live.max_connections() {
@@ -301,8 +291,7 @@ impl Transport for Finishing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::ModelServer;
-    use crate::shutdown::ShutdownHandle;
+    use crate::server::Server;
 
     #[test]
     fn run_refuses_a_multi_threaded_process() {
@@ -312,9 +301,7 @@ mod tests {
             model: Model::Fork,
             ..crate::config::Config::default()
         };
-        let live = std::sync::Arc::new(crate::live::LiveSettings::new(&config));
-        let stats = std::sync::Arc::new(crate::stats::Stats::new(1));
-        let server = ModelServer::bind(&config, ShutdownHandle::new(), live, stats).expect("bind");
+        let server = Server::bind(&config).expect("bind");
         assert!(server.handles_signals());
         // A second thread that lives until `run` has returned, whatever the harness does.
         let (done, wait) = std::sync::mpsc::channel::<()>();

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, Model};
-use crate::listener::{self, BindError};
+use crate::listener::BindError;
 use crate::live::LiveSettings;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
@@ -89,19 +89,9 @@ pub struct ModelServer {
 }
 
 impl ModelServer {
-    /// Binds the listening socket for `config.model` (any model except `reactor`).
-    pub fn bind(
-        config: &Config,
-        shutdown: ShutdownHandle,
-        live: Arc<LiveSettings>,
-        stats: Arc<Stats>,
-    ) -> Result<ModelServer, BindError> {
-        let listener = listener::bind(config.listen, config.backlog)?;
-        ModelServer::from_listener(config, listener, shutdown, live, stats)
-    }
-
-    /// Serves on an already listening socket (inherited from a supervisor); `config.listen`
-    /// and `config.backlog` are not used. The socket is made non-blocking here.
+    /// Serves on a listening socket (bound by [`Server::bind`](crate::Server::bind), or
+    /// inherited from a supervisor) for `config.model`, any model except `reactor`;
+    /// `config.listen` and `config.backlog` are not used. The socket is made non-blocking here.
     pub fn from_listener(
         config: &Config,
         std_listener: std::net::TcpListener,
