@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
+use crate::listener::EXHAUSTED_BACKOFF;
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{self, Listener, Mode, Stream};
-
-/// How long accepting pauses after the process or system ran out of descriptors or buffers.
-pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Result of one [`Gate::accept`] call.
 #[derive(Debug)]

@@ -3,9 +3,9 @@
 //! The parent is single-threaded (checked at `run`; forking a multi-threaded process copies
 //! only the calling thread, and any lock another thread held stays locked in the child). It
 //! waits in `poll` on the listener and a self-pipe that its `sigaction` handlers write
-//! ([`SignalPipe`](crate::sys::signal::SignalPipe), installed at bind time), accepts, and forks. Around `fork` every signal
-//! is blocked, so the child can drop the parent's pipe and reset `SIGCHLD` before any
-//! signal reaches it. The parent closes its copy of the connection; the child closes the
+//! ([`SignalPipe`](crate::sys::signal::SignalPipe), installed at bind time), accepts, and
+//! forks. Around `fork` every signal is blocked, so the child can drop the parent's pipe and
+//! reset `SIGCHLD` before any signal reaches it. The parent closes its copy of the connection; the child closes the
 //! listener and the pipe, serves its one connection with blocking calls, and leaves with
 //! `_exit`.
 //!

@@ -13,12 +13,14 @@
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
 //!
 //! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
-//! rate-limited logs), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`]
-//! (`LoopCore`: clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded
-//! loops), [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
+//! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
+//! others), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
+//! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
+//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
 //!
-//! Every model: binds through [`crate::listener::bind`], closes the listener the moment
-//! shutdown is requested, finishes open connections within `shutdown_timeout`, then returns.
+//! Every model: serves on the listener [`Server::bind`](crate::Server::bind) made (through
+//! [`crate::listener::bind`]) or a supervisor passed down, closes it the moment shutdown is
+//! requested, finishes open connections within `shutdown_timeout`, then returns.
 
 pub mod accept;
 pub mod blocking;

@@ -94,11 +94,6 @@ impl PidFile {
             file,
         })
     }
-
-    /// The path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Moves the locked temporary file to `path`, unless a live process holds the current one.

@@ -19,11 +19,6 @@ impl User {
         }
     }
 
-    /// The user's name.
-    pub fn name(&self) -> &str {
-        &self.0.name
-    }
-
     /// Switches this process to the user: supplementary groups cleared, then the user's
     /// primary group, then its uid. Must run before any thread is started.
     ///

@@ -11,6 +11,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, error, warn};
 
 use super::dispatch::Dispatcher;
+use crate::listener::EXHAUSTED_BACKOFF;
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::shutdown::ShutdownHandle;
@@ -22,8 +23,6 @@ pub const LISTENER: Token = Token(0);
 /// Token of the acceptor's waker (shutdown requests).
 pub const WAKER: Token = Token(1);
 
-/// How long accepting pauses after the process or system ran out of descriptors or buffers.
-const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted before the pending wake-ups are flushed to the workers, so a long
 /// burst does not keep the first connections waiting.
 const FLUSH_EVERY: usize = 64;

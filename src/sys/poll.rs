@@ -15,8 +15,6 @@ pub type Events = libc::c_short;
 pub const READ: Events = libc::POLLIN;
 /// Writable (`POLLOUT`).
 pub const WRITE: Events = libc::POLLOUT;
-/// Error, hang-up or invalid descriptor: always reported, never requested.
-pub const FAILED: Events = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
 
 /// An entry watching `fd` for `events`.
 pub fn entry(fd: std::os::fd::RawFd, events: Events) -> PollFd {
