@@ -23,8 +23,6 @@ pub const MAX_WORKERS: usize = 1024;
 pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
 /// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
 pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
-/// Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
-const SELECT_FD_LIMIT: usize = 1024;
 
 /// The I/O model that serves connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,7 +128,8 @@ impl Model {
 
     /// Most connections the model can serve at once, whatever `max_connections` says.
     pub fn connection_ceiling(self) -> Option<usize> {
-        (self == Model::Select).then_some(SELECT_FD_LIMIT)
+        // Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
+        (self == Model::Select).then_some(crate::sys::select::FD_SETSIZE)
     }
 }
 

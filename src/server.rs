@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, Model};
-use crate::listener::BindError;
+use crate::listener::{self, BindError};
 use crate::live::LiveSettings;
 use crate::models::ModelServer;
 use crate::reactor::ReactorServer;
@@ -37,27 +37,8 @@ impl Server {
     /// Binds the listening socket for `config.model`. Connections queue in the backlog from
     /// here on; they are served once [`Server::run`] is called.
     pub fn bind(config: &Config) -> Result<Server, BindError> {
-        let (shutdown, live, stats) = Server::shared(config);
-        let inner = match config.model {
-            Model::Reactor => Inner::Reactor(ReactorServer::bind(
-                config,
-                shutdown.clone(),
-                live.clone(),
-                stats.clone(),
-            )?),
-            _ => Inner::Model(ModelServer::bind(
-                config,
-                shutdown.clone(),
-                live.clone(),
-                stats.clone(),
-            )?),
-        };
-        Ok(Server {
-            inner,
-            shutdown,
-            live,
-            stats,
-        })
+        let listener = listener::bind(config.listen, config.backlog)?;
+        Server::from_listener(config, listener)
     }
 
     /// Like [`Server::bind`], on a socket that is already listening (inherited from a
@@ -66,7 +47,15 @@ impl Server {
         config: &Config,
         listener: std::net::TcpListener,
     ) -> Result<Server, BindError> {
-        let (shutdown, live, stats) = Server::shared(config);
+        let shutdown = ShutdownHandle::new();
+        let live = Arc::new(LiveSettings::new(config));
+        // The other models count everything in one block (they have no worker pool).
+        let blocks = if config.model.uses_workers() {
+            config.workers
+        } else {
+            1
+        };
+        let stats = Arc::new(Stats::new(blocks));
         let inner = match config.model {
             Model::Reactor => Inner::Reactor(ReactorServer::from_listener(
                 config,
@@ -89,19 +78,6 @@ impl Server {
             live,
             stats,
         })
-    }
-
-    fn shared(config: &Config) -> (ShutdownHandle, Arc<LiveSettings>, Arc<Stats>) {
-        (
-            ShutdownHandle::new(),
-            Arc::new(LiveSettings::new(config)),
-            // The other models count everything in one block (they have no worker pool).
-            Arc::new(Stats::new(if config.model.uses_workers() {
-                config.workers
-            } else {
-                1
-            })),
-        )
     }
 
     /// The bound address (port 0 resolved to the real port).

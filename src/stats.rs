@@ -181,11 +181,6 @@ impl Stats {
         &self.workers[id]
     }
 
-    /// Number of worker blocks.
-    pub fn worker_count(&self) -> usize {
-        self.workers.len()
-    }
-
     /// Sums every block.
     pub fn snapshot(&self) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -5,25 +5,8 @@
 mod util;
 
 use std::io::Write;
-use std::process::{Command, Output};
 
-use util::{BIN, Binary, PATIENCE, connect, read_n, wait_child};
-
-fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A bad argument must fail fast; a hang here means something started listening.
-    if wait_child(&mut child, PATIENCE).is_none() {
-        let _ = child.kill();
-        panic!("reactor-pool {args:?} did not exit");
-    }
-    child.wait_with_output().unwrap()
-}
+use util::{Binary, connect, read_n, run};
 
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("reactor-pool-cli-{}", std::process::id()));

@@ -31,11 +31,7 @@ fn daemon_holds_a_locked_pid_file_and_removes_it_on_exit() {
     let status = starter.wait();
     assert!(status.success(), "starter: {status}; {}", starter.stderr());
 
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pid_file);
     assert!(alive(pid));
     assert_ne!(
         pid,

@@ -4,25 +4,12 @@
 
 mod util;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use reactor_pool::Model;
-use util::{PATIENCE, Spec, connect, read_n, wait_until};
-
-/// Whether the server has closed `s` (EOF or reset), waiting at most `PATIENCE`.
-fn is_closed_by_server(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-    }
-}
+use util::{PATIENCE, Spec, connect, is_closed_by_server, read_n, wait_until};
 
 /// With `idle_timeout` = 1 s, a silent client is closed no earlier than 1 s after its last
 /// traffic, while a client that sends a message every 100 ms for 2.5 s stays open throughout.

@@ -9,27 +9,12 @@ use std::time::Duration;
 
 use ops_util::*;
 
-fn start(extra: &[&str]) -> (Proc, std::net::SocketAddr, std::net::SocketAddr) {
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let p = Proc::spawn(&args);
-    let addr = p.listening();
-    let metrics = metrics_addr(&p);
-    (p, addr, metrics)
-}
-
 /// Four clients echo known messages and close; a fifth resets its connection. The scrape
 /// shows 5 accepted, the exact byte counts, 4 eof and 1 reset closes, nothing active, and the
 /// round robin over two workers (3 and 2 connections).
 #[test]
 fn scrape_counts_traffic_closes_and_per_worker_connections() {
-    let (mut p, addr, metrics) = start(&["--workers", "2"]);
+    let (mut p, addr, metrics) = spawn_with_metrics(&["--workers", "2"]);
     let r = http(metrics, "GET", "/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -41,24 +26,7 @@ fn scrape_counts_traffic_closes_and_per_worker_connections() {
             .contains("# TYPE reactor_pool_bytes_read_total counter")
     );
 
-    let mut sent = 0;
-    for msg in ["a\n", "bb\n", "ccc\n", "dddd\n"] {
-        let mut s = connect(addr);
-        echo_on(&mut s, msg.as_bytes());
-        sent += msg.len();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        expect_closed(&mut s);
-    }
-    let reset = socket2::Socket::from(connect(addr));
-    wait_metric(metrics, "reactor_pool_connections_active", 1.0);
-    reset.set_linger(Some(Duration::ZERO)).unwrap();
-    drop(reset);
-
-    wait_metric(
-        metrics,
-        "reactor_pool_connections_closed_total{reason=\"reset\"}",
-        1.0,
-    );
+    let sent = echo_each_then_reset_one(addr, metrics, &["a\n", "bb\n", "ccc\n", "dddd\n"]);
     let body = http(metrics, "GET", "/metrics").body;
     let m = |name: &str| metric(&body, name).unwrap_or_else(|| panic!("{name} missing:\n{body}"));
     assert_eq!(m("reactor_pool_connections_accepted_total"), 5.0);
@@ -95,7 +63,7 @@ fn scrape_counts_traffic_closes_and_per_worker_connections() {
 /// idle_timeout).
 #[test]
 fn limit_and_idle_timeout_closes_are_counted() {
-    let (mut p, addr, metrics) = start(&[
+    let (mut p, addr, metrics) = spawn_with_metrics(&[
         "--workers",
         "2",
         "--max-connections",
@@ -145,7 +113,7 @@ fn limit_and_idle_timeout_closes_are_counted() {
 /// per-connection buffer: the server stops reading from it, and the pause is counted.
 #[test]
 fn backpressure_pauses_are_counted() {
-    let (mut p, addr, metrics) = start(&["--workers", "1", "--buffer-size", "4096"]);
+    let (mut p, addr, metrics) = spawn_with_metrics(&["--workers", "1", "--buffer-size", "4096"]);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     // Small buffers on our side so the server's buffer fills after little traffic.
     socket.set_recv_buffer_size(4096).unwrap();
@@ -178,7 +146,7 @@ fn backpressure_pauses_are_counted() {
 /// garbage gets 400; the endpoint keeps serving after each.
 #[test]
 fn endpoint_answers_only_get_metrics() {
-    let (mut p, _addr, metrics) = start(&[]);
+    let (mut p, _addr, metrics) = spawn_with_metrics(&[]);
     assert_eq!(http(metrics, "GET", "/nope").status, 404);
     let post = http(metrics, "POST", "/metrics");
     assert_eq!(post.status, 405);

@@ -64,12 +64,6 @@ fn blocking_idle_timeout_frees_the_server() {
     server.stop();
 }
 
-fn threads_of(server: &Binary) -> usize {
-    std::fs::read_dir(format!("/proc/{}/task", server.pid()))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// 200 connections, each echoed once, run on 200 threads besides the process's own (main
 /// and signal threads), with the configured 64 KiB stack; resident memory per connection
 /// stays small. When the clients leave, every connection thread ends.
@@ -78,7 +72,7 @@ fn thread_model_runs_one_thread_per_connection() {
     let mut args = Spec::new(Model::Thread).args();
     args.extend(["--thread-stack-size".into(), "65536".into()]);
     let server = Binary::spawn(&args);
-    let base = threads_of(&server);
+    let base = server.threads();
     let before = server.rss();
     let conns: Vec<_> = (0..200u32)
         .map(|i| {
@@ -89,9 +83,9 @@ fn thread_model_runs_one_thread_per_connection() {
         })
         .collect();
     assert!(
-        wait_until(PATIENCE, || threads_of(&server) == base + 200),
+        wait_until(PATIENCE, || server.threads() == base + 200),
         "{} threads for 200 connections",
-        threads_of(&server)
+        server.threads()
     );
     let per_conn = server.rss().saturating_sub(before) / 200;
     eprintln!("thread model: {per_conn} bytes of RSS per connection");
@@ -101,9 +95,9 @@ fn thread_model_runs_one_thread_per_connection() {
     );
     drop(conns);
     assert!(
-        wait_until(PATIENCE, || threads_of(&server) == base),
+        wait_until(PATIENCE, || server.threads() == base),
         "{} threads left after every client left",
-        threads_of(&server)
+        server.threads()
     );
     server.stop();
 }

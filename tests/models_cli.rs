@@ -4,24 +4,7 @@
 
 mod util;
 
-use std::process::{Command, Output, Stdio};
-
-use util::{BIN, Binary, PATIENCE, assert_same, echo_all, wait_child};
-
-fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if wait_child(&mut child, PATIENCE).is_none() {
-        let _ = child.kill();
-        panic!("reactor-pool {args:?} did not exit");
-    }
-    child.wait_with_output().unwrap()
-}
+use util::{Binary, assert_same, echo_all, run};
 
 /// `models` prints one line per model, starting with its name, for all eight models.
 #[test]

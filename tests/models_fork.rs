@@ -11,35 +11,9 @@ use std::thread;
 use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{PATIENCE, Spec, connect, read_n, read_to_eof, wait_until};
-
-/// Children of `pid` (from /proc/*/stat), with their state letter ('Z' for a zombie).
-fn children_of(pid: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue; // exited meanwhile
-        };
-        // Fields after the command name (which may hold spaces): state, ppid, ...
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == pid {
-            out.push((child, state));
-        }
-    }
-    out
-}
-
-fn threads_of(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .count()
-}
+use util::{
+    PATIENCE, Spec, children_of, connect, read_n, read_to_eof, stat_field, threads_of, wait_until,
+};
 
 /// 8 client threads each run 50 short connections (connect, echo 1 byte, close) at once,
 /// so children exit in bursts and SIGCHLDs coalesce. Afterwards the parent has no children
@@ -71,7 +45,11 @@ fn burst_of_short_connections_leaves_no_zombies() {
     assert!(
         wait_until(PATIENCE, || children_of(pid).is_empty()),
         "children left behind (pid, state): {:?}",
-        children_of(pid).iter().take(10).collect::<Vec<_>>()
+        children_of(pid)
+            .into_iter()
+            .take(10)
+            .map(|c| (c, stat_field(c, 3)))
+            .collect::<Vec<_>>()
     );
     let stderr = server.stop();
     assert!(!stderr.contains("abnormally"), "{stderr}");
@@ -94,7 +72,7 @@ fn shutdown_lets_children_finish_and_leaves_none() {
             s
         })
         .collect();
-    let children: Vec<i32> = children_of(pid).iter().map(|&(c, _)| c).collect();
+    let children = children_of(pid);
     assert_eq!(children.len(), 3, "one child per connection");
     server.signal(libc::SIGTERM);
     let addr = server.addr;

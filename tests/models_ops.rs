@@ -15,33 +15,8 @@ const MODELS: [&str; 6] = ["epoll", "epoll-et", "poll", "select", "thread", "blo
 #[test]
 fn metrics_count_every_models_traffic() {
     for model in MODELS {
-        let mut p = Proc::spawn(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--model",
-            model,
-        ]);
-        let (addr, metrics) = (p.listening(), metrics_addr(&p));
-        let mut sent = 0;
-        for msg in ["a\n", "bb\n", "ccc\n"] {
-            let mut s = connect(addr);
-            echo_on(&mut s, msg.as_bytes());
-            sent += msg.len();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            expect_closed(&mut s);
-        }
-        let reset = socket2::Socket::from(connect(addr));
-        wait_metric(metrics, "reactor_pool_connections_active", 1.0);
-        reset.set_linger(Some(std::time::Duration::ZERO)).unwrap();
-        drop(reset);
-        wait_metric(
-            metrics,
-            "reactor_pool_connections_closed_total{reason=\"reset\"}",
-            1.0,
-        );
+        let (mut p, addr, metrics) = spawn_with_metrics(&["--model", model]);
+        let sent = echo_each_then_reset_one(addr, metrics, &["a\n", "bb\n", "ccc\n"]);
         let body = http(metrics, "GET", "/metrics").body;
         let m = |name: &str| {
             metric(&body, name).unwrap_or_else(|| panic!("{model}: {name} missing:\n{body}"))

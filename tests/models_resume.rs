@@ -6,11 +6,13 @@
 
 mod util;
 
-use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{PATIENCE, Spec, assert_same, connect, payload, read_n};
+use util::{
+    PATIENCE, Spec, assert_same, connect, finish_echo, payload, read_n, write_until_stalled,
+};
 
 /// Ping-pong with 64 KiB messages: the client sends a whole message, then waits for all of
 /// it back before sending the next. Each message needs eight budgets of reads; after the
@@ -47,54 +49,14 @@ fn connection_paused_by_backpressure_resumes(model: Model) {
     let mut s = connect(server.addr);
     s.set_nonblocking(true).unwrap();
     let mut sent = 0;
-    let mut stalled_since: Option<Instant> = None;
-    let deadline = Instant::now() + PATIENCE;
-    while sent < TOTAL && Instant::now() < deadline {
-        match s.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
-            Ok(n) => {
-                sent += n;
-                stalled_since = None;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if stalled_since.get_or_insert_with(Instant::now).elapsed()
-                    > Duration::from_millis(200)
-                {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => panic!("write: {e}"),
-        }
-    }
-    let mut got = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + PATIENCE;
-    while got < TOTAL {
-        assert!(
-            Instant::now() < deadline,
-            "stranded after {got} of {TOTAL} bytes"
-        );
-        let mut progress = false;
-        if sent < TOTAL {
-            match s.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
-                Ok(n) => (sent, progress) = (sent + n, true),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        match s.read(&mut buf) {
-            Ok(0) => panic!("EOF after {got} bytes"),
-            Ok(n) => {
-                assert_eq!(&buf[..n], &data[got..got + n], "echo differs at {got}");
-                (got, progress) = (got + n, true);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("read: {e}"),
-        }
-        if !progress {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+    write_until_stalled(
+        &mut s,
+        &data,
+        &mut sent,
+        64 * 1024,
+        Duration::from_millis(200),
+    );
+    finish_echo(&mut s, &data, sent, 64 * 1024, PATIENCE);
     drop(s);
     server.stop();
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{InProcess, PATIENCE, Spec, connect, echo_all, read_n, wait_until};
+use util::{InProcess, PATIENCE, Spec, connect, echo_all, is_closed_by_server, read_n, wait_until};
 
 /// Both tests push this process's descriptor numbers past 1024; one at a time.
 static FDS: Mutex<()> = Mutex::new(());
@@ -19,15 +19,7 @@ static FDS: Mutex<()> = Mutex::new(());
 /// Whether the server closed `s` without echoing (EOF or reset).
 fn refused(s: &mut TcpStream) -> bool {
     let _ = s.write_all(b"?");
-    let mut buf = [0u8; 1];
-    match s.read(&mut buf) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-    }
+    is_closed_by_server(s)
 }
 
 /// An in-process select server (sharing this process's descriptor table) serves one

@@ -76,11 +76,7 @@ fn daemonized_supervisor_restarts_and_cleans_up() {
     ]);
     let addr = starter.listening();
     assert!(starter.wait().success(), "{}", starter.stderr());
-    let supervisor: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let supervisor = read_pid(&pid_file);
     let first = the_child(supervisor);
     assert_eq!(echo_once(addr, b"a\n").unwrap(), b"a\n");
     send_signal(first, libc::SIGKILL);

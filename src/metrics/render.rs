@@ -242,7 +242,7 @@ fn cpu_seconds() -> Option<f64> {
     // After ')': field 3 is index 0, so utime (14) is index 11 and stime (15) index 12.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = crate::ops::sys::clock_ticks_per_second()?;
+    let ticks = crate::sys::process::clock_ticks_per_second()?;
     Some((utime + stime) as f64 / ticks as f64)
 }
 

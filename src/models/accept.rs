@@ -4,21 +4,24 @@
 //! not fill with connections nobody will serve). When `accept` fails for lack of descriptors
 //! or memory, accepting pauses for [`EXHAUSTED_BACKOFF`]: retrying at once would fail again
 //! and spin. The caller stops watching the listener until [`Gate::resume_in`] reaches zero.
+//!
+//! [`AcceptWait`] is that wait for the models that accept on one thread and serve elsewhere
+//! (`thread`, `fork`, `blocking`).
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
+use crate::listener::EXHAUSTED_BACKOFF;
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
-use crate::sys::socket::{Listener, Mode, Stream};
-
-/// How long accepting pauses after the process or system ran out of descriptors or buffers.
-pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
+use crate::sys::poll::{self, PollFd};
+use crate::sys::socket::{self, Listener, Mode, Stream};
 
 /// Result of one [`Gate::accept`] call.
 #[derive(Debug)]
@@ -108,7 +111,7 @@ impl Gate {
                     io::ErrorKind::WouldBlock => return Accepted::Empty,
                     // EINVAL: the socket no longer listens (stopped for shutdown by another
                     // thread); there is nothing to accept, and nothing to report.
-                    _ if e.raw_os_error() == Some(libc::EINVAL) => return Accepted::Empty,
+                    _ if socket::is_not_listening(&e) => return Accepted::Empty,
                     // A signal, or the peer gave up before we got to it.
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                     _ => {
@@ -116,7 +119,7 @@ impl Gate {
                         let now = Instant::now();
                         if let Some(suppressed) = self.error_log.check(now) {
                             let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
-                            if is_resource_exhaustion(&e) {
+                            if socket::is_resource_exhaustion(&e) {
                                 warn!(error = %e, suppressed, backoff_ms, "out of resources; pausing accept");
                             } else {
                                 error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
@@ -131,10 +134,43 @@ impl Gate {
     }
 }
 
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again (and spin).
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
-    )
+/// `poll` on a wake-up descriptor (shutdown eventfd or signal pipe) and the listener, leaving
+/// the listener out while accepting is paused (it would be reported at once: a spin).
+#[derive(Debug)]
+pub struct AcceptWait {
+    /// `[wake-up, listener]`.
+    fds: [PollFd; 2],
+}
+
+/// What ended an [`AcceptWait::wait`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// The wake-up descriptor is readable (the caller drains it).
+    pub wake: bool,
+    /// Connections wait to be accepted.
+    pub listener: bool,
+}
+
+impl AcceptWait {
+    /// Watches `wake` and `listener` for readability.
+    pub fn new(wake: RawFd, listener: RawFd) -> AcceptWait {
+        AcceptWait {
+            fds: [poll::entry(wake, poll::READ), poll::entry(listener, 0)],
+        }
+    }
+
+    /// Waits until the wake-up descriptor is readable, the listener is (unless `pause`, from
+    /// [`Gate::resume_in`], says accepting is paused), or the pause ends. A signal (`EINTR`)
+    /// ends the wait with nothing ready.
+    pub fn wait(&mut self, pause: Option<Duration>) -> io::Result<Woken> {
+        self.fds[1].events = if pause.is_none() { poll::READ } else { 0 };
+        match poll::poll(&mut self.fds, pause) {
+            Ok(_) => Ok(Woken {
+                wake: self.fds[0].revents != 0,
+                listener: self.fds[1].revents != 0,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Woken::default()),
+            Err(e) => Err(e),
+        }
+    }
 }

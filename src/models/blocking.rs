@@ -21,12 +21,11 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::Bound;
-use super::accept::{Accepted, Gate};
+use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
 use crate::config::Model;
 use crate::sys::eventfd::EventFd;
-use crate::sys::poll;
 use crate::sys::socket::{Mode, Stream};
 
 /// Serves until shutdown, then finishes the connections in service and taken in.
@@ -80,25 +79,19 @@ pub fn run(bound: Bound) -> io::Result<()> {
         log_close(Model::Blocking, reason, 0);
     };
     let mut gate = Gate::new(live.clone(), stats.clone());
-    let mut fds = [
-        poll::entry(wake.as_raw_fd(), poll::READ),
-        poll::entry(listener.as_raw_fd(), 0),
-    ];
+    let mut waiter = AcceptWait::new(wake.as_raw_fd(), listener.as_raw_fd());
     let result = loop {
         if shutdown.is_requested() {
             break Ok(());
         }
-        let pause = gate.resume_in(Instant::now());
-        fds[1].events = if pause.is_none() { poll::READ } else { 0 };
-        match poll::poll(&mut fds, pause) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let woken = match waiter.wait(gate.resume_in(Instant::now())) {
+            Ok(woken) => woken,
             Err(e) => break Err(e),
-            Ok(_) => {}
-        }
-        if fds[0].revents != 0 {
+        };
+        if woken.wake {
             let _ = wake.drain();
         }
-        if fds[1].revents == 0 || shutdown.is_requested() {
+        if !woken.listener || shutdown.is_requested() {
             continue;
         }
         // Only one connection at a time: `open` is always 0 here.

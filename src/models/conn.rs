@@ -18,12 +18,6 @@ impl Transport for Stream {
     }
 }
 
-impl Transport for &Stream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
 /// A connection owned by an event loop.
 #[derive(Debug)]
 pub struct Conn {

@@ -17,7 +17,7 @@ use slab::Slab;
 use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
-use super::event_loop::{LoopCore, Round};
+use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
@@ -110,23 +110,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
             core.begin_drain(now, conns.len());
         }
         if core.sweep_due(now) {
-            conns.retain(|_, c| {
-                let idle = core.is_idle(c, now);
-                if idle {
-                    core.closed(CloseReason::IdleTimeout, c.echo.pending());
-                }
-                !idle
-            });
+            core.sweep_idle(&mut conns, now);
         }
-        match core.after_round(now, conns.len()) {
-            Round::Continue => {}
-            Round::Drained => return Ok(()),
-            Round::DeadlinePassed => {
-                for c in conns.drain() {
-                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
-                }
-                return Ok(());
-            }
+        if core.finish_round(now, &mut conns) {
+            return Ok(());
         }
     }
 }

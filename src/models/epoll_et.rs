@@ -13,8 +13,9 @@
 //!   - paused by backpressure (buffer full): the echo stops reading only after a write hit
 //!     `EAGAIN`, so the `EPOLLOUT` edge that comes when the peer reads is its resume signal;
 //!     the drive that follows writes first, then reads on;
-//! - after an accept pause (descriptor exhaustion) accepts again when the pause ends, since
-//!   connections already in the backlog will raise no new edge.
+//! - after an accept pause (descriptor exhaustion) accepts again when the pause ends (or at
+//!   once, if it ended before the next wait), since connections already in the backlog will
+//!   raise no new edge.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -25,7 +26,7 @@ use slab::Slab;
 use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
-use super::event_loop::{LoopCore, Round};
+use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
@@ -55,7 +56,11 @@ pub fn run(bound: Bound) -> io::Result<()> {
     // This round's work: connections with an event, then those that yielded last round.
     let mut ready: Vec<usize> = Vec::new();
     loop {
-        let timeout = core.timeout(core.now_ms(), conns.len(), !resume.is_empty());
+        // A pause that ended before this wait leaves no timer to wake it, and the backlog no
+        // new edge: accept at once.
+        let accept_now = accept_owed && listener.is_some() && !core.gate.is_paused(Instant::now());
+        let busy = !resume.is_empty() || accept_now;
+        let timeout = core.timeout(core.now_ms(), conns.len(), busy);
         match ep.wait(&mut events, timeout) {
             Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
             _ => {}
@@ -66,7 +71,16 @@ pub fn run(bound: Bound) -> io::Result<()> {
             match event.u64 {
                 WAKE => core.take_wake(),
                 LISTENER => accept_owed = true,
-                token => ready.push(token as usize),
+                token => {
+                    // The read that returns the last bytes may consume the FIN, whose edge
+                    // does not come again (a no-op while reads go to EAGAIN anyway).
+                    if event.events & epoll::CLOSED != 0 {
+                        if let Some(conn) = conns.get_mut(token as usize) {
+                            conn.echo.note_read_closed();
+                        }
+                    }
+                    ready.push(token as usize);
+                }
             }
         }
         if let Some(l) = &listener {
@@ -103,23 +117,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
             core.begin_drain(now, conns.len());
         }
         if core.sweep_due(now) {
-            conns.retain(|_, c| {
-                let idle = core.is_idle(c, now);
-                if idle {
-                    core.closed(CloseReason::IdleTimeout, c.echo.pending());
-                }
-                !idle
-            });
+            core.sweep_idle(&mut conns, now);
         }
-        match core.after_round(now, conns.len()) {
-            Round::Continue => {}
-            Round::Drained => return Ok(()),
-            Round::DeadlinePassed => {
-                for c in conns.drain() {
-                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
-                }
-                return Ok(());
-            }
+        if core.finish_round(now, &mut conns) {
+            return Ok(());
         }
     }
 }

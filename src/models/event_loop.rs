@@ -5,7 +5,7 @@
 //! Shutdown protocol of these loops: the [`ShutdownHandle`] callback writes the eventfd; the
 //! loop sees [`LoopCore::should_stop_accepting`], closes its listener at once (the port is
 //! released and new connects are refused), keeps serving open connections, and ends when the
-//! last one closes or `shutdown_timeout` has passed ([`LoopCore::after_round`]).
+//! last one closes or `shutdown_timeout` has passed ([`LoopCore::finish_round`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use slab::Slab;
 use tracing::{error, info};
 
 use super::Bound;
@@ -26,15 +27,33 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
 use crate::worker::{EchoOptions, Moved, Progress, ReadUntil};
 
-/// What the loop should do after a round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Round {
-    /// Keep serving.
-    Continue,
-    /// Draining and every connection has finished: return.
-    Drained,
-    /// Draining and the deadline passed: close what is left and return.
-    DeadlinePassed,
+/// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
+/// far as the end of a drain needs them.
+pub trait OpenConns {
+    /// How many are open.
+    fn count(&self) -> usize;
+    /// Takes every connection out (the loop is ending).
+    fn take_all(&mut self) -> Vec<Conn>;
+}
+
+impl OpenConns for Slab<Conn> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn take_all(&mut self) -> Vec<Conn> {
+        self.drain().collect()
+    }
+}
+
+impl OpenConns for Vec<Conn> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn take_all(&mut self) -> Vec<Conn> {
+        std::mem::take(self)
+    }
 }
 
 /// Shared state of a single-threaded loop.
@@ -215,17 +234,35 @@ impl LoopCore {
         })
     }
 
-    /// What to do after a round, with `open` connections left.
-    pub fn after_round(&self, now_ms: u64, open: usize) -> Round {
+    /// Closes every connection of `conns` idle for `idle_timeout` (for loops whose tokens are
+    /// slab keys: removal moves no other connection).
+    pub fn sweep_idle(&self, conns: &mut Slab<Conn>, now_ms: u64) {
+        conns.retain(|_, c| {
+            let idle = self.is_idle(c, now_ms);
+            if idle {
+                self.closed(CloseReason::IdleTimeout, c.echo.pending());
+            }
+            !idle
+        });
+    }
+
+    /// The end of a round: whether the loop must now return, because it is draining and
+    /// every connection has finished, or the drain deadline passed (the connections left are
+    /// then closed here).
+    pub fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
+        let open = conns.count();
         match self.drain_deadline_ms {
-            None => Round::Continue,
-            Some(_) if open == 0 => Round::Drained,
+            None => false,
+            Some(_) if open == 0 => true,
             Some(deadline) if now_ms >= deadline => {
                 info!(model = %self.model, connections = open,
                     "shutdown timeout: closing remaining connections");
-                Round::DeadlinePassed
+                for c in conns.take_all() {
+                    self.closed(CloseReason::ShutdownTimeout, c.echo.pending());
+                }
+                true
             }
-            Some(_) => Round::Continue,
+            Some(_) => false,
         }
     }
 }

@@ -3,9 +3,9 @@
 //! The parent is single-threaded (checked at `run`; forking a multi-threaded process copies
 //! only the calling thread, and any lock another thread held stays locked in the child). It
 //! waits in `poll` on the listener and a self-pipe that its `sigaction` handlers write
-//! ([`SignalPipe`](crate::sys::signal::SignalPipe), installed at bind time), accepts, and forks. Around `fork` every signal
-//! is blocked, so the child can drop the parent's pipe and reset `SIGCHLD` before any
-//! signal reaches it. The parent closes its copy of the connection; the child closes the
+//! ([`SignalPipe`](crate::sys::signal::SignalPipe), installed at bind time), accepts, and
+//! forks. Around `fork` every signal is blocked, so the child can drop the parent's pipe and
+//! reset `SIGCHLD` before any signal reaches it. The parent closes its copy of the connection; the child closes the
 //! listener and the pipe, serves its one connection with blocking calls, and leaves with
 //! `_exit`.
 //!
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::Bound;
 use super::ReloadHook;
-use super::accept::{Accepted, Gate};
+use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{blocking_options, prepare, serve};
 use super::conn::{CloseReason, log_close};
 use crate::config::Model;
@@ -40,15 +40,15 @@ use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
-use crate::sys::signal;
+use crate::sys::signal::{self, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, Signo};
 use crate::sys::socket::{Mode, Stream};
 use crate::worker::{EchoOptions, Transport};
 
 /// Signals the parent handles (installed at bind time).
-pub const SIGNALS: &[libc::c_int] = &[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+pub const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
 /// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
 /// the parent to reload, like the other models' signal thread.
-const TERMINATE: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT];
+const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
 /// How long after the drain deadline the parent waits before killing children.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
@@ -76,14 +76,11 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut children: HashSet<Pid> = HashSet::new();
     let mut gate = Gate::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
-    let mut fds = [
-        poll::entry(signals.read_fd(), poll::READ),
-        poll::entry(listener.as_raw_fd(), 0),
-    ];
+    let mut waiter = AcceptWait::new(signals.read_fd(), listener.as_raw_fd());
     loop {
         let received = signals.take();
         reap(&mut children);
-        if received.contains(libc::SIGHUP) {
+        if received.contains(SIGHUP) {
             match &mut reload {
                 // Reloaded settings reach children forked from now on.
                 Some(ReloadHook(reload)) => reload(),
@@ -100,16 +97,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
             if pause.is_some() {
                 break;
             }
-        } else {
-            fds[1].events = if pause.is_none() { poll::READ } else { 0 };
-            match poll::poll(&mut fds, pause) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-            if fds[1].revents == 0 {
-                continue;
-            }
+        } else if !waiter.wait(pause)?.listener {
+            // A signal or the end of a pause: the loop's top handles both.
+            continue;
         }
         loop {
             if children.len() >= live.max_connections() {
@@ -130,7 +120,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 Ok(Fork::Child) => {
                     drop(listener);
                     signals.forget_in_child();
-                    let _ = signal::set_default(libc::SIGCHLD);
+                    let _ = signal::set_default(SIGCHLD);
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
                     let serve_child =
@@ -160,7 +150,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     drop(listener);
     info!(model = %Model::Fork, connections = children.len(), "shutdown: listener closed, draining");
     for &pid in &children {
-        let _ = process::kill(pid, libc::SIGTERM);
+        let _ = process::kill(pid, SIGTERM);
     }
     let deadline = Instant::now() + live.shutdown_timeout() + KILL_GRACE;
     let mut fds = [poll::entry(signals.read_fd(), poll::READ)];
@@ -182,7 +172,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             "shutdown timeout: killing remaining children"
         );
         for &pid in &children {
-            let _ = process::kill(pid, libc::SIGKILL);
+            let _ = process::kill(pid, SIGKILL);
         }
         for pid in children.drain() {
             let _ = process::reap_blocking(pid);
@@ -301,8 +291,7 @@ impl Transport for Finishing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::ModelServer;
-    use crate::shutdown::ShutdownHandle;
+    use crate::server::Server;
 
     #[test]
     fn run_refuses_a_multi_threaded_process() {
@@ -312,9 +301,7 @@ mod tests {
             model: Model::Fork,
             ..crate::config::Config::default()
         };
-        let live = std::sync::Arc::new(crate::live::LiveSettings::new(&config));
-        let stats = std::sync::Arc::new(crate::stats::Stats::new(1));
-        let server = ModelServer::bind(&config, ShutdownHandle::new(), live, stats).expect("bind");
+        let server = Server::bind(&config).expect("bind");
         assert!(server.handles_signals());
         // A second thread that lives until `run` has returned, whatever the harness does.
         let (done, wait) = std::sync::mpsc::channel::<()>();

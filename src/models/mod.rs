@@ -13,12 +13,14 @@
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
 //!
 //! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
-//! rate-limited logs), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`]
-//! (`LoopCore`: clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded
-//! loops), [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
+//! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
+//! others), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
+//! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
+//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
 //!
-//! Every model: binds through [`crate::listener::bind`], closes the listener the moment
-//! shutdown is requested, finishes open connections within `shutdown_timeout`, then returns.
+//! Every model: serves on the listener [`Server::bind`](crate::Server::bind) made (through
+//! [`crate::listener::bind`]) or a supervisor passed down, closes it the moment shutdown is
+//! requested, finishes open connections within `shutdown_timeout`, then returns.
 
 pub mod accept;
 pub mod blocking;
@@ -38,7 +40,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, Model};
-use crate::listener::{self, BindError};
+use crate::listener::BindError;
 use crate::live::LiveSettings;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
@@ -89,19 +91,9 @@ pub struct ModelServer {
 }
 
 impl ModelServer {
-    /// Binds the listening socket for `config.model` (any model except `reactor`).
-    pub fn bind(
-        config: &Config,
-        shutdown: ShutdownHandle,
-        live: Arc<LiveSettings>,
-        stats: Arc<Stats>,
-    ) -> Result<ModelServer, BindError> {
-        let listener = listener::bind(config.listen, config.backlog)?;
-        ModelServer::from_listener(config, listener, shutdown, live, stats)
-    }
-
-    /// Serves on an already listening socket (inherited from a supervisor); `config.listen`
-    /// and `config.backlog` are not used. The socket is made non-blocking here.
+    /// Serves on a listening socket (bound by [`Server::bind`](crate::Server::bind), or
+    /// inherited from a supervisor) for `config.model`, any model except `reactor`;
+    /// `config.listen` and `config.backlog` are not used. The socket is made non-blocking here.
     pub fn from_listener(
         config: &Config,
         std_listener: std::net::TcpListener,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
-use super::event_loop::{LoopCore, Round};
+use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
@@ -29,7 +29,7 @@ const FIRST_CONN: usize = 2;
 /// Connections accepted per round (level-triggered: the rest are reported again).
 const ACCEPT_BUDGET: usize = 64;
 
-fn bits(wants: Wants) -> libc::c_short {
+fn bits(wants: Wants) -> poll::Events {
     (if wants.read { poll::READ } else { 0 }) | (if wants.write { poll::WRITE } else { 0 })
 }
 
@@ -101,15 +101,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 }
             }
         }
-        match core.after_round(now, conns.len()) {
-            Round::Continue => {}
-            Round::Drained => return Ok(()),
-            Round::DeadlinePassed => {
-                for c in conns.drain(..) {
-                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
-                }
-                return Ok(());
-            }
+        if core.finish_round(now, &mut conns) {
+            return Ok(());
         }
     }
 }

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
-use super::event_loop::{LoopCore, Round};
+use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
@@ -158,15 +158,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 }
             }
         }
-        match core.after_round(now, conns.len()) {
-            Round::Continue => {}
-            Round::Drained => return Ok(()),
-            Round::DeadlinePassed => {
-                for c in conns.drain(..) {
-                    core.closed(CloseReason::ShutdownTimeout, c.echo.pending());
-                }
-                return Ok(());
-            }
+        if core.finish_round(now, &mut conns) {
+            return Ok(());
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::Bound;
-use super::accept::{Accepted, Gate};
+use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
 use crate::config::Model;
@@ -25,7 +25,6 @@ use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
 use crate::sys::eventfd::EventFd;
-use crate::sys::poll;
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::EchoOptions;
 
@@ -55,22 +54,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
         stats,
         spawn_log: RateLimit::new(Duration::from_secs(1)),
     };
-    let mut fds = [
-        poll::entry(wake.as_raw_fd(), poll::READ),
-        poll::entry(listener.as_raw_fd(), 0),
-    ];
+    let mut waiter = AcceptWait::new(wake.as_raw_fd(), listener.as_raw_fd());
     while !shutdown.is_requested() {
-        let pause = spawner.gate.resume_in(Instant::now());
-        fds[1].events = if pause.is_none() { poll::READ } else { 0 };
-        match poll::poll(&mut fds, pause) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        if fds[0].revents != 0 {
+        let woken = waiter.wait(spawner.gate.resume_in(Instant::now()))?;
+        if woken.wake {
             let _ = wake.drain();
         }
-        if fds[1].revents != 0 {
+        if woken.listener {
             spawner.accept(&listener);
         }
     }

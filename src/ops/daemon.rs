@@ -21,7 +21,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use super::sys::{self, Forked};
+use crate::sys::fd::{close_inherited_fds, dup2};
+use crate::sys::fs::umask;
+use crate::sys::process::{self, Fork};
 
 /// Tells whoever started this process how start-up went. Exactly one report is sent.
 #[derive(Debug)]
@@ -119,39 +121,39 @@ pub enum Daemonized {
 /// open; the caller may then point stderr at it.
 pub fn daemonize(keep_fd: Option<RawFd>) -> io::Result<Daemonized> {
     let (mut parent_end, daemon_end) = UnixStream::pair()?;
-    match sys::fork_single_threaded()? {
-        Forked::Parent(child) => {
+    match process::fork_single_threaded()? {
+        Fork::Parent(child) => {
             drop(daemon_end);
             let report = read_report(&mut parent_end);
             // The intermediate process exits right after the second fork: reap it.
-            let _ = sys::wait_for(child);
+            let _ = process::reap_blocking(child);
             Ok(Daemonized::Parent(relay(report)))
         }
-        Forked::Child => {
+        Fork::Child => {
             drop(parent_end);
             let setup = (|| {
-                sys::setsid()?;
-                match sys::fork_single_threaded()? {
-                    Forked::Parent(_) => sys::exit_now(0),
-                    Forked::Child => {}
+                process::setsid()?;
+                match process::fork_single_threaded()? {
+                    Fork::Parent(_) => process::exit_now(0),
+                    Fork::Child => {}
                 }
-                sys::umask(0o022);
+                umask(0o022);
                 std::env::set_current_dir("/")?;
                 let null = File::options().read(true).write(true).open("/dev/null")?;
                 for fd in 0..=2 {
-                    sys::dup2(null.as_fd(), fd)?;
+                    dup2(null.as_fd(), fd)?;
                 }
                 drop(null);
                 let mut keep = vec![daemon_end.as_raw_fd()];
                 keep.extend(keep_fd);
-                sys::close_inherited_fds(&keep)
+                close_inherited_fds(&keep)
             })();
             match setup {
                 Ok(()) => Ok(Daemonized::Daemon(Reporter::Channel(daemon_end))),
                 Err(e) => {
                     let mut reporter = Reporter::Channel(daemon_end);
                     reporter.fail(1, &format!("cannot daemonize: {e}"));
-                    sys::exit_now(1)
+                    process::exit_now(1)
                 }
             }
         }

@@ -18,7 +18,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
-use super::sys;
+use crate::sys::fd::dup2;
+use crate::sys::syslog::{self, Priority};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +55,7 @@ impl LogFile {
 
     /// Makes fd 2 write to this file from now on and after every reopen.
     pub fn redirect_stderr(&mut self) -> io::Result<()> {
-        sys::dup2(self.file.get_mut().as_fd(), 2)?;
+        dup2(self.file.get_mut().as_fd(), 2)?;
         self.redirect_stderr = true;
         Ok(())
     }
@@ -69,7 +70,7 @@ impl LogFile {
     pub fn reopen(&self) -> io::Result<()> {
         let fresh = open_append(&self.path)?;
         if self.redirect_stderr {
-            sys::dup2(fresh.as_fd(), 2)?;
+            dup2(fresh.as_fd(), 2)?;
         }
         *self.file.lock() = fresh;
         Ok(())
@@ -129,18 +130,18 @@ impl Drop for Line<'_> {
             Sink::File(file) => file.write_line(&self.buf),
             Sink::Syslog => {
                 let text = String::from_utf8_lossy(&self.buf);
-                sys::syslog(syslog_priority(self.level), text.trim_end());
+                syslog::send(syslog_priority(self.level), text.trim_end());
             }
         }
     }
 }
 
-fn syslog_priority(level: Level) -> libc::c_int {
+fn syslog_priority(level: Level) -> Priority {
     match level {
-        Level::ERROR => libc::LOG_ERR,
-        Level::WARN => libc::LOG_WARNING,
-        Level::INFO => libc::LOG_INFO,
-        _ => libc::LOG_DEBUG,
+        Level::ERROR => Priority::Error,
+        Level::WARN => Priority::Warning,
+        Level::INFO => Priority::Info,
+        _ => Priority::Debug,
     }
 }
 
@@ -210,7 +211,7 @@ impl Logging {
         let sink = match (target, &file) {
             (LogTarget::File, Some(file)) => Sink::File(file.clone()),
             (LogTarget::Syslog, _) => {
-                sys::open_syslog();
+                syslog::open();
                 Sink::Syslog
             }
             _ => Sink::Stderr,

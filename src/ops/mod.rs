@@ -1,7 +1,5 @@
 //! Running reactor-pool for real: the `serve` command's process management.
 //!
-//! - [`sys`]: the raw libc calls (fork, setsid, flock, setuid, poll, syslog) behind safe
-//!   wrappers.
 //! - [`daemon`]: `--daemon` (double fork, detach) and the start-up [`Reporter`] protocol.
 //! - [`supervise`]: `--supervise`, a parent process that restarts a crashed server.
 //! - [`pidfile`]: `--pid-file`, written atomically, `flock`ed, removed on exit.
@@ -28,7 +26,6 @@ pub mod privilege;
 pub mod reload;
 pub mod signals;
 pub mod supervise;
-pub mod sys;
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -42,6 +39,7 @@ pub use logging::LogTarget;
 use crate::config::{Config, Overrides};
 use crate::metrics::{MetricsServer, MetricsSource};
 use crate::server::Server;
+use crate::sys::fd;
 use daemon::Daemonized;
 use logging::{LogFile, Logging};
 use pidfile::PidFile;
@@ -378,7 +376,7 @@ fn run_server(
 
 /// Takes ownership of the listening socket a supervisor passed down as descriptor `fd`.
 fn take_inherited(fd: RawFd) -> Result<TcpListener, String> {
-    if fd < 3 || !sys::is_open(fd) {
+    if fd < 3 || !fd::is_open(fd) {
         return Err(format!("--inherit-listener {fd}: not an open descriptor"));
     }
     // SAFETY: `fd` is open (checked) and was inherited across exec from the supervisor, which

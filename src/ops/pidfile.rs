@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::sys;
+use crate::sys::fs::try_lock_exclusive;
 
 /// A locked pid file, removed when dropped.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl PidFile {
             .map_err(io_err)?;
         let result = (|| {
             // A fresh file: nobody else can hold its lock.
-            sys::try_lock_exclusive(file.as_fd()).map_err(io_err)?;
+            try_lock_exclusive(file.as_fd()).map_err(io_err)?;
             (&file)
                 .write_all(format!("{pid}\n").as_bytes())
                 .map_err(io_err)?;
@@ -93,11 +93,6 @@ impl PidFile {
             path: path.to_owned(),
             file,
         })
-    }
-
-    /// The path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -124,7 +119,7 @@ fn install(path: &Path, tmp: &Path) -> Result<(), PidFileError> {
             }
             Err(e) => return Err(io_err(e)),
         };
-        if !sys::try_lock_exclusive(existing.as_fd()).map_err(io_err)? {
+        if !try_lock_exclusive(existing.as_fd()).map_err(io_err)? {
             return Err(PidFileError::Running {
                 path: path.to_owned(),
                 pid: read_pid(path),

@@ -1,7 +1,8 @@
 //! `--user NAME`: drop root for good once the sockets are bound, so port 7 (or any port below
 //! 1024) can be served without running as root.
 
-use super::sys::{self, Passwd};
+use crate::sys::process::thread_count;
+use crate::sys::user::{self, Passwd};
 
 /// The account to switch to, resolved at start-up (so a typo is a usage error, exit 2, before
 /// anything is bound or forked).
@@ -11,16 +12,11 @@ pub struct User(Passwd);
 impl User {
     /// Looks `name` up in the password database.
     pub fn lookup(name: &str) -> Result<User, String> {
-        match sys::user_by_name(name) {
+        match user::user_by_name(name) {
             Ok(Some(passwd)) => Ok(User(passwd)),
             Ok(None) => Err(format!("invalid `--user`: no user named '{name}'")),
             Err(e) => Err(format!("invalid `--user`: cannot look up '{name}': {e}")),
         }
-    }
-
-    /// The user's name.
-    pub fn name(&self) -> &str {
-        &self.0.name
     }
 
     /// Switches this process to the user: supplementary groups cleared, then the user's
@@ -29,7 +25,7 @@ impl User {
     /// Without root this only succeeds if we already are that user (nothing to drop).
     pub fn switch_to(&self) -> Result<(), String> {
         let Passwd { name, uid, gid } = &self.0;
-        let euid = sys::effective_uid();
+        let euid = user::effective_uid();
         if euid != 0 {
             if euid == *uid {
                 return Ok(());
@@ -38,13 +34,13 @@ impl User {
                 "--user {name} needs root to switch users (running as uid {euid})"
             ));
         }
-        let threads = sys::thread_count().unwrap_or(0);
+        let threads = thread_count().unwrap_or(0);
         if threads != 1 {
             return Err(format!(
                 "internal error: dropping privileges with {threads} threads running"
             ));
         }
-        sys::drop_privileges(*uid, *gid)
+        user::drop_privileges(*uid, *gid)
             .map_err(|e| format!("cannot switch to user {name} (uid {uid}, gid {gid}): {e}"))?;
         tracing::info!(user = %name, uid, gid, "dropped privileges");
         Ok(())

@@ -23,7 +23,7 @@
 
 use std::io::{self, Read};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -38,7 +38,9 @@ use tracing::{error, info, warn};
 use super::daemon::{Report, Reporter};
 use super::logging::Logging;
 use super::notify::notify;
-use super::sys;
+use crate::sys::fd::clear_cloexec;
+use crate::sys::poll;
+use crate::sys::process::{self, Pid};
 
 /// First restart delay.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -164,7 +166,7 @@ impl Supervisor {
             };
             let mut fds = vec![signals.wake.as_fd()];
             fds.extend(report_fd);
-            let readable = match sys::wait_readable(&fds, timeout) {
+            let readable = match wait_readable(&fds, timeout) {
                 Ok(r) => r,
                 Err(e) => {
                     error!(error = %e, "supervisor: poll failed");
@@ -313,11 +315,11 @@ impl Supervisor {
         // async-signal-safe functions (fcntl, prctl, getppid); it allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                sys::clear_cloexec(fd)?;
-                sys::set_parent_death_signal(SIGTERM)?;
+                clear_cloexec(fd)?;
+                process::set_parent_death_signal(SIGTERM)?;
                 // The supervisor may have died between fork and prctl: then nobody would
                 // send the signal.
-                if sys::parent_pid() != supervisor {
+                if process::parent_pid() != supervisor {
                     return Err(io::Error::other("the supervisor exited"));
                 }
                 Ok(())
@@ -382,8 +384,26 @@ impl Supervisor {
     }
 }
 
+/// Waits until one of `fds` is readable (or hung up), or `timeout` passes. Returns, per fd,
+/// whether it is ready; all false on timeout. `EINTR` returns all false too (a signal
+/// arrived: the caller re-checks its flags).
+fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut entries: Vec<poll::PollFd> = fds
+        .iter()
+        .map(|fd| poll::entry(fd.as_raw_fd(), poll::READ))
+        .collect();
+    match poll::poll(&mut entries, timeout) {
+        Ok(_) => Ok(entries.iter().map(|e| e.revents != 0).collect()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e),
+    }
+}
+
 fn forward(child: &Child, signal: i32) {
-    if let Err(e) = sys::kill(child.id(), signal) {
+    let sent = Pid::try_from(child.id())
+        .map_err(|_| io::Error::other("pid out of range"))
+        .and_then(|pid| process::kill(pid, signal));
+    if let Err(e) = sent {
         // ESRCH: it exited already; the wait will collect it.
         warn!(pid = child.id(), signal, error = %e, "cannot signal the server process");
     }

@@ -11,18 +11,18 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, error, warn};
 
 use super::dispatch::Dispatcher;
+use crate::listener::EXHAUSTED_BACKOFF;
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
+use crate::sys::socket;
 
 /// Token of the listening socket.
 pub const LISTENER: Token = Token(0);
 /// Token of the acceptor's waker (shutdown requests).
 pub const WAKER: Token = Token(1);
 
-/// How long accepting pauses after the process or system ran out of descriptors or buffers.
-const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted before the pending wake-ups are flushed to the workers, so a long
 /// burst does not keep the first connections waiting.
 const FLUSH_EVERY: usize = 64;
@@ -156,7 +156,7 @@ impl Acceptor {
                             .accept_errors
                             .fetch_add(1, Ordering::Relaxed);
                         let now = Instant::now();
-                        let exhausted = is_resource_exhaustion(&e);
+                        let exhausted = socket::is_resource_exhaustion(&e);
                         if let Some(suppressed) = self.error_log.check(now) {
                             if exhausted {
                                 warn!(error = %e, suppressed, backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64, "out of resources; pausing accept");
@@ -178,12 +178,4 @@ impl Acceptor {
             debug!(error = %e, "waking a worker failed");
         }
     }
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would fail again (and spin).
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }

@@ -1,4 +1,4 @@
-//! `ReactorServer`: binds the listener, spawns the worker threads, runs the acceptor on the
+//! `ReactorServer`: takes the bound listener, spawns the worker threads, runs the acceptor on the
 //! calling thread, and joins the workers once they have drained.
 
 use std::io;
@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::thread;
 
 use crate::config::Config;
-use crate::listener::{self, BindError};
+use crate::listener::BindError;
 use crate::live::LiveSettings;
 use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
@@ -34,19 +34,9 @@ pub struct ReactorServer {
 }
 
 impl ReactorServer {
-    /// Binds the listening socket described by `config`.
-    pub fn bind(
-        config: &Config,
-        shutdown: ShutdownHandle,
-        live: Arc<LiveSettings>,
-        stats: Arc<Stats>,
-    ) -> Result<ReactorServer, BindError> {
-        let listener = listener::bind(config.listen, config.backlog)?;
-        ReactorServer::from_listener(config, listener, shutdown, live, stats)
-    }
-
-    /// Serves on an already listening socket (inherited from a supervisor); `config.listen`
-    /// and `config.backlog` are not used. The socket is made non-blocking here.
+    /// Serves on a listening socket (bound by [`Server::bind`](crate::Server::bind), or
+    /// inherited from a supervisor); `config.listen` and `config.backlog` are not used. The
+    /// socket is made non-blocking here.
     pub fn from_listener(
         config: &Config,
         listener: std::net::TcpListener,

@@ -12,6 +12,9 @@ pub const READ: u32 = libc::EPOLLIN as u32;
 pub const WRITE: u32 = libc::EPOLLOUT as u32;
 /// The peer shut down its write side (`EPOLLRDHUP`).
 pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+/// The peer's FIN, a hang-up or an error (`EPOLLRDHUP | EPOLLHUP | EPOLLERR`); the last two
+/// are reported whether asked for or not.
+pub const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Edge-triggered (`EPOLLET`): report changes, not states.
 pub const EDGE: u32 = libc::EPOLLET as u32;
 

@@ -1,26 +1,37 @@
 //! The only home of raw syscalls: small safe wrappers over the `libc` crate, used by the
-//! comparison models in [`crate::models`].
+//! comparison models in [`crate::models`] and by process management in [`crate::ops`].
 //!
-//! Every wrapper returns `io::Result`, every descriptor is wrapped in an `OwnedFd` the moment
-//! the kernel hands it over, and every `unsafe` block says why it holds. Nothing here knows
-//! about echo servers.
+//! Every wrapper returns `io::Result` (through the one `syscall!` macro where the call
+//! reports errors as `-1`/`errno`), every descriptor is wrapped in an `OwnedFd` the moment the
+//! kernel hands it over, every `unsafe` block says why it holds, and the one `unsafe fn`
+//! ([`process::fork`]) says what its caller must guarantee. Nothing here knows about echo
+//! servers.
 //!
 //! - [`socket`]: `Listener` (accept4) and `Stream` (recv/send with `MSG_NOSIGNAL`, socket
-//!   options, shutdown).
+//!   options, shutdown), and how to read `accept` errors.
 //! - [`epoll`]: `Epoll` (epoll_create1/ctl/wait).
 //! - [`poll`]: `poll(2)` over a slice of `pollfd`.
 //! - [`select`]: `FdSet`, an `fd_set` that refuses descriptors >= `FD_SETSIZE`, and `select(2)`.
 //! - [`eventfd`]: `EventFd`, the wake-up a shutdown request writes to.
-//! - [`signal`]: `SignalPipe`, sigaction handlers that record signals and write a self-pipe.
-//! - [`process`]: fork, waitpid, kill, `_exit`.
+//! - [`signal`]: `SignalPipe`, sigaction handlers that record signals and write a self-pipe;
+//!   blocking every signal around `fork`.
+//! - [`process`]: fork, waitpid, kill, `_exit`, setsid, the parent-death signal, thread count.
+//! - [`fd`]: the descriptor table: dup2, close-on-exec, closing inherited descriptors.
+//! - [`fs`]: `flock` and `umask`.
+//! - [`user`]: the password database and dropping root.
+//! - [`syslog`]: the system log (`openlog`, `syslog`).
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fd;
+pub mod fs;
 pub mod poll;
 pub mod process;
 pub mod select;
 pub mod signal;
 pub mod socket;
+pub mod syslog;
+pub mod user;
 
 use std::time::Duration;
 
@@ -40,14 +51,15 @@ macro_rules! syscall {
 }
 pub(crate) use syscall;
 
-/// A timeout for `epoll_wait`/`poll` in milliseconds: `None` waits forever (-1); a non-zero
-/// duration below one millisecond rounds up, so a short wait never becomes a busy loop.
+/// A timeout for `epoll_wait`/`poll` in milliseconds: `None` waits forever (-1); a duration
+/// rounds up to the next whole millisecond, so a wait never ends before its deadline (and a
+/// short one never becomes a busy loop).
 pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,
         Some(t) => {
-            let ms = t.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
-            if ms == 0 && !t.is_zero() { 1 } else { ms }
+            let ms = t.as_micros().div_ceil(1000);
+            libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
         }
     }
 }

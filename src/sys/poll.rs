@@ -8,15 +8,16 @@ use super::{syscall, timeout_ms};
 /// One entry of the array `poll` scans. A negative `fd` is ignored by the kernel.
 pub type PollFd = libc::pollfd;
 
+/// A set of `poll` event bits (an entry's `events` and `revents`).
+pub type Events = libc::c_short;
+
 /// Readable (`POLLIN`).
-pub const READ: libc::c_short = libc::POLLIN;
+pub const READ: Events = libc::POLLIN;
 /// Writable (`POLLOUT`).
-pub const WRITE: libc::c_short = libc::POLLOUT;
-/// Error, hang-up or invalid descriptor: always reported, never requested.
-pub const FAILED: libc::c_short = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+pub const WRITE: Events = libc::POLLOUT;
 
 /// An entry watching `fd` for `events`.
-pub fn entry(fd: std::os::fd::RawFd, events: libc::c_short) -> PollFd {
+pub fn entry(fd: std::os::fd::RawFd, events: Events) -> PollFd {
     PollFd {
         fd,
         events,

@@ -12,6 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use super::syscall;
 
+/// A signal number.
+pub type Signo = libc::c_int;
+
+pub use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+
 /// Bit `n` is set once signal `n` has arrived (signals 1..=63), until [`SignalPipe::take`].
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
 /// The self-pipe's write end, or -1 when no pipe should be written (none installed, or in a
@@ -45,12 +50,12 @@ pub struct Signals(u64);
 
 impl Signals {
     /// Whether `signo` is in the set.
-    pub fn contains(self, signo: libc::c_int) -> bool {
+    pub fn contains(self, signo: Signo) -> bool {
         (1..64).contains(&signo) && self.0 & (1 << signo) != 0
     }
 
     /// Whether any of `signos` is in the set.
-    pub fn any(self, signos: &[libc::c_int]) -> bool {
+    pub fn any(self, signos: &[Signo]) -> bool {
         signos.iter().any(|&s| self.contains(s))
     }
 }
@@ -70,13 +75,13 @@ pub struct SignalPipe {
     /// `WRITE_FD`.
     _write: OwnedFd,
     /// Previous dispositions, restored on drop.
-    previous: Vec<(libc::c_int, libc::sigaction)>,
+    previous: Vec<(Signo, libc::sigaction)>,
 }
 
 impl SignalPipe {
     /// Creates the pipe and installs the recording handler for `signals`. Fails if another
     /// `SignalPipe` exists in this process.
-    pub fn install(signals: &[libc::c_int]) -> io::Result<SignalPipe> {
+    pub fn install(signals: &[Signo]) -> io::Result<SignalPipe> {
         if INSTALLED.swap(true, Ordering::SeqCst) {
             return Err(io::Error::other("signal handlers are already installed"));
         }
@@ -151,7 +156,7 @@ impl Drop for SignalPipe {
 
 /// Sets `signo`'s handler (a function, `SIG_DFL` or `SIG_IGN`) with every signal blocked
 /// while it runs and no `SA_RESTART`; returns the previous disposition.
-fn set_action(signo: libc::c_int, handler: libc::sighandler_t) -> io::Result<libc::sigaction> {
+fn set_action(signo: Signo, handler: libc::sighandler_t) -> io::Result<libc::sigaction> {
     // SAFETY: sigaction is plain data; all-zero is a valid starting value.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler;
@@ -167,7 +172,7 @@ fn set_action(signo: libc::c_int, handler: libc::sighandler_t) -> io::Result<lib
 }
 
 /// Restores the default disposition of `signo` (in a forked child: SIGCHLD).
-pub fn set_default(signo: libc::c_int) -> io::Result<()> {
+pub fn set_default(signo: Signo) -> io::Result<()> {
     set_action(signo, libc::SIG_DFL).map(drop)
 }
 

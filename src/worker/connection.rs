@@ -3,7 +3,7 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Echo, EchoOptions, Moved, Progress, ReadUntil, Wants};
+use super::echo::{Echo, EchoOptions, Moved, Progress, Wants};
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -11,16 +11,13 @@ use super::echo::{Echo, EchoOptions, Moved, Progress, ReadUntil, Wants};
 pub struct Connection {
     /// The socket, registered with the worker's poller under this connection's slab key.
     pub stream: TcpStream,
-    /// Echo state: unsent bytes, whether the peer has closed.
+    /// Echo state: unsent bytes, whether the peer has closed, whether the poller reported its
+    /// FIN.
     pub echo: Echo,
     /// Interest currently registered with the poller, so we re-register only on change.
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
     pub last_active_ms: u64,
-    /// The poller reported the peer's FIN (or an error). From then on a short read does not
-    /// prove the socket drained: the FIN may sit behind the data, and its edge was already
-    /// consumed, so reads continue until `WouldBlock` or EOF.
-    fin_seen: bool,
 }
 
 impl Connection {
@@ -37,12 +34,12 @@ impl Connection {
             echo: Echo::new(),
             registered: Interest::READABLE,
             last_active_ms: now_ms,
-            fin_seen: false,
         })
     }
 
     /// Drives the echo as far as the socket allows, adding the bytes moved to `moved`.
-    /// `fin_event` says the poller flagged the peer's FIN or an error with this wake-up.
+    /// `fin_event` says the poller flagged the peer's FIN or an error with this wake-up
+    /// ([`Echo::note_read_closed`]: mio's epoll is edge-triggered).
     pub fn drive(
         &mut self,
         scratch: &mut [u8],
@@ -50,15 +47,8 @@ impl Connection {
         fin_event: bool,
         moved: &mut Moved,
     ) -> Progress {
-        self.fin_seen |= fin_event;
-        if self.fin_seen && options.read_until != ReadUntil::WouldBlock {
-            let options = EchoOptions {
-                read_until: ReadUntil::WouldBlock,
-                ..*options
-            };
-            return self
-                .echo
-                .drive_counted(&mut self.stream, scratch, &options, moved);
+        if fin_event {
+            self.echo.note_read_closed();
         }
         self.echo
             .drive_counted(&mut self.stream, scratch, options, moved)

@@ -90,7 +90,9 @@ pub enum ReadUntil {
     WouldBlock,
     /// A read that fills less than the space offered means the socket is drained. Saves one
     /// `EAGAIN` read per message. Correct with level-triggered pollers (they report again) and
-    /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data.
+    /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data, provided
+    /// the loop passes the peer's FIN on through [`Echo::note_read_closed`]: the read that
+    /// returns the last bytes may consume the FIN too, and no edge reports it again.
     ShortRead,
 }
 
@@ -123,16 +125,22 @@ impl EchoOptions {
 pub struct Echo {
     /// Bytes read from the peer and not yet written back.
     pending: Pending,
-    /// The peer sent FIN: nothing more will be read; finish once `pending` drains.
-    peer_closed: bool,
+    /// `PEER_CLOSED` and `READ_CLOSED`; once set, a flag stays set.
+    flags: u8,
 }
+
+/// The peer's FIN was read: nothing more will be read; finish once `pending` drains.
+const PEER_CLOSED: u8 = 1;
+/// The poller reported the peer's FIN, a hang-up or an error ([`Echo::note_read_closed`]):
+/// read until `WouldBlock` or EOF, never stop at a short read.
+const READ_CLOSED: u8 = 2;
 
 impl Echo {
     /// A fresh connection.
     pub const fn new() -> Self {
         Echo {
             pending: Pending::new(),
-            peer_closed: false,
+            flags: 0,
         }
     }
 
@@ -146,16 +154,33 @@ impl Echo {
         self.pending.capacity()
     }
 
-    /// Whether the peer has closed its write side.
+    /// Whether the peer has closed its write side (its FIN was read).
     pub fn is_peer_closed(&self) -> bool {
-        self.peer_closed
+        self.flags & PEER_CLOSED != 0
+    }
+
+    /// Tells the connection that its poller reported the peer's FIN, a hang-up or an error
+    /// (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`; mio's `is_read_closed() || is_error()`).
+    ///
+    /// From then on only EOF, an error or `WouldBlock` ends a round of reads, whatever
+    /// `read_until` says: a read that returns the last data can consume the FIN with it (Linux
+    /// does), and an edge-triggered poller never reports that FIN again, so a short read is no
+    /// longer proof that nothing is left to read. Level-triggered loops need not call this
+    /// (they report the FIN again); calling it costs at most one `WouldBlock` read per drive.
+    pub fn note_read_closed(&mut self) {
+        self.flags |= READ_CLOSED;
+    }
+
+    /// Whether a short read still counts as draining the socket under `options`.
+    fn short_read_drains(&self, options: &EchoOptions) -> bool {
+        options.read_until == ReadUntil::ShortRead && self.flags & READ_CLOSED == 0
     }
 
     /// Interest the connection has given its state (what a level-triggered poller should
     /// watch): read while the peer is open and the buffer has room, write while bytes wait.
     pub fn wants(&self, options: &EchoOptions) -> Wants {
         Wants {
-            read: !self.peer_closed && self.pending.len() < options.limit,
+            read: !self.is_peer_closed() && self.pending.len() < options.limit,
             write: !self.pending.is_empty(),
         }
     }
@@ -198,7 +223,7 @@ impl Echo {
                     Err(e) => return Progress::Done(classify(&e)),
                 }
             }
-            if self.peer_closed {
+            if self.is_peer_closed() {
                 if !self.pending.is_empty() {
                     return Progress::Blocked(Wants {
                         read: false,
@@ -219,11 +244,11 @@ impl Echo {
             }
             let offered = room.min(scratch.len());
             match io.read(&mut scratch[..offered]) {
-                Ok(0) => self.peer_closed = true,
+                Ok(0) => self.flags |= PEER_CLOSED,
                 Ok(n) => {
                     reads += 1;
                     moved.read += n as u64;
-                    if options.read_until == ReadUntil::ShortRead && n < offered {
+                    if n < offered && self.short_read_drains(options) {
                         can_read = false;
                     }
                     let data = &scratch[..n];
@@ -538,6 +563,31 @@ mod tests {
         let mut echo = Echo::new();
         assert_eq!(echo.drive(&mut s, &mut [0; 8], &opts), Progress::Yielded);
         assert_eq!(s.output.len(), 4);
+    }
+
+    #[test]
+    fn a_reported_fin_makes_short_reads_read_on_to_eof() {
+        let mut s = stream(b"last");
+        s.reads.extend([R::Data(4), R::Eof]);
+        s.writes.push_back(W::Accept(4));
+        let opts = EchoOptions {
+            read_until: ReadUntil::ShortRead,
+            ..options(64)
+        };
+        let mut echo = Echo::new();
+        echo.note_read_closed();
+        assert_eq!(
+            echo.drive(&mut s, &mut [0; 16], &opts),
+            Progress::Done(Closed::Eof)
+        );
+        assert_eq!(s.output, b"last");
+    }
+
+    #[test]
+    fn the_flags_cost_no_space() {
+        // Both flags share one byte, which sits where padding would be: an idle connection's
+        // echo costs the buffer's words plus at most one more.
+        assert!(std::mem::size_of::<Echo>() <= std::mem::size_of::<Pending>() + 8);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! the poller would report the connection, as `Worker` does: interest follows
 //! `Blocked(wants)` (re-registered only when it changes; or, as the `epoll-et` model does,
 //! registered once for both directions), `Yielded` is driven again after the batch without a
-//! new event, and once an event carried the peer's FIN (read-closed or error) the connection
-//! reads until `WouldBlock`, as `Connection::drive` does. Three triggers are modelled, each
+//! new event, and an event that carries the peer's FIN (read-closed or error) is passed on
+//! through `Echo::note_read_closed`, as `Connection::drive` does. Three triggers are modelled, each
 //! with the read policies it is correct for:
 //!
 //! | trigger      | models                                   | an event is reported when                    |
@@ -40,8 +40,9 @@
 //! the connection must then finish (or, for a peer that stays open, go quiet with everything
 //! echoed) within a bounded number of event-loop rounds: no lost wake-up, no livelock.
 //!
-//! The loop model mirrors `Worker::run`/`ready` and `Connection::drive`/`set_interest` by hand
-//! (they are bound to mio): a change to those belongs here too. Cases: `PROPTEST_CASES`
+//! The loop model mirrors `Worker::run`/`ready` and `Connection::set_interest` by hand (they
+//! are bound to mio): a change to those belongs here too. What to do with a reported FIN is
+//! not mirrored: the model calls the echo core's own rule. Cases: `PROPTEST_CASES`
 //! (default 2048, about 4 s in a debug build); failing seeds are kept in
 //! `proptest-regressions/worker/echo_props.txt` and replayed first.
 
@@ -229,8 +230,6 @@ struct Run<'c> {
     spurious: bool,
     /// The connection yielded and is owed a drive without an event.
     yielded: bool,
-    /// An event carried the peer's FIN or an error (`Connection::fin_seen`).
-    fin_seen: bool,
     /// Set once `drive` returned `Done`.
     done: Option<Closed>,
     /// What happened, for the failure message.
@@ -273,7 +272,6 @@ impl<'c> Run<'c> {
             queued: false,
             spurious: false,
             yielded: false,
-            fin_seen: false,
             done: None,
             trace: Vec::new(),
         }
@@ -418,24 +416,19 @@ impl<'c> Run<'c> {
         Ok(drove)
     }
 
-    /// `Worker::ready` and `Connection::drive`: note a FIN flag, drive (reading until
-    /// `WouldBlock` once a FIN was flagged: the read that returns the last bytes may consume
-    /// the FIN, whose edge will not come again), act on the progress.
+    /// `Worker::ready` and `Connection::drive`: pass a FIN flag on to the echo
+    /// (`Echo::note_read_closed`), drive, act on the progress.
     fn dispatch(&mut self, flags: Option<Flags>) -> Result<(), String> {
         if let Some(flags) = flags {
-            self.fin_seen |= self.case.hints && (flags.read_closed || flags.error);
-        }
-        let options = if self.fin_seen {
-            EchoOptions {
-                read_until: ReadUntil::WouldBlock,
-                ..self.options
+            if self.case.hints && (flags.read_closed || flags.error) {
+                self.echo.note_read_closed();
             }
-        } else {
-            self.options
-        };
+        }
         self.scratch.fill(0xA5);
         self.sock.begin_drive();
-        let progress = self.echo.drive(&mut self.sock, &mut self.scratch, &options);
+        let progress = self
+            .echo
+            .drive(&mut self.sock, &mut self.scratch, &self.options);
         self.trace.push(match flags {
             Some(f) if f.read_closed => format!("drive(rdhup)->{progress:?}"),
             Some(_) => format!("drive->{progress:?}"),

@@ -1,7 +1,12 @@
-//! Helpers for the tests that run the real `reactor-pool` binary: spawning it, reading its
-//! output with deadlines, signals, /proc inspection, scrapes. Every wait is bounded.
+//! Helpers for the tests that run the real `reactor-pool` binary as a long-lived process
+//! (daemon, supervisor, reload, metrics): [`Proc`], whose stdout lines and stderr are
+//! collected while it runs, scratch directories, scrapes. Built on `tests/util` (sockets,
+//! signals, /proc), whose basics are re-exported here. Every wait is bounded.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+#[path = "../util/mod.rs"]
+mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,13 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Generous: the machine is small and shared with other builds.
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// The binary under test.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_reactor-pool")
-}
+pub use util::{BIN, PATIENCE as DEADLINE, alive, children_of, connect, send_signal, stat_field};
 
 /// A scratch directory removed on drop.
 #[derive(Debug)]
@@ -64,14 +63,13 @@ impl Drop for TempDir {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds or `DEADLINE` passes.
+/// Polls `cond` until it holds; fails the test, saying `what`, if `DEADLINE` passes first.
 #[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        util::wait_until(DEADLINE, cond),
+        "timed out waiting for: {what}"
+    );
 }
 
 /// A running `reactor-pool` process with its stdout lines and stderr collected by threads.
@@ -90,7 +88,7 @@ impl Proc {
 
     /// As `spawn`, letting `tweak` adjust the command (environment, stdin).
     pub fn spawn_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Proc {
-        let mut command = Command::new(bin());
+        let mut command = Command::new(BIN);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -216,92 +214,20 @@ impl Drop for Proc {
     }
 }
 
-/// Runs `reactor-pool ARGS` to completion (bounded) with `stdin` as input.
+/// Runs `reactor-pool ARGS` to completion (bounded) with `stdin` as input; returns the
+/// status, stdout and stderr.
+#[track_caller]
 pub fn run(args: &[&str], stdin: &[u8]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("reactor-pool {args:?} did not exit");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    let out = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-    (status, out, err)
+    let out = util::run_with_input(args, stdin);
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (out.status, text(out.stdout), text(out.stderr))
 }
 
-pub fn send_signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) takes no pointers.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {signal}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
-            state != Some('Z')
-        }
-        Err(_) => false,
-    }
-}
-
-/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
-pub fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(n - 3).map(str::to_owned)
-}
-
-/// Processes whose parent is `pid`, zombies included.
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if stat_field(child, 4).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            out.push(child);
-        }
-    }
-    out
+/// The pid a pid file names.
+#[track_caller]
+pub fn read_pid(path: &Path) -> u32 {
+    let text = std::fs::read_to_string(path).expect("read the pid file");
+    text.trim().parse().expect("a pid in the pid file")
 }
 
 /// A line from `/proc/PID/status`, e.g. `Uid:`.
@@ -312,14 +238,6 @@ pub fn status_line(pid: u32, key: &str) -> String {
         .find(|l| l.starts_with(key))
         .unwrap_or_default()
         .to_owned()
-}
-
-/// A connected client with timeouts.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_write_timeout(Some(DEADLINE)).unwrap();
-    stream
 }
 
 /// Sends `msg` on `stream` and reads exactly its echo.
@@ -448,4 +366,47 @@ pub fn metrics_addr(p: &Proc) -> SocketAddr {
     let err = p.stderr();
     let rest = &err[err.find("metrics at http://").unwrap() + "metrics at http://".len()..];
     rest[..rest.find("/metrics").unwrap()].parse().unwrap()
+}
+
+/// Starts `reactor-pool serve` on 127.0.0.1:0 with its metrics endpoint on 127.0.0.1:0 and
+/// `extra` flags; returns the process, the echo address and the metrics address.
+#[track_caller]
+pub fn spawn_with_metrics(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args);
+    let addr = p.listening();
+    let metrics = metrics_addr(&p);
+    (p, addr, metrics)
+}
+
+/// Known traffic for the counters: each of `msgs` on a connection of its own (echoed, then
+/// half-closed until the server closes it), then one connection that the client resets once
+/// the server counts it as open. Waits until the reset is counted; returns the bytes echoed.
+#[track_caller]
+pub fn echo_each_then_reset_one(addr: SocketAddr, metrics: SocketAddr, msgs: &[&str]) -> usize {
+    let mut sent = 0;
+    for msg in msgs {
+        let mut s = connect(addr);
+        echo_on(&mut s, msg.as_bytes());
+        sent += msg.len();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        expect_closed(&mut s);
+    }
+    let reset = socket2::Socket::from(connect(addr));
+    wait_metric(metrics, "reactor_pool_connections_active", 1.0);
+    reset.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(reset);
+    wait_metric(
+        metrics,
+        "reactor_pool_connections_closed_total{reason=\"reset\"}",
+        1.0,
+    );
+    sent
 }

@@ -1,5 +1,6 @@
 //! Shared test support: start a server (in-process or as the real binary) on 127.0.0.1:0,
-//! talk to it with bounded waits, and inspect the server process (fds, RSS, CPU time).
+//! talk to it with bounded waits, run the binary to completion, and inspect processes through
+//! /proc (fds, RSS, CPU time, threads, children). `tests/ops_util` builds on this module.
 //!
 //! Every wait here has a deadline; nothing sleeps as a means of synchronisation (the short
 //! sleeps inside `wait_until` are the polling interval of a condition with a deadline).
@@ -8,7 +9,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -275,14 +276,12 @@ impl Binary {
         }
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a pid we own (our child, not yet reaped) has no memory effects.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+        send_signal(self.pid(), sig);
     }
 
     /// Waits (bounded) for the process to exit; returns its status and everything it wrote
@@ -319,6 +318,11 @@ impl Binary {
     /// CPU time (user + system) the server process has used.
     pub fn cpu_time(&self) -> Duration {
         cpu_time_of(self.pid())
+    }
+
+    /// Threads of the server process.
+    pub fn threads(&self) -> usize {
+        threads_of(self.pid())
     }
 }
 
@@ -359,6 +363,64 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs `reactor-pool ARGS` to completion (bounded by `PATIENCE`) with `stdin` as its input
+/// and `RUST_LOG` unset; stdout and stderr are read while it runs.
+#[track_caller]
+pub fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .expect("spawn reactor-pool");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = pipe.read_to_end(&mut s);
+            s
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    // A bad argument must fail fast; a hang here means something started listening.
+    let Some(status) = wait_child(&mut child, PATIENCE) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("reactor-pool {args:?} did not exit");
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs `reactor-pool ARGS` to completion with no input (see [`run_with_input`]).
+#[track_caller]
+pub fn run(args: &[&str]) -> Output {
+    run_with_input(args, b"")
+}
+
+/// Sends `signal` to `pid`; panics if it cannot.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) takes no pointers.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}): {}",
+        io::Error::last_os_error()
+    );
+}
+
 /// Connects with read and write timeouts set, so no test can hang on a socket.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -395,6 +457,87 @@ pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
         }
     }
     buf
+}
+
+/// Whether the server has closed `s` (EOF or reset) rather than sent bytes, waiting at most
+/// the socket's read timeout.
+pub fn is_closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+/// On a non-blocking `s`, writes `data` from `*sent` on, `chunk` bytes at a time, without
+/// reading, until all of it is sent, writes have made no progress for `stall` (the server has
+/// stopped taking bytes), or `PATIENCE` passes.
+#[track_caller]
+pub fn write_until_stalled(
+    s: &mut TcpStream,
+    data: &[u8],
+    sent: &mut usize,
+    chunk: usize,
+    stall: Duration,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut stalled_since: Option<Instant> = None;
+    while *sent < data.len() && Instant::now() < deadline {
+        match s.write(&data[*sent..(*sent + chunk).min(data.len())]) {
+            Ok(n) => {
+                *sent += n;
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if stalled_since.get_or_insert_with(Instant::now).elapsed() > stall {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+}
+
+/// On a non-blocking `s` whose first `sent` bytes of `data` are on their way, reads back the
+/// whole echo of `data` while sending the rest, `chunk` bytes at a time; panics on a wrong
+/// byte, an early EOF, or if the echo is not complete within `limit`.
+#[track_caller]
+pub fn finish_echo(s: &mut TcpStream, data: &[u8], mut sent: usize, chunk: usize, limit: Duration) {
+    let total = data.len();
+    let mut got = 0;
+    let mut buf = vec![0u8; chunk];
+    let deadline = Instant::now() + limit;
+    while got < total {
+        assert!(
+            Instant::now() < deadline,
+            "echo incomplete: stranded after {got} of {total} bytes"
+        );
+        let mut progress = false;
+        if sent < total {
+            match s.write(&data[sent..(sent + chunk).min(total)]) {
+                Ok(n) => (sent, progress) = (sent + n, true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!("EOF after {got} bytes"),
+            Ok(n) => {
+                assert_eq!(&buf[..n], &data[got..got + n], "echo differs at {got}");
+                (got, progress) = (got + n, true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+        if !progress {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Reads until EOF; panics on error or timeout.
@@ -439,7 +582,7 @@ pub fn assert_same(got: &[u8], want: &[u8]) {
 }
 
 /// A status field (in kB) of /proc/PID/status, in bytes.
-fn status_kb(pid: i32, field: &str) -> u64 {
+fn status_kb(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     let line = text
         .lines()
@@ -449,17 +592,51 @@ fn status_kb(pid: i32, field: &str) -> u64 {
     kb * 1024
 }
 
-pub fn rss_of(pid: i32) -> u64 {
+pub fn rss_of(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:")
 }
 
-pub fn fd_count_of(pid: i32) -> usize {
+pub fn fd_count_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
 
-pub fn cpu_time_of(pid: i32) -> Duration {
+/// Threads of `pid` (0 once it is gone).
+pub fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    stat_field(pid, 3).is_some_and(|state| state != "Z")
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+pub fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+/// Processes whose parent is `pid`, zombies included.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if stat_field(child, 4).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+pub fn cpu_time_of(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
