@@ -230,7 +230,8 @@ fn idle_holds_then_echoes_once_on_each() {
     assert!(rec.events[2].1 - rec.events[1].1 >= Duration::from_millis(300));
 }
 
-/// The timed window opens after the warm-up and lasts the duration.
+/// The observer hears of the timed window no earlier than its edges: the start after the
+/// warm-up, the end after warm-up plus duration (it may hear late on a loaded machine).
 #[test]
 fn window_edges_follow_warmup_and_duration() {
     let server = Reactor::start(1);
@@ -241,7 +242,7 @@ fn window_edges_follow_warmup_and_duration() {
     let names: Vec<&str> = rec.events.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["start", "end"]);
     assert!(rec.events[0].1 - began >= Duration::from_millis(100));
-    assert!(rec.events[1].1 - rec.events[0].1 >= Duration::from_millis(400));
+    assert!(rec.events[1].1 - began >= Duration::from_millis(500));
 }
 
 /// A server that corrupts one byte per connection: every connection's first echo is caught

@@ -80,7 +80,10 @@ pub struct RunResult {
     pub server_started: bool,
     /// The load generator's figures.
     pub report: RunReport,
-    /// Server CPU time (user + system) over the measured window, seconds.
+    /// Length of the interval between the two samples of the server, seconds (about the
+    /// window's length; a little shorter when the sampling thread woke late).
+    pub sampled_secs: Option<f64>,
+    /// Server CPU time (user + system) over the sampled interval, seconds.
     pub server_cpu_secs: Option<f64>,
     /// Server CPU time per message in the window, microseconds.
     pub server_cpu_per_msg_us: Option<f64>,
@@ -474,15 +477,22 @@ fn measure(
         (_, Exit::Failed(how)) => how,
     };
 
+    // The samples bracket the counting window as closely as the coordinator manages (it can
+    // wake late on a loaded machine), so rates are taken over the sampled interval and
+    // related to the message rate over the window: CPU per message = CPU rate / message rate.
     let window = observer.at_start.zip(observer.at_end);
-    let per_msg = |cpu: Duration| {
-        (report.messages > 0).then(|| cpu.as_secs_f64() * 1e6 / report.messages as f64)
+    let sampled_secs = window.map(|((t0, ..), (t1, ..))| (t1 - t0).as_secs_f64());
+    let msg_rate = report.messages as f64 / report.duration_secs.max(1e-9);
+    let per_msg = |delta: f64| match sampled_secs {
+        Some(secs) if secs > 0.0 && report.messages > 0 => Some(delta / secs / msg_rate),
+        _ => None,
     };
-    let server_cpu = window.map(|((s0, _), (s1, _))| s1.cpu.saturating_sub(s0.cpu));
-    let client_cpu = window.map(|((_, c0), (_, c1))| c1.cpu.saturating_sub(c0.cpu));
-    let server_end = observer.at_end.map(|(s, _)| s);
-    let switches = window
-        .map(|((s0, _), (s1, _))| s1.context_switches.saturating_sub(s0.context_switches) as f64);
+    let server_cpu = window.map(|((_, s0, _), (_, s1, _))| s1.cpu.saturating_sub(s0.cpu));
+    let client_cpu = window.map(|((_, _, c0), (_, _, c1))| c1.cpu.saturating_sub(c0.cpu));
+    let server_end = observer.at_end.map(|(_, s, _)| s);
+    let switches = window.map(|((_, s0, _), (_, s1, _))| {
+        s1.context_switches.saturating_sub(s0.context_switches) as f64
+    });
     let rss_per_connection = match (&report.idle, start_sample, server_end) {
         (Some(idle), Some(s0), Some(s1)) if idle.established > 0 => {
             Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / idle.established as f64)
@@ -497,12 +507,15 @@ fn measure(
         repetition,
         position,
         server_started: true,
+        sampled_secs,
         server_cpu_secs: server_cpu.map(|d| d.as_secs_f64()),
-        server_cpu_per_msg_us: server_cpu.filter(|_| timed).and_then(per_msg),
-        client_cpu_per_msg_us: client_cpu.filter(|_| timed).and_then(per_msg),
-        server_switches_per_msg: switches
-            .filter(|_| timed && report.messages > 0)
-            .map(|n| n / report.messages as f64),
+        server_cpu_per_msg_us: server_cpu
+            .filter(|_| timed)
+            .and_then(|d| per_msg(d.as_secs_f64() * 1e6)),
+        client_cpu_per_msg_us: client_cpu
+            .filter(|_| timed)
+            .and_then(|d| per_msg(d.as_secs_f64() * 1e6)),
+        server_switches_per_msg: switches.filter(|_| timed).and_then(per_msg),
         server_rss_start_bytes: start_sample.map(|s| s.rss_bytes),
         server_rss_bytes: server_end.map(|s| s.rss_bytes),
         server_rss_peak_bytes: server_end.map(|s| s.rss_peak_bytes),
@@ -550,6 +563,7 @@ fn not_started(
         position,
         server_started: false,
         report: RunReport::empty(load),
+        sampled_secs: None,
         server_cpu_secs: None,
         server_cpu_per_msg_us: None,
         client_cpu_per_msg_us: None,
@@ -569,18 +583,17 @@ struct Sampler {
     pid: u32,
     /// The server's open descriptors before any connection.
     start_fds: usize,
-    /// (server, load generator) at the window's start.
-    at_start: Option<(ProcSample, ProcSample)>,
-    /// (server, load generator) at the window's end.
-    at_end: Option<(ProcSample, ProcSample)>,
+    /// (when, server, load generator) at the window's start.
+    at_start: Option<(Instant, ProcSample, ProcSample)>,
+    /// (when, server, load generator) at the window's end.
+    at_end: Option<(Instant, ProcSample, ProcSample)>,
 }
 
 impl Sampler {
-    fn both(&self) -> Option<(ProcSample, ProcSample)> {
-        Some((
-            procfs::sample(Some(self.pid)).ok()?,
-            procfs::sample(None).ok()?,
-        ))
+    fn both(&self) -> Option<(Instant, ProcSample, ProcSample)> {
+        let server = procfs::sample(Some(self.pid)).ok()?;
+        let when = Instant::now();
+        Some((when, server, procfs::sample(None).ok()?))
     }
 }
 

@@ -560,6 +560,7 @@ mod report_tests {
             repetition: rep,
             position: 0,
             server_started: true,
+            sampled_secs: Some(1.0),
             report: RunReport {
                 scenario,
                 target: "127.0.0.1:1".into(),
