@@ -298,6 +298,45 @@ fn missing_echoes_time_out() {
     assert_eq!(r.messages, 0);
 }
 
+/// `--source-addrs 3`: connections come from 127.0.0.1, .2 and .3 (bind before connect),
+/// and the echoes are still verified.
+#[test]
+fn source_addresses_spread_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for _ in 0..6 {
+            let Ok((mut s, peer)) = listener.accept() else {
+                return;
+            };
+            let _ = tx.send(peer.ip());
+            thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let spec = LoadSpec {
+        source_addrs: 3,
+        ..short(addr, Scenario::Pingpong, 6)
+    };
+    let r = loadgen::run(&spec, &mut NoObserver).unwrap();
+    assert_clean(&r);
+    assert!(r.messages > 0);
+    let mut sources: Vec<String> = (0..6)
+        .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap().to_string())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+}
+
 /// A server that hangs up at once: counted as resets (closed mid-echo), not as successes.
 #[test]
 fn hang_ups_are_counted_as_resets() {
