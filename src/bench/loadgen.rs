@@ -21,7 +21,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
@@ -1034,27 +1034,8 @@ fn connect(target: SocketAddr, source: Option<Ipv4Addr>, nodelay: bool) -> io::R
     Ok(TcpStream::from_std(socket.into()))
 }
 
-/// `IP_BIND_ADDRESS_NO_PORT`: with a bind before connect, leave the port choice to
-/// `connect`, which may then share a port among different destinations and reuse ports in
-/// TIME_WAIT; a plain `bind(ip, 0)` would reserve a port outright and run out after ~28k.
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: the fd is a valid socket owned by `socket` for the whole call, and `one` is a
-    // live c_int whose size is passed alongside it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::socket::set_bind_address_no_port(socket.as_fd())
 }
 
 /// Whether a nonblocking connect has finished: `Ok(true)` connected, `Ok(false)` still in

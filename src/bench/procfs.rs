@@ -97,23 +97,12 @@ fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/PID/stat` (100 nearly always).
 pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a system constant; it has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as u64 } else { 100 }
+    crate::sys::process::clock_ticks_per_second().unwrap_or(100)
 }
 
 /// The open-files limit of this process: (soft, hard).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
+    crate::sys::rlimit::nofile()
 }
 
 /// Makes sure this process may open `needed` descriptors: raises the soft limit up to the
@@ -124,16 +113,8 @@ pub fn ensure_nofile(needed: u64) -> Result<u64, String> {
     if needed <= soft {
         return Ok(soft);
     }
-    if needed <= hard {
-        let lim = libc::rlimit {
-            rlim_cur: needed as libc::rlim_t,
-            rlim_max: hard as libc::rlim_t,
-        };
-        // SAFETY: `lim` is a valid rlimit that lives across the call; only our own limit changes.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-        if rc == 0 {
-            return Ok(needed);
-        }
+    if needed <= hard && crate::sys::rlimit::set_nofile(needed, hard).is_ok() {
+        return Ok(needed);
     }
     Err(format!("the open-files limit (RLIMIT_NOFILE) is {hard}"))
 }

@@ -82,13 +82,8 @@ impl ServerProcess {
         // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
         // which is async-signal-safe; it touches no memory of the parent.
         unsafe {
-            command.pre_exec(|| {
-                // The server dies with the runner (Ctrl-C, kill) instead of lingering.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            // The server dies with the runner (Ctrl-C, kill) instead of lingering.
+            command.pre_exec(|| crate::sys::process::set_parent_death_signal(libc::SIGTERM));
         }
         let mut child = command.spawn()?;
         let started = match known_addr {
@@ -141,12 +136,10 @@ impl ServerProcess {
                 self.log_hint()
             ));
         }
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill has no memory-safety preconditions; `pid` is our unreaped child, so
-        // the id cannot have been reused by another process.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        // `pid` is our unreaped child, so the id cannot have been reused by another process;
+        // one that already exited is seen by try_wait below.
+        let _ =
+            crate::sys::process::kill(self.child.id() as crate::sys::process::Pid, libc::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match self.child.try_wait() {

@@ -379,9 +379,9 @@ fn take_inherited(fd: RawFd) -> Result<TcpListener, String> {
     if fd < 3 || !fd::is_open(fd) {
         return Err(format!("--inherit-listener {fd}: not an open descriptor"));
     }
-    // SAFETY: `fd` is open (checked) and was inherited across exec from the supervisor, which
-    // passed its number for exactly this purpose; nothing else in this process owns it, and
-    // this is the only place that takes it, once, at start-up.
+    // The supervisor passed this inherited descriptor's number for exactly this purpose.
+    // SAFETY: `fd` is open (checked); nothing else in this process owns it, and this is the
+    // only place that takes it, once, at start-up.
     let socket = socket2::Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
     match socket.is_listener() {
         Ok(true) => {}

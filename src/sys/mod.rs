@@ -1,5 +1,6 @@
 //! The only home of raw syscalls: small safe wrappers over the `libc` crate, used by the
-//! comparison models in [`crate::models`] and by process management in [`crate::ops`].
+//! comparison models in [`crate::models`], by process management in [`crate::ops`] and by the
+//! load generator in [`crate::bench`].
 //!
 //! Every wrapper returns `io::Result` (through the one `syscall!` macro where the call
 //! reports errors as `-1`/`errno`), every descriptor is wrapped in an `OwnedFd` the moment the
@@ -20,6 +21,7 @@
 //! - [`fs`]: `flock` and `umask`.
 //! - [`user`]: the password database and dropping root.
 //! - [`syslog`]: the system log (`openlog`, `syslog`).
+//! - [`rlimit`]: the open-files limit.
 
 pub mod epoll;
 pub mod eventfd;
@@ -27,6 +29,7 @@ pub mod fd;
 pub mod fs;
 pub mod poll;
 pub mod process;
+pub mod rlimit;
 pub mod select;
 pub mod signal;
 pub mod socket;

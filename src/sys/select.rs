@@ -105,9 +105,9 @@ pub fn select(
     let tv_ptr = tv
         .as_mut()
         .map_or(std::ptr::null_mut(), |tv| tv as *mut libc::timeval);
-    // SAFETY: both sets are valid fd_sets the kernel may rewrite, `nfds` is at most
-    // FD_SETSIZE so the kernel reads no bits beyond them, and `tv_ptr` is null or points to
-    // a timeval that lives across the call.
+    // `nfds` is at most FD_SETSIZE, so the kernel reads no bits beyond the sets.
+    // SAFETY: both sets are valid fd_sets the kernel may rewrite, and `tv_ptr` is null or
+    // points to a timeval that lives across the call.
     let n = unsafe {
         syscall!(select(
             nfds,

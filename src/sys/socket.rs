@@ -264,6 +264,25 @@ impl AsFd for Stream {
     }
 }
 
+/// `IP_BIND_ADDRESS_NO_PORT` on `fd`: with a bind before connect, leave the port choice to
+/// `connect`, which may then share a port among different destinations and reuse ports in
+/// TIME_WAIT; a plain `bind(ip, 0)` would reserve a port outright and run out after ~28k.
+pub fn set_bind_address_no_port(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is a live socket for the whole call, and `one` is a live c_int whose
+    // size is passed alongside it.
+    unsafe {
+        syscall!(setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ))
+    }
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

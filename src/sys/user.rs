@@ -30,9 +30,9 @@ pub fn user_by_name(name: &str) -> io::Result<Option<Passwd>> {
         // SAFETY: an all-zero `passwd` is a valid value of this plain C struct.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // `buf` outlives every use of the strings `pwd` points into (we copy them out below).
         // SAFETY: every pointer is valid for the call: `cname` is NUL-terminated, `pwd` and
-        // `result` are out-parameters, `buf` is writable for `buf.len()` bytes and outlives
-        // every use of the strings `pwd` points into (we copy them out below).
+        // `result` are out-parameters, `buf` is writable for `buf.len()` bytes.
         let rc = unsafe {
             libc::getpwnam_r(
                 cname.as_ptr(),
