@@ -6,9 +6,8 @@ use std::net::Shutdown;
 
 use tracing::debug;
 
-pub use crate::stats::CloseReason;
-
 use crate::config::Model;
+use crate::policy::CloseReason;
 use crate::sys::socket::Stream;
 use crate::worker::{Echo, Transport, Wants};
 

@@ -16,9 +16,10 @@ use slab::Slab;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};
@@ -71,7 +72,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                         continue;
                     };
                     let reason = match core.drive(conn, now) {
-                        Progress::Done(closed) => Some(CloseReason::from(closed)),
+                        Progress::Done(closed) => Some(closed),
                         // Yielded keeps the read interest: level-triggered epoll reports the
                         // unread bytes again on the next wait.
                         Progress::Blocked(_) | Progress::Yielded => {

@@ -25,9 +25,10 @@ use slab::Slab;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil};
@@ -96,7 +97,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             };
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::from(closed),
+                Progress::Done(closed) => closed,
                 Progress::Yielded => {
                     resume.push(key);
                     continue;

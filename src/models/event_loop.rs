@@ -18,9 +18,10 @@ use tracing::{error, info};
 
 use super::Bound;
 use super::accept::Gate;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{Conn, log_close};
 use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::CloseReason;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;

@@ -34,9 +34,10 @@ use super::Bound;
 use super::ReloadHook;
 use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{blocking_options, prepare, serve};
-use super::conn::{CloseReason, log_close};
+use super::conn::log_close;
 use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::CloseReason;
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
@@ -216,7 +217,7 @@ fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
     let reason = match (io.timed_out, io.deadline) {
         (true, Some(_)) => CloseReason::ShutdownTimeout,
         (true, None) => CloseReason::IdleTimeout,
-        (false, _) => CloseReason::from(closed),
+        (false, _) => closed,
     };
     log_close(Model::Fork, reason, 0);
     i32::from(reason == CloseReason::Error)

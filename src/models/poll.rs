@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};
@@ -65,7 +66,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
             let conn = &mut conns[i - FIRST_CONN];
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::from(closed),
+                Progress::Done(closed) => closed,
                 Progress::Blocked(_) | Progress::Yielded => {
                     conn.watching = conn.echo.wants(&core.echo);
                     fds[i].events = bits(conn.watching);

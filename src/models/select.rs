@@ -15,9 +15,10 @@ use tracing::warn;
 
 use super::Bound;
 use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
 use crate::sys::socket::{Listener, Mode};
@@ -107,7 +108,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             }
             let reason = match core.drive(&mut conns[i], now) {
-                Progress::Done(closed) => CloseReason::from(closed),
+                Progress::Done(closed) => closed,
                 Progress::Blocked(_) | Progress::Yielded => {
                     master.update(&mut conns[i], &core);
                     i += 1;

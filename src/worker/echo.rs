@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use super::buffer::Pending;
+use crate::policy::close::{CloseReason, classify};
 
 /// A byte stream the echo can run over.
 pub trait Transport: Read + Write {
@@ -47,30 +48,8 @@ pub enum Progress {
     /// Call again soon even without a new event: edge-triggered pollers will not report
     /// bytes that were already readable.
     Yielded,
-    /// The connection is finished; close it.
-    Done(Closed),
-}
-
-/// Why a connection finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// The peer closed its side, received every byte back, and our FIN was sent.
-    Eof,
-    /// The peer reset or vanished (`ECONNRESET`, `EPIPE`, ...).
-    Reset,
-    /// Another I/O error.
-    Error(io::ErrorKind),
-}
-
-impl Closed {
-    /// Short name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Closed::Eof => "eof",
-            Closed::Reset => "reset",
-            Closed::Error(_) => "error",
-        }
-    }
+    /// The connection is finished (`Eof`, `Reset` or `Error`); close it.
+    Done(CloseReason),
 }
 
 /// Bytes one or more [`Echo::drive_counted`] calls moved; the caller owns it and adds it up.
@@ -231,7 +210,7 @@ impl Echo {
                     });
                 }
                 return match io.shutdown_write() {
-                    Ok(()) => Progress::Done(Closed::Eof),
+                    Ok(()) => Progress::Done(CloseReason::Eof),
                     Err(e) => Progress::Done(classify(&e)),
                 };
             }
@@ -290,16 +269,6 @@ fn write_some<T: Write + ?Sized>(io: &mut T, data: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(sent)
-}
-
-/// Sorts an I/O error into the reasons a connection ends.
-pub fn classify(e: &io::Error) -> Closed {
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionReset | BrokenPipe | ConnectionAborted | NotConnected | TimedOut
-        | UnexpectedEof => Closed::Reset,
-        kind => Closed::Error(kind),
-    }
 }
 
 #[cfg(test)]
@@ -428,7 +397,7 @@ mod tests {
         s.writes.push_back(W::Accept(100));
         let mut echo = Echo::new();
         let p = echo.drive(&mut s, &mut [0; 8], &options(64));
-        assert_eq!(p, Progress::Done(Closed::Eof));
+        assert_eq!(p, Progress::Done(CloseReason::Eof));
         assert_eq!(s.output, b"hello, world");
         assert!(s.write_shut);
     }
@@ -528,7 +497,7 @@ mod tests {
         s.writes.push_back(W::Accept(1));
         s.writes.push_back(W::Accept(9));
         let p = echo.drive(&mut s, &mut [0; 16], &opts);
-        assert_eq!(p, Progress::Done(Closed::Eof));
+        assert_eq!(p, Progress::Done(CloseReason::Eof));
         assert_eq!(s.output, b"xyz");
         assert!(s.write_shut);
     }
@@ -539,14 +508,14 @@ mod tests {
         s.reads.push_back(R::Reset);
         assert_eq!(
             Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
-            Progress::Done(Closed::Reset)
+            Progress::Done(CloseReason::Reset)
         );
         let mut s = stream(b"ab");
         s.reads.push_back(R::Data(2));
         s.writes.push_back(W::BrokenPipe);
         assert_eq!(
             Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
-            Progress::Done(Closed::Reset)
+            Progress::Done(CloseReason::Reset)
         );
     }
 
@@ -578,7 +547,7 @@ mod tests {
         echo.note_read_closed();
         assert_eq!(
             echo.drive(&mut s, &mut [0; 16], &opts),
-            Progress::Done(Closed::Eof)
+            Progress::Done(CloseReason::Eof)
         );
         assert_eq!(s.output, b"last");
     }

@@ -32,7 +32,7 @@
 //! - `Blocked(wants)` equals `Echo::wants`: write interest exactly while bytes are pending (so
 //!   after a short or `EAGAIN` write it asks, and once drained it drops the interest), read
 //!   interest exactly while the peer is open and there is room; never "waiting for nothing";
-//! - an error ends the connection at once with the matching `Closed`, never a panic;
+//! - an error ends the connection at once with the matching `CloseReason`, never a panic;
 //! - at most `read_budget` reads per call; the scratch buffer (poisoned between calls) holds
 //!   no state.
 //!
@@ -50,8 +50,9 @@ use std::fmt;
 
 use proptest::prelude::*;
 
-use super::echo::{Closed, Echo, EchoOptions, Progress, ReadUntil, classify};
+use super::echo::{Echo, EchoOptions, Progress, ReadUntil};
 use super::sim_socket::{Fin, ReadFault, SimSocket, WriteFault};
+use crate::policy::close::{CloseReason, classify};
 
 /// How the modelled poller reports readiness (see the module table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +232,7 @@ struct Run<'c> {
     /// The connection yielded and is owed a drive without an event.
     yielded: bool,
     /// Set once `drive` returned `Done`.
-    done: Option<Closed>,
+    done: Option<CloseReason>,
     /// What happened, for the failure message.
     trace: Vec<String>,
 }
@@ -534,7 +535,7 @@ impl<'c> Run<'c> {
                 None => {
                     ensure!(
                         self,
-                        closed == Closed::Eof,
+                        closed == CloseReason::Eof,
                         "closed as {closed:?} without an error"
                     );
                     ensure!(

@@ -17,9 +17,10 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
-use super::echo::{Closed, EchoOptions, Moved, Progress};
+use super::echo::{EchoOptions, Moved, Progress};
 use crate::live::LiveSettings;
-use crate::stats::{self, Stats, WorkerStats};
+use crate::policy::CloseReason;
+use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub const WAKER: Token = Token(usize::MAX);
@@ -46,24 +47,6 @@ pub struct WorkerSettings {
     pub live: Arc<LiveSettings>,
     /// Counters; this worker writes only block `id`.
     pub stats: Arc<Stats>,
-}
-
-/// Why a worker closed a connection that [`Progress::Done`] did not close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CloseReason {
-    Finished(Closed),
-    IdleTimeout,
-    ShutdownTimeout,
-}
-
-impl From<CloseReason> for stats::CloseReason {
-    fn from(reason: CloseReason) -> Self {
-        match reason {
-            CloseReason::Finished(closed) => closed.into(),
-            CloseReason::IdleTimeout => stats::CloseReason::IdleTimeout,
-            CloseReason::ShutdownTimeout => stats::CloseReason::ShutdownTimeout,
-        }
-    }
 }
 
 /// Events fetched per `poll` call.
@@ -251,7 +234,7 @@ impl Worker {
             }
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
-                self.stats().closed(stats::CloseReason::Error);
+                self.stats().closed(CloseReason::Error);
                 self.active.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -282,17 +265,20 @@ impl Worker {
                 }
                 if let Err(e) = conn.set_interest(self.poll.registry(), token, wants) {
                     debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
-                    self.close(token, CloseReason::Finished(Closed::Error(e.kind())));
+                    self.close(token, CloseReason::Error);
                 }
             }
             Progress::Yielded => {
                 let wants = conn.echo.wants(&self.settings.echo);
                 match conn.set_interest(self.poll.registry(), token, wants) {
                     Ok(()) => self.yielded.push(token),
-                    Err(e) => self.close(token, CloseReason::Finished(Closed::Error(e.kind()))),
+                    Err(e) => {
+                        debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
+                        self.close(token, CloseReason::Error)
+                    }
                 }
             }
-            Progress::Done(closed) => self.close(token, CloseReason::Finished(closed)),
+            Progress::Done(reason) => self.close(token, reason),
         }
     }
 
@@ -309,7 +295,7 @@ impl Worker {
             );
             // Counted before the FIN goes out, so a peer that sees the close and then scrapes
             // the metrics finds it counted.
-            self.stats().closed(reason.into());
+            self.stats().closed(reason);
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
         }

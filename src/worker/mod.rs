@@ -16,5 +16,5 @@ mod echo_props;
 #[cfg(test)]
 mod sim_socket;
 
-pub use echo::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport, Wants, classify};
+pub use echo::{Echo, EchoOptions, Moved, Progress, ReadUntil, Transport, Wants};
 pub use event_loop::{Command, Worker, WorkerSettings};
