@@ -22,6 +22,7 @@ use super::conn::{Conn, log_close};
 use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
+use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
@@ -79,10 +80,8 @@ pub struct LoopCore {
     stats: Arc<Stats>,
     /// The loop clock counts milliseconds from here.
     epoch: Instant,
-    /// Loop clock at the next idle sweep.
-    next_sweep_ms: u64,
-    /// Set when the drain starts: it must end by this loop-clock time.
-    drain_deadline_ms: Option<u64>,
+    /// Idle-sweep schedule and drain deadline (set when the drain starts), on the loop clock.
+    housekeeping: Housekeeping,
 }
 
 impl LoopCore {
@@ -102,7 +101,7 @@ impl LoopCore {
             read_until,
             ..EchoOptions::new(bound.config.buffer_size)
         };
-        let mut core = LoopCore {
+        let core = LoopCore {
             model,
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
@@ -112,10 +111,8 @@ impl LoopCore {
             live: bound.live.clone(),
             stats: bound.stats.clone(),
             epoch: Instant::now(),
-            next_sweep_ms: 0,
-            drain_deadline_ms: None,
+            housekeeping: Housekeeping::new(0, bound.live.idle_timeout()),
         };
-        core.next_sweep_ms = core.sweep_interval_ms().unwrap_or(0);
         Ok(core)
     }
 
@@ -139,14 +136,15 @@ impl LoopCore {
     /// True once, when shutdown has been requested and the drain has not started: the loop
     /// must now close its listener and call [`LoopCore::begin_drain`].
     pub fn should_stop_accepting(&self) -> bool {
-        self.drain_deadline_ms.is_none() && self.shutdown.is_requested()
+        !self.housekeeping.is_draining() && self.shutdown.is_requested()
     }
 
     /// Starts the drain: open connections get `shutdown_timeout` to finish.
     pub fn begin_drain(&mut self, now_ms: u64, open: usize) {
-        if self.drain_deadline_ms.is_none() {
-            let timeout = self.live.shutdown_timeout().as_millis() as u64;
-            self.drain_deadline_ms = Some(now_ms + timeout);
+        if self
+            .housekeeping
+            .begin_drain(now_ms, self.live.shutdown_timeout())
+        {
             info!(model = %self.model, connections = open, "shutdown: listener closed, draining");
         }
     }
@@ -190,27 +188,13 @@ impl LoopCore {
         progress
     }
 
-    fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.live.idle_timeout()?;
-        Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
-    }
-
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
     /// (connections yielded), otherwise until the next idle sweep, the drain deadline or the
     /// end of an accept pause, whichever is first; `None` (forever) if there is none.
     pub fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
-        if busy {
-            return Some(Duration::ZERO);
-        }
-        let mut wake_at = None::<u64>;
-        if self.live.idle_timeout().is_some() && open > 0 {
-            wake_at = Some(self.next_sweep_ms);
-        }
-        if let Some(deadline) = self.drain_deadline_ms {
-            wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
-        }
-        // +1 ms: millisecond timeouts truncate, and waking a hair early costs another round.
-        let mut timeout = wake_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms) + 1));
+        let mut timeout =
+            self.housekeeping
+                .poll_timeout(now_ms, self.live.idle_timeout(), open, busy);
         if let Some(pause) = self.gate.resume_in(Instant::now()) {
             timeout = Some(timeout.map_or(pause, |t| t.min(pause)));
         }
@@ -219,20 +203,13 @@ impl LoopCore {
 
     /// Whether the idle sweep is due now; if so, schedules the next one.
     pub fn sweep_due(&mut self, now_ms: u64) -> bool {
-        match self.sweep_interval_ms() {
-            Some(interval) if now_ms >= self.next_sweep_ms => {
-                self.next_sweep_ms = now_ms + interval;
-                true
-            }
-            _ => false,
-        }
+        self.housekeeping
+            .sweep_due(now_ms, self.live.idle_timeout())
     }
 
     /// Whether `conn` has been idle for `idle_timeout`.
     pub fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
-        self.live.idle_timeout().is_some_and(|idle| {
-            now_ms.saturating_sub(conn.last_active_ms) >= idle.as_millis() as u64
-        })
+        housekeeping::is_idle(self.live.idle_timeout(), conn.last_active_ms, now_ms)
     }
 
     /// Closes every connection of `conns` idle for `idle_timeout` (for loops whose tokens are
@@ -252,10 +229,10 @@ impl LoopCore {
     /// then closed here).
     pub fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
         let open = conns.count();
-        match self.drain_deadline_ms {
-            None => false,
-            Some(_) if open == 0 => true,
-            Some(deadline) if now_ms >= deadline => {
+        match self.housekeeping.drain(now_ms, open) {
+            Drain::Running => false,
+            Drain::Finished => true,
+            Drain::Expired => {
                 info!(model = %self.model, connections = open,
                     "shutdown timeout: closing remaining connections");
                 for c in conns.take_all() {
@@ -263,7 +240,6 @@ impl LoopCore {
                 }
                 true
             }
-            Some(_) => false,
         }
     }
 }

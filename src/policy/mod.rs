@@ -3,7 +3,10 @@
 //! `reactor`) and every model (`models`) call these; none of them depends on either.
 //!
 //! - [`close`]: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
+//! - [`housekeeping`]: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
+//!   deadline of an event loop (pure: time is passed in).
 
 pub mod close;
+pub mod housekeeping;
 
 pub use close::CloseReason;

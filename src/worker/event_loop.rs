@@ -8,7 +8,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::TcpStream;
@@ -20,6 +20,7 @@ use super::connection::Connection;
 use super::echo::{EchoOptions, Moved, Progress};
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
+use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
@@ -71,10 +72,8 @@ pub struct Worker {
     yielded: Vec<Token>,
     /// When the loop started; the worker clock counts milliseconds from here.
     epoch: Instant,
-    /// Worker clock at the next idle sweep.
-    next_sweep_ms: u64,
-    /// Set when `Stop` arrives: the drain must end by this worker-clock time.
-    drain_deadline_ms: Option<u64>,
+    /// Idle-sweep schedule and drain deadline (set when `Stop` arrives), on the worker clock.
+    housekeeping: Housekeeping,
 }
 
 impl Worker {
@@ -96,16 +95,9 @@ impl Worker {
             active,
             yielded: Vec::new(),
             epoch: Instant::now(),
-            next_sweep_ms: 0,
-            drain_deadline_ms: None,
+            housekeeping: Housekeeping::new(0, None),
         };
         Ok((worker, waker))
-    }
-
-    /// Milliseconds between idle sweeps: fine enough for short timeouts, cheap for long ones.
-    fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.settings.live.idle_timeout()?;
-        Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
     }
 
     fn now_ms(&self) -> u64 {
@@ -117,9 +109,15 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut now_ms = self.now_ms();
-        self.next_sweep_ms = now_ms + self.sweep_interval_ms().unwrap_or(0);
+        self.housekeeping = Housekeeping::new(now_ms, self.settings.live.idle_timeout());
         loop {
-            let timeout = self.poll_timeout(now_ms);
+            // Connections that yielded are owed a round without waiting.
+            let timeout = self.housekeeping.poll_timeout(
+                now_ms,
+                self.settings.live.idle_timeout(),
+                self.conns.len(),
+                !self.yielded.is_empty(),
+            );
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal interrupted the wait: nothing happened, wait again.
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -142,51 +140,34 @@ impl Worker {
             for token in std::mem::take(&mut self.yielded) {
                 self.ready(token, now_ms, false);
             }
-            if let Some(interval) = self.sweep_interval_ms() {
-                if now_ms >= self.next_sweep_ms {
-                    self.sweep_idle(now_ms);
-                    self.next_sweep_ms = now_ms + interval;
-                }
+            if self
+                .housekeeping
+                .sweep_due(now_ms, self.settings.live.idle_timeout())
+            {
+                self.sweep_idle(now_ms);
             }
-            if let Some(deadline) = self.drain_deadline_ms {
-                if self.conns.is_empty() {
-                    break;
-                }
-                if now_ms >= deadline {
-                    let left = self.conns.len();
+            match self.housekeeping.drain(now_ms, self.conns.len()) {
+                Drain::Finished => break,
+                Drain::Expired => {
                     info!(
                         worker = self.settings.id,
-                        connections = left,
+                        connections = self.conns.len(),
                         "shutdown timeout: closing remaining connections"
                     );
                     self.close_all(CloseReason::ShutdownTimeout);
                     break;
                 }
-            } else if disconnected {
-                // The acceptor is gone without saying Stop (it failed): drain as if stopped.
-                self.begin_drain(now_ms);
+                Drain::Running => {
+                    if disconnected {
+                        // The acceptor is gone without saying Stop (it failed): drain as if
+                        // stopped (a no-op once draining).
+                        self.begin_drain(now_ms);
+                    }
+                }
             }
         }
         debug!(worker = self.settings.id, "worker stopped");
         Ok(())
-    }
-
-    /// How long the next `poll` may sleep: not at all if connections yielded, otherwise until
-    /// the next idle sweep or the drain deadline, whichever comes first.
-    fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
-        if !self.yielded.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let mut wake_at = None::<u64>;
-        if self.sweep_interval_ms().is_some() && !self.conns.is_empty() {
-            wake_at = Some(self.next_sweep_ms);
-        }
-        if let Some(deadline) = self.drain_deadline_ms {
-            wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
-        }
-        // +1 ms: poll's millisecond timeout truncates, and waking a hair early would only
-        // cost another round.
-        wake_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms) + 1))
     }
 
     /// Takes every queued command. Returns whether the channel is disconnected.
@@ -202,9 +183,8 @@ impl Worker {
     }
 
     fn begin_drain(&mut self, now_ms: u64) {
-        if self.drain_deadline_ms.is_none() {
-            let timeout = self.settings.live.shutdown_timeout().as_millis() as u64;
-            self.drain_deadline_ms = Some(now_ms + timeout);
+        let timeout = self.settings.live.shutdown_timeout();
+        if self.housekeeping.begin_drain(now_ms, timeout) {
             debug!(
                 worker = self.settings.id,
                 connections = self.conns.len(),
@@ -309,14 +289,11 @@ impl Worker {
     }
 
     fn sweep_idle(&mut self, now_ms: u64) {
-        let Some(idle) = self.settings.live.idle_timeout() else {
-            return;
-        };
-        let idle_ms = idle.as_millis() as u64;
+        let idle = self.settings.live.idle_timeout();
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| now_ms.saturating_sub(c.last_active_ms) >= idle_ms)
+            .filter(|(_, c)| housekeeping::is_idle(idle, c.last_active_ms, now_ms))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
