@@ -15,11 +15,11 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::Bound;
-use super::accept::Accepted;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};

@@ -17,11 +17,11 @@ use slab::Slab;
 use tracing::{error, info};
 
 use super::Bound;
-use super::accept::Gate;
 use super::conn::{Conn, log_close};
 use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
+use crate::policy::admission::Admission;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
@@ -68,7 +68,7 @@ pub struct LoopCore {
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
     pub scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
-    pub gate: Gate,
+    pub gate: Admission,
     /// Written by the shutdown callback; the loop watches it for readability.
     wake: Arc<EventFd>,
     /// The shutdown trigger.
@@ -105,7 +105,7 @@ impl LoopCore {
             model,
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
-            gate: Gate::new(bound.live.clone(), bound.stats.clone()),
+            gate: Admission::new(bound.live.clone(), bound.stats.clone()),
             wake,
             shutdown: bound.shutdown.clone(),
             live: bound.live.clone(),

@@ -12,11 +12,11 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use super::Bound;
-use super::accept::Accepted;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil, Wants};

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::Bound;
-use super::accept::Accepted;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
 use crate::sys::socket::{Listener, Mode};

@@ -5,7 +5,10 @@
 //! - [`close`]: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
 //! - [`housekeeping`]: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
 //!   deadline of an event loop (pure: time is passed in).
+//! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
+//!   `classify_accept_error`.
 
+pub mod admission;
 pub mod close;
 pub mod housekeeping;
 
