@@ -17,10 +17,10 @@ use slab::Slab;
 use tracing::info;
 
 use crate::live::LiveSettings;
-use crate::policy::CloseReason;
+use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, Moved, Progress, ReadUntil, Transport};
+use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// Echo options for a blocking socket: a short read ends the attempt (the next read blocks
 /// until more arrives), so no read ever waits while received bytes are still unechoed.
@@ -109,12 +109,11 @@ pub fn serve<T: Transport>(
 ) -> CloseReason {
     let mut echo = Echo::new();
     loop {
-        let mut moved = Moved::default();
-        let progress = echo.drive_counted(io, scratch, options, &mut moved);
+        let driven = echo.drive(io, scratch, options);
         if let Some(counters) = counters {
-            counters.moved(moved.read, moved.written);
+            counters.moved(driven.moved.read, driven.moved.written);
         }
-        match progress {
+        match driven.progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
         }

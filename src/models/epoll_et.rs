@@ -8,7 +8,7 @@
 //!   decides what to do on any edge);
 //! - remembers every connection that stopped early while data may still be readable, and
 //!   drives it again without waiting for an edge:
-//!   - spent its read budget ([`Progress::Yielded`]): kept in `resume`, driven after this
+//!   - spent its read budget (`Progress::Yielded`: the rule says `resume`): kept in `resume`, driven after this
 //!     round's events, with a zero wait so the next round comes at once;
 //!   - paused by backpressure (buffer full): the echo stops reading only after a write hit
 //!     `EAGAIN`, so the `EPOLLOUT` edge that comes when the peer reads is its resume signal;
@@ -29,9 +29,10 @@ use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
 use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil};
+use crate::worker::ReadUntil;
 
 /// Token of the listening socket; connection tokens are slab keys, far below.
 const LISTENER: u64 = u64::MAX;
@@ -42,7 +43,7 @@ const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::EpollEt, &bound, ReadUntil::WouldBlock)?;
+    let mut core = LoopCore::new(Model::EpollEt, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -96,15 +97,16 @@ pub fn run(bound: Bound) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
+            // The interest is not used: the registration never changes.
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => closed,
-                Progress::Yielded => {
+                Next::Close(reason) => reason,
+                Next::Wait { resume: true, .. } => {
                     resume.push(key);
                     continue;
                 }
                 // Blocked: every path that stops here saw EAGAIN (read or write), so an edge
                 // will come when that changes.
-                Progress::Blocked(_) => continue,
+                Next::Wait { resume: false, .. } => continue,
             };
             let conn = conns.remove(key);
             core.closed(reason, conn.echo.pending());

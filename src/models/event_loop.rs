@@ -23,11 +23,12 @@ use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::Admission;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
+use crate::policy::interest::{self, Next, Trigger};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, Moved, Progress, ReadUntil};
+use crate::worker::{EchoOptions, ReadUntil};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -65,6 +66,8 @@ pub struct LoopCore {
     pub model: Model,
     /// Echo tunables; `limit` is `buffer_size`.
     pub echo: EchoOptions,
+    /// How the model's poller reports readiness (for the interest rule).
+    trigger: Trigger,
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
     pub scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
@@ -87,7 +90,12 @@ pub struct LoopCore {
 impl LoopCore {
     /// Creates the wake-up eventfd and registers it with the shutdown trigger and with the
     /// live settings (a reload).
-    pub fn new(model: Model, bound: &Bound, read_until: ReadUntil) -> io::Result<LoopCore> {
+    pub fn new(
+        model: Model,
+        bound: &Bound,
+        trigger: Trigger,
+        read_until: ReadUntil,
+    ) -> io::Result<LoopCore> {
         let wake = Arc::new(EventFd::new()?);
         let w = wake.clone();
         let wake_up = move || {
@@ -105,6 +113,7 @@ impl LoopCore {
             model,
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
+            trigger,
             gate: Admission::new(bound.live.clone(), bound.stats.clone()),
             wake,
             shutdown: bound.shutdown.clone(),
@@ -169,23 +178,31 @@ impl LoopCore {
         log_close(self.model, reason, pending);
     }
 
-    /// Drives `conn`'s echo with the shared scratch buffer, and counts what it moved and
-    /// whether it had to stop reading (backpressure).
-    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Progress {
+    /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
+    /// reading paused (backpressure), and returns what the loop must do next
+    /// ([`interest::next`]).
+    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
         conn.last_active_ms = now_ms;
-        let was_reading = conn.echo.wants(&self.echo).read;
-        let mut moved = Moved::default();
-        let progress =
-            conn.echo
-                .drive_counted(&mut conn.stream, &mut self.scratch, &self.echo, &mut moved);
+        let before = conn.echo.state(&self.echo);
+        let driven = conn
+            .echo
+            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let counters = self.stats.worker(0);
-        counters.moved(moved.read, moved.written);
-        if let Progress::Blocked(wants) = progress {
-            if was_reading && !wants.read && !conn.echo.is_peer_closed() {
-                counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
-            }
+        counters.moved(driven.moved.read, driven.moved.written);
+        let next = interest::next(
+            driven.progress,
+            before,
+            conn.echo.state(&self.echo),
+            self.trigger,
+        );
+        if let Next::Wait {
+            backpressure_pause: true,
+            ..
+        } = next
+        {
+            counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
         }
-        progress
+        next
     }
 
     /// How long the next wait may sleep with `open` connections: not at all when `busy`

@@ -16,10 +16,12 @@ use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
+use crate::policy::Wants;
 use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil, Wants};
+use crate::worker::ReadUntil;
 
 /// Index of the shutdown eventfd in the array.
 const WAKE: usize = 0;
@@ -36,7 +38,7 @@ fn bits(wants: Wants) -> poll::Events {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Poll, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(Model::Poll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut fds: Vec<PollFd> = vec![
@@ -66,10 +68,11 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
             let conn = &mut conns[i - FIRST_CONN];
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => closed,
-                Progress::Blocked(_) | Progress::Yielded => {
-                    conn.watching = conn.echo.wants(&core.echo);
-                    fds[i].events = bits(conn.watching);
+                Next::Close(reason) => reason,
+                // Never `resume`: a yielded connection keeps POLLIN and is reported again.
+                Next::Wait { interest, .. } => {
+                    conn.watching = interest;
+                    fds[i].events = bits(interest);
                     i += 1;
                     continue;
                 }
@@ -109,7 +112,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
 }
 
 /// Accepts up to `budget` connections, appending an entry for each (the pause, if accepting
-/// fails, is the gate's).
+/// fails, is the admission's).
 fn accept(
     core: &mut LoopCore,
     l: &Listener,

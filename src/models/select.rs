@@ -18,11 +18,13 @@ use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
 use crate::policy::CloseReason;
+use crate::policy::Wants;
 use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil};
+use crate::worker::ReadUntil;
 
 /// Connections accepted per round (level-triggered: the rest are reported again).
 const ACCEPT_BUDGET: usize = 64;
@@ -35,10 +37,10 @@ struct Watched {
 }
 
 impl Watched {
-    /// Makes `conn`'s entries match its echo interest.
-    fn update(&mut self, conn: &mut Conn, core: &LoopCore) {
+    /// Makes `conn`'s entries match `interest`.
+    fn update(&mut self, conn: &mut Conn, interest: Wants) {
         let fd = conn.stream.as_raw_fd();
-        conn.watching = conn.echo.wants(&core.echo);
+        conn.watching = interest;
         // Both inserts succeed: only descriptors below FD_SETSIZE are ever accepted.
         for (set, wanted) in [
             (&mut self.read, conn.watching.read),
@@ -60,7 +62,7 @@ impl Watched {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Select, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(Model::Select, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();
     let not_watchable = |e: select::OutOfRange| io::Error::other(format!("select model: {e}"));
@@ -108,9 +110,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             }
             let reason = match core.drive(&mut conns[i], now) {
-                Progress::Done(closed) => closed,
-                Progress::Blocked(_) | Progress::Yielded => {
-                    master.update(&mut conns[i], &core);
+                Next::Close(reason) => reason,
+                // Never `resume`: a yielded connection stays in the read set, reported again.
+                Next::Wait { interest, .. } => {
+                    master.update(&mut conns[i], interest);
                     i += 1;
                     continue;
                 }
@@ -194,7 +197,7 @@ fn accept(
         }
         core.admit(&stream);
         let mut conn = Conn::new(stream, now);
-        master.update(&mut conn, core);
+        master.update(&mut conn, Wants::READ);
         conns.push(conn);
     }
 }

@@ -3,6 +3,8 @@
 //! `reactor`) and every model (`models`) call these; none of them depends on either.
 //!
 //! - [`close`]: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
+//! - [`interest`]: `Progress` and `Wants`, the echo core's status, and `next`, the rule from a
+//!   drive to the interest, the resume-without-event and the backpressure count.
 //! - [`housekeeping`]: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
 //!   deadline of an event loop (pure: time is passed in).
 //! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
@@ -11,5 +13,7 @@
 pub mod admission;
 pub mod close;
 pub mod housekeeping;
+pub mod interest;
 
 pub use close::CloseReason;
+pub use interest::{Progress, Wants};

@@ -17,10 +17,11 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
-use super::echo::{EchoOptions, Moved, Progress};
+use super::echo::EchoOptions;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
+use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
@@ -228,37 +229,36 @@ impl Worker {
             return;
         };
         conn.last_active_ms = now_ms;
-        let mut moved = Moved::default();
-        let progress = conn.drive(
-            &mut self.scratch,
-            &self.settings.echo,
-            fin_event,
-            &mut moved,
-        );
+        let options = &self.settings.echo;
+        let before = conn.echo.state(options);
+        let driven = conn.drive(&mut self.scratch, options, fin_event);
         let stats = self.settings.stats.worker(self.settings.id);
-        stats.moved(moved.read, moved.written);
-        match progress {
-            Progress::Blocked(wants) => {
-                if !wants.read && !conn.echo.is_peer_closed() && conn.is_reading() {
-                    // The peer sends faster than it reads: its buffer is full, stop reading.
+        stats.moved(driven.moved.read, driven.moved.written);
+        // mio's epoll is edge-triggered.
+        match interest::next(
+            driven.progress,
+            before,
+            conn.echo.state(options),
+            Trigger::Edge,
+        ) {
+            Next::Close(reason) => self.close(token, reason),
+            Next::Wait {
+                interest,
+                resume,
+                backpressure_pause,
+            } => {
+                if backpressure_pause {
                     stats.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Err(e) = conn.set_interest(self.poll.registry(), token, wants) {
-                    debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
-                    self.close(token, CloseReason::Error);
-                }
-            }
-            Progress::Yielded => {
-                let wants = conn.echo.wants(&self.settings.echo);
-                match conn.set_interest(self.poll.registry(), token, wants) {
-                    Ok(()) => self.yielded.push(token),
+                match conn.set_interest(self.poll.registry(), token, interest) {
+                    Ok(()) if resume => self.yielded.push(token),
+                    Ok(()) => {}
                     Err(e) => {
                         debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
-                        self.close(token, CloseReason::Error)
+                        self.close(token, CloseReason::Error);
                     }
                 }
             }
-            Progress::Done(reason) => self.close(token, reason),
         }
     }
 
