@@ -43,7 +43,8 @@ pub enum Progress {
 /// after a drive (`Echo::state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
-    /// The interest the connection has (`Echo::wants`).
+    /// The interest the connection has: read while the peer is open and its buffer has room,
+    /// write while bytes wait.
     pub wants: Wants,
     /// The peer's FIN has been read.
     pub peer_closed: bool,

@@ -154,7 +154,7 @@ impl Echo {
 
     /// Interest the connection has given its state (what a level-triggered poller should
     /// watch): read while the peer is open and the buffer has room, write while bytes wait.
-    pub fn wants(&self, options: &EchoOptions) -> Wants {
+    fn wants(&self, options: &EchoOptions) -> Wants {
         Wants {
             read: !self.is_peer_closed() && self.room(options) > 0,
             write: !self.pending.is_empty(),

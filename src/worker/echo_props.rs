@@ -30,7 +30,7 @@
 //!   side was shut down, once;
 //! - `pending <= limit` and the buffer's heap never exceeds `limit`; no read ever offers more
 //!   than the room left (so at the bound the core does not read) and it then stops asking to;
-//! - `Blocked(wants)` equals `Echo::wants`: write interest exactly while bytes are pending (so
+//! - `Blocked(wants)` equals the state's `wants`: write interest exactly while bytes are pending (so
 //!   after a short or `EAGAIN` write it asks, and once drained it drops the interest), read
 //!   interest exactly while the peer is open and there is room; never "waiting for nothing";
 //! - an error ends the connection at once with the matching `CloseReason`, never a panic;
@@ -570,7 +570,7 @@ impl<'c> Run<'c> {
                     "the error {:?} did not end the connection",
                     s.drive.fatal
                 );
-                let wants = self.echo.wants(&self.options);
+                let wants = self.echo.state(&self.options).wants;
                 ensure!(
                     self,
                     wants.write == (pending > 0),
@@ -593,7 +593,7 @@ impl<'c> Run<'c> {
                     ensure!(
                         self,
                         w == wants,
-                        "Blocked({w:?}) but wants() says {wants:?}"
+                        "Blocked({w:?}) but the state says {wants:?}"
                     );
                     ensure!(self, w.read || w.write, "blocked waiting for nothing");
                 } else {
