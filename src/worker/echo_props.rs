@@ -34,6 +34,10 @@
 //!   after a short or `EAGAIN` write it asks, and once drained it drops the interest), read
 //!   interest exactly while the peer is open and there is room; never "waiting for nothing";
 //! - an error ends the connection at once with the matching `CloseReason`, never a panic;
+//! - reading stops with the peer open and room left (`Blocked` with read interest) only at a
+//!   `WouldBlock`, or at a short read where a short read counts as drained: under
+//!   `ReadUntil::ShortRead` and only until the poller has flagged the peer's FIN (after that, a
+//!   short read may have consumed the FIN, and no edge reports it again: the FIN rule);
 //! - at most `read_budget` reads per call; the scratch buffer (poisoned between calls) holds
 //!   no state.
 //!
@@ -228,6 +232,8 @@ struct Run<'c> {
     spurious: bool,
     /// The connection yielded and is owed a drive without an event.
     yielded: bool,
+    /// The loop has passed a reported FIN on (`Echo::note_read_closed`).
+    fin_flagged: bool,
     /// Set once `drive` returned `Done`.
     done: Option<CloseReason>,
     /// What happened, for the failure message.
@@ -270,6 +276,7 @@ impl<'c> Run<'c> {
             queued: false,
             spurious: false,
             yielded: false,
+            fin_flagged: false,
             done: None,
             trace: Vec::new(),
         }
@@ -420,6 +427,7 @@ impl<'c> Run<'c> {
         if let Some(flags) = flags {
             if self.case.hints && (flags.read_closed || flags.error) {
                 self.echo.note_read_closed();
+                self.fin_flagged = true;
             }
         }
         self.scratch.fill(0xA5);
@@ -596,6 +604,18 @@ impl<'c> Run<'c> {
                         "Blocked({w:?}) but the state says {wants:?}"
                     );
                     ensure!(self, w.read || w.write, "blocked waiting for nothing");
+                    let short_read_drains =
+                        self.case.read_until == ReadUntil::ShortRead && !self.fin_flagged;
+                    ensure!(
+                        self,
+                        !w.read || short_read_drains || s.drive.read_blocked,
+                        "stopped reading before WouldBlock although {}",
+                        if self.fin_flagged {
+                            "the poller flagged the FIN"
+                        } else {
+                            "short reads do not count as drained"
+                        }
+                    );
                 } else {
                     ensure!(
                         self,
