@@ -51,7 +51,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Vec::with_capacity(1024);
     loop {
-        if listener.is_some() && !listening && !core.gate.is_paused(Instant::now()) {
+        if listener.is_some() && !listening && !core.admission.is_paused(Instant::now()) {
             ep.modify(lfd, epoll::READ, LISTENER)?;
             listening = true;
         }
@@ -131,7 +131,7 @@ fn accept(
     budget: usize,
 ) -> bool {
     for _ in 0..budget {
-        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+        match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
                 core.admit(&stream);
                 let entry = conns.vacant_entry();

@@ -60,7 +60,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
     loop {
         // A pause that ended before this wait leaves no timer to wake it, and the backlog no
         // new edge: accept at once.
-        let accept_now = accept_owed && listener.is_some() && !core.gate.is_paused(Instant::now());
+        let accept_now =
+            accept_owed && listener.is_some() && !core.admission.is_paused(Instant::now());
         let busy = !resume.is_empty() || accept_now;
         let timeout = core.timeout(core.now_ms(), conns.len(), busy);
         match ep.wait(&mut events, timeout) {
@@ -86,7 +87,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
         }
         if let Some(l) = &listener {
-            if accept_owed && !core.gate.is_paused(Instant::now()) {
+            if accept_owed && !core.admission.is_paused(Instant::now()) {
                 accept_owed = accept_all(&mut core, &ep, l, &mut conns, now);
             }
         }
@@ -113,7 +114,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept_all(&mut core, &ep, l, &mut conns, now);
             }
             listener = None;
@@ -137,7 +138,7 @@ fn accept_all(
     now: u64,
 ) -> bool {
     loop {
-        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+        match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
                 core.admit(&stream);
                 let entry = conns.vacant_entry();

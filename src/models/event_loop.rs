@@ -71,7 +71,7 @@ pub struct LoopCore {
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
     pub scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
-    pub gate: Admission,
+    pub admission: Admission,
     /// Written by the shutdown callback; the loop watches it for readability.
     wake: Arc<EventFd>,
     /// The shutdown trigger.
@@ -114,7 +114,7 @@ impl LoopCore {
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
             trigger,
-            gate: Admission::new(bound.live.clone(), bound.stats.clone()),
+            admission: Admission::new(bound.live.clone(), bound.stats.clone()),
             wake,
             shutdown: bound.shutdown.clone(),
             live: bound.live.clone(),
@@ -212,7 +212,7 @@ impl LoopCore {
         let mut timeout =
             self.housekeeping
                 .poll_timeout(now_ms, self.live.idle_timeout(), open, busy);
-        if let Some(pause) = self.gate.resume_in(Instant::now()) {
+        if let Some(pause) = self.admission.resume_in(Instant::now()) {
             timeout = Some(timeout.map_or(pause, |t| t.min(pause)));
         }
         timeout

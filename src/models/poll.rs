@@ -48,7 +48,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         // Not watching the listener while paused, or poll would report it at once (spin).
-        let accepting = listener.is_some() && !core.gate.is_paused(Instant::now());
+        let accepting = listener.is_some() && !core.admission.is_paused(Instant::now());
         fds[LISTENER].events = if accepting { poll::READ } else { 0 };
         let timeout = core.timeout(core.now_ms(), conns.len(), false);
         match poll::poll(&mut fds, timeout) {
@@ -86,7 +86,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept(&mut core, l, &mut fds, &mut conns, now, usize::MAX);
             }
             listener = None;
@@ -122,7 +122,8 @@ fn accept(
     budget: usize,
 ) {
     for _ in 0..budget {
-        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+        let Accepted::Conn(stream) = core.admission.accept(l, Mode::NonBlocking, conns.len())
+        else {
             return;
         };
         core.admit(&stream);

@@ -78,7 +78,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut refused_log = RateLimit::new(Duration::from_secs(1));
     loop {
         // Not watching the listener while paused, or select would report it at once (spin).
-        let paused = core.gate.is_paused(Instant::now());
+        let paused = core.admission.is_paused(Instant::now());
         let accepting = listener
             .as_ref()
             .filter(|_| !paused)
@@ -136,7 +136,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept(
                     &mut core,
                     l,
@@ -180,7 +180,8 @@ fn accept(
     budget: usize,
 ) {
     for _ in 0..budget {
-        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+        let Accepted::Conn(stream) = core.admission.accept(l, Mode::NonBlocking, conns.len())
+        else {
             return;
         };
         let fd = stream.as_raw_fd();
