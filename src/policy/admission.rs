@@ -41,7 +41,7 @@ pub enum AcceptError {
     /// Nothing (more) to accept: the backlog is empty (`EAGAIN`), or the socket no longer
     /// listens (`EINVAL`: stopped for shutdown by another thread). Nothing to report.
     Drained,
-    /// Accept again at once ([`RETRY_AT_ONCE`]).
+    /// Accept again at once: `EINTR`, `ECONNABORTED` (the list is `RETRY_AT_ONCE`).
     Retry,
     /// Out of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): pause.
     Exhausted,
