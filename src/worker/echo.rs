@@ -482,6 +482,27 @@ mod tests {
         assert_eq!(s.input.len(), 90, "nothing beyond the limit was read");
     }
 
+    /// The options are passed per call: a caller that shrinks `limit` below what is already
+    /// pending gets a connection that stops reading and flushes, not an arithmetic underflow.
+    #[test]
+    fn a_limit_below_the_pending_bytes_only_stops_reading() {
+        let mut s = stream(b"0123456789");
+        s.reads.extend([R::Data(10), R::WouldBlock]);
+        let mut echo = Echo::new();
+        echo.drive(&mut s, &mut [0; 16], &options(64));
+        assert_eq!(echo.pending(), 10);
+        s.reads.push_back(R::Data(10));
+        let p = echo.drive(&mut s, &mut [0; 16], &options(4)).progress;
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: false,
+                write: true
+            })
+        );
+        assert_eq!(s.reads.len(), 1, "no read at or past the bound");
+    }
+
     #[test]
     fn eof_with_pending_bytes_waits_for_the_flush() {
         let mut s = stream(b"xyz");
