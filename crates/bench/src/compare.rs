@@ -21,11 +21,13 @@ use super::scenario::Scenario;
 use super::server_process::{Exit, Launch, ServerProcess};
 use super::summary::{self, CompareReport};
 use super::{BenchArgs, BenchError, chart, resolve_spec};
-use crate::config::{Config, MAX_WORKERS, Model};
+use reactor_pool::config::{Config, MAX_WORKERS, Model};
 
 /// Models left out of the default list: they need a process or thread per connection (or
 /// serve one client at a time), so the default scenarios would swamp or stall them.
 const NOT_BY_DEFAULT: &[&str] = &["blocking", "fork", "thread"];
+/// The server's binary name.
+const SERVER_BIN: &str = "reactor-pool";
 /// How long the idle scenario waits for the server to have accepted every connection
 /// before the hold starts.
 const ACCEPT_WAIT: Duration = Duration::from_secs(10);
@@ -130,8 +132,6 @@ pub fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
 /// Builds the comparison from the flags, checking every name.
 pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     let usage = |field: &str, why: String| BenchError::Usage(format!("invalid `--{field}`: {why}"));
-    let exe = std::env::current_exe()
-        .map_err(|e| BenchError::Runtime(format!("cannot find this program's path: {e}")))?;
     let known: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
     let check_model = |field: &str, name: &str| {
         if known.contains(&name) {
@@ -201,6 +201,7 @@ pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     common.extend(extra);
 
     let mut cells = Vec::new();
+    let exe = server_exe()?;
     for model in &models {
         let scales = args.worker_models.iter().any(|w| w.trim() == model);
         let counts: Vec<Option<usize>> = if scales {
@@ -268,6 +269,22 @@ pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
         out: args.out.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     })
+}
+
+/// The server binary the cells' `serve` runs: `reactor-pool`, next to this program (both
+/// are built into the same target directory, and installed side by side).
+fn server_exe() -> Result<PathBuf, BenchError> {
+    let me = std::env::current_exe()
+        .map_err(|e| BenchError::Runtime(format!("cannot find this program's path: {e}")))?;
+    let exe = me.with_file_name(SERVER_BIN);
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(BenchError::Runtime(format!(
+            "{} is missing; build it with `cargo build --release -p reactor-pool`",
+            exe.display()
+        )))
+    }
 }
 
 fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {

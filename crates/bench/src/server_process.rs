@@ -83,7 +83,7 @@ impl ServerProcess {
         // which is async-signal-safe; it touches no memory of the parent.
         unsafe {
             // The server dies with the runner (Ctrl-C, kill) instead of lingering.
-            command.pre_exec(|| crate::sys::process::set_parent_death_signal(libc::SIGTERM));
+            command.pre_exec(|| reactor_pool::sys::process::set_parent_death_signal(libc::SIGTERM));
         }
         let mut child = command.spawn()?;
         let started = match known_addr {
@@ -138,8 +138,10 @@ impl ServerProcess {
         }
         // `pid` is our unreaped child, so the id cannot have been reused by another process;
         // one that already exited is seen by try_wait below.
-        let _ =
-            crate::sys::process::kill(self.child.id() as crate::sys::process::Pid, libc::SIGTERM);
+        let _ = reactor_pool::sys::process::kill(
+            self.child.id() as reactor_pool::sys::process::Pid,
+            libc::SIGTERM,
+        );
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match self.child.try_wait() {

@@ -534,10 +534,10 @@ mod report_tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::bench::compare::{Cell, CompareSpec, RunResult};
-    use crate::bench::loadgen::LoadSpec;
-    use crate::bench::report::{ErrorCounts, IdleFigures, Latency, RunReport};
-    use crate::bench::server_process::Launch;
+    use crate::compare::{Cell, CompareSpec, RunResult};
+    use crate::loadgen::LoadSpec;
+    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::server_process::Launch;
 
     fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
         Cell {
@@ -673,13 +673,13 @@ mod report_tests {
         );
         assert!(md.contains("Load generator: 1 thread"), "{md}");
 
-        crate::bench::chart::write_all(&out, &report).unwrap();
-        for file in crate::bench::chart::planned(&report) {
+        crate::chart::write_all(&out, &report).unwrap();
+        for file in crate::chart::planned(&report) {
             let svg = std::fs::read_to_string(out.join(file)).unwrap();
             assert!(svg.contains("</svg>"), "{file}");
             assert!(md.contains(file), "{file} is linked");
         }
-        assert!(crate::bench::chart::planned(&report).contains(&"workers.svg"));
+        assert!(crate::chart::planned(&report).contains(&"workers.svg"));
         let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
         assert!(workers.contains("tokio") && workers.contains("reactor"));
         let _ = std::fs::remove_dir_all(&out);

@@ -1035,7 +1035,7 @@ fn connect(target: SocketAddr, source: Option<Ipv4Addr>, nodelay: bool) -> io::R
 }
 
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
-    crate::sys::socket::set_bind_address_no_port(socket.as_fd())
+    reactor_pool::sys::socket::set_bind_address_no_port(socket.as_fd())
 }
 
 /// Whether a nonblocking connect has finished: `Ok(true)` connected, `Ok(false)` still in

@@ -1,6 +1,10 @@
 //! `reactor-pool bench`: a load generator for echo servers, and a runner that compares
 //! servers (models × worker counts × scenarios, plus external peers) and writes a report.
 //!
+//! This crate is the `reactor-pool-bench` binary; `reactor-pool bench ARGS` execs it with
+//! the same arguments, so the server itself carries none of its dependencies (plotters,
+//! hdrhistogram, indicatif, serde_json).
+//!
 //! - [`scenario`]: `Scenario`, the traffic shapes and their default sizes.
 //! - [`pattern`]: `Pattern`, the per-connection byte stream that makes every echo checkable.
 //! - [`loadgen`]: `LoadSpec` and `run`, the mio-based load generator (few threads, many
@@ -31,13 +35,13 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::parse_duration;
 pub use loadgen::{LoadSpec, NoObserver, Observer};
+use reactor_pool::config::parse_duration;
 pub use report::RunReport;
 pub use scenario::Scenario;
 
 /// Exit code for bad arguments.
-const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code for failures at run time, and for runs that counted errors.
 const EXIT_FAILURE: u8 = 1;
 

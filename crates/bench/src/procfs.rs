@@ -97,12 +97,12 @@ fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/PID/stat` (100 nearly always).
 pub fn clock_ticks_per_second() -> u64 {
-    crate::sys::process::clock_ticks_per_second().unwrap_or(100)
+    reactor_pool::sys::process::clock_ticks_per_second().unwrap_or(100)
 }
 
 /// The open-files limit of this process: (soft, hard).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    crate::sys::rlimit::nofile()
+    reactor_pool::sys::rlimit::nofile()
 }
 
 /// Makes sure this process may open `needed` descriptors: raises the soft limit up to the
@@ -113,7 +113,7 @@ pub fn ensure_nofile(needed: u64) -> Result<u64, String> {
     if needed <= soft {
         return Ok(soft);
     }
-    if needed <= hard && crate::sys::rlimit::set_nofile(needed, hard).is_ok() {
+    if needed <= hard && reactor_pool::sys::rlimit::set_nofile(needed, hard).is_ok() {
         return Ok(needed);
     }
     Err(format!("the open-files limit (RLIMIT_NOFILE) is {hard}"))
