@@ -6,337 +6,41 @@
 //! them. The results go to a report directory: `report.md`, `report.json`, SVG charts, and
 //! the servers' logs.
 
-use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use reactor_pool::config::Config;
 
-use super::loadgen::{self, LoadSpec, Observer};
-use super::procfs::{self, ProcSample};
-use super::report::{RunReport, thousands};
-use super::scenario::Scenario;
-use super::server_process::{Exit, Launch, ServerProcess};
-use super::summary::{self, CompareReport};
-use super::{BenchArgs, BenchError, chart, resolve_spec};
-use reactor_pool::config::{Config, MAX_WORKERS, Model};
+use crate::args::{BenchArgs, BenchError, check_fd_limit};
+use crate::chart;
+use crate::compare_spec::{self, Cell, CompareSpec};
+use crate::loadgen::{self, Observer};
+use crate::measurement::RunResult;
+use crate::procfs::{self, ProcSample};
+use crate::report::thousands;
+use crate::server_process::{Exit, Launch, ServerProcess};
+use crate::spec::LoadSpec;
+use crate::summary::{self, CompareReport};
 
-/// Models left out of the default list: they need a process or thread per connection (or
-/// serve one client at a time), so the default scenarios would swamp or stall them.
-const NOT_BY_DEFAULT: &[&str] = &["blocking", "fork", "thread"];
-/// The server's binary name.
-const SERVER_BIN: &str = "reactor-pool";
 /// How long the idle scenario waits for the server to have accepted every connection
 /// before the hold starts.
 const ACCEPT_WAIT: Duration = Duration::from_secs(10);
 
-/// One server configuration being compared.
-#[derive(Debug, Clone, Serialize)]
-pub struct Cell {
-    /// Name in reports: `model`, `model/wN`, or the peer's name.
-    pub label: String,
-    /// The model name, or the peer's name.
-    pub model: String,
-    /// Worker count passed to `serve --workers`, if any.
-    pub workers: Option<usize>,
-    /// Whether this is an external command rather than `serve`.
-    pub peer: bool,
-    /// The command line, for the report.
-    pub command: String,
-    /// How to start it.
-    #[serde(skip)]
-    pub launch: Launch,
-}
-
-/// A whole comparison, resolved and validated.
-#[derive(Debug, Clone)]
-pub struct CompareSpec {
-    /// Servers, in the order of the first repetition.
-    pub cells: Vec<Cell>,
-    /// One load spec per scenario (the target is filled in per run).
-    pub loads: Vec<LoadSpec>,
-    /// Repetitions of every (scenario, cell) measurement.
-    pub repeat: usize,
-    /// Label of the cell ratios are computed against.
-    pub baseline: String,
-    /// Report directory.
-    pub out: PathBuf,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
-}
-
-/// What one measurement of one cell produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunResult {
-    /// Cell label.
-    pub cell: String,
-    /// Scenario.
-    pub scenario: Scenario,
-    /// Repetition (0-based).
-    pub repetition: usize,
-    /// Position of this cell in the repetition's order (0-based).
-    pub position: usize,
-    /// Whether the server started; if not, `server_exit` says why and the figures are empty.
-    pub server_started: bool,
-    /// The load generator's figures.
-    pub report: RunReport,
-    /// Length of the interval between the two samples of the server, seconds (about the
-    /// window's length; a little shorter when the sampling thread woke late).
-    pub sampled_secs: Option<f64>,
-    /// Server CPU time (user + system) over the sampled interval, seconds.
-    pub server_cpu_secs: Option<f64>,
-    /// Server CPU time per message in the window, microseconds.
-    pub server_cpu_per_msg_us: Option<f64>,
-    /// Load-generator CPU time per message in the window, microseconds.
-    pub client_cpu_per_msg_us: Option<f64>,
-    /// Server context switches (all threads) per message in the window: how often the
-    /// server went to sleep and was woken, the cost that grows when threads outnumber cores.
-    pub server_switches_per_msg: Option<f64>,
-    /// Server resident memory before any connection, bytes.
-    pub server_rss_start_bytes: Option<u64>,
-    /// Server resident memory at the window's end, bytes (idle: at the end of the hold).
-    pub server_rss_bytes: Option<u64>,
-    /// Server peak resident memory (VmHWM) at the window's end, bytes.
-    pub server_rss_peak_bytes: Option<u64>,
-    /// Idle: server memory growth per open connection, bytes.
-    pub rss_per_connection_bytes: Option<f64>,
-    /// "clean", or how the server failed.
-    pub server_exit: String,
-}
-
-impl RunResult {
-    /// Errors counted by the load generator, plus one if the server did not exit cleanly.
-    pub fn errors(&self) -> u64 {
-        self.report.errors.total() + u64::from(self.server_exit != "clean")
-    }
-}
-
 /// `bench --compare` from the command line. Returns the number of errors counted.
 pub fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
-    let spec = resolve(args)?;
+    let spec = compare_spec::resolve(args)?;
     for load in &spec.loads {
-        super::check_fd_limit(load)?;
+        check_fd_limit(load)?;
     }
     let report = run(&spec)?;
-    let markdown = summary::markdown(&report);
+    let markdown = summary::markdown(&report, &chart::planned(&report));
     print!("{markdown}");
     println!(
         "\nreport written to {} (report.md, report.json, *.svg, logs/)",
         spec.out.display()
     );
     Ok(report.runs.iter().map(RunResult::errors).sum())
-}
-
-/// Builds the comparison from the flags, checking every name.
-pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
-    let usage = |field: &str, why: String| BenchError::Usage(format!("invalid `--{field}`: {why}"));
-    let known: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
-    let check_model = |field: &str, name: &str| {
-        if known.contains(&name) {
-            Ok(())
-        } else {
-            Err(usage(
-                field,
-                format!(
-                    "unknown model '{name}' (expected one of: {})",
-                    known.join(", ")
-                ),
-            ))
-        }
-    };
-    let models: Vec<String> = if args.models.is_empty() {
-        known
-            .iter()
-            .filter(|m| !NOT_BY_DEFAULT.contains(m))
-            .map(|m| m.to_string())
-            .collect()
-    } else {
-        args.models.iter().map(|m| m.trim().to_owned()).collect()
-    };
-    for m in &models {
-        check_model("models", m)?;
-    }
-    for m in &args.worker_models {
-        check_model("worker-models", m.trim())?;
-    }
-    let workers = dedup(&args.workers);
-    if workers.is_empty() {
-        return Err(usage("workers", "give at least one worker count".into()));
-    }
-    if let Some(w) = workers.iter().find(|w| !(1..=MAX_WORKERS).contains(w)) {
-        return Err(usage(
-            "workers",
-            format!("{w} is out of range (1..={MAX_WORKERS})"),
-        ));
-    }
-    let scenarios = dedup(&args.scenarios);
-    if scenarios.is_empty() {
-        return Err(usage("scenarios", "give at least one scenario".into()));
-    }
-    if !(1..=100).contains(&args.repeat) {
-        return Err(usage(
-            "repeat",
-            format!("{} is out of range (1..=100)", args.repeat),
-        ));
-    }
-
-    let placeholder = SocketAddr::from(([127, 0, 0, 1], 0));
-    let loads = scenarios
-        .iter()
-        .map(|&sc| resolve_spec(args, sc, placeholder, true))
-        .collect::<Result<Vec<_>, _>>()?;
-    let extra: Vec<String> = args
-        .server_args
-        .as_deref()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    let mut common = Vec::new();
-    if !extra.iter().any(|a| a.starts_with("--log-level")) {
-        common.extend(["--log-level".to_owned(), "warn".to_owned()]);
-    }
-    common.extend(extra);
-
-    let mut cells = Vec::new();
-    let exe = server_exe()?;
-    for model in &models {
-        let scales = args.worker_models.iter().any(|w| w.trim() == model);
-        let counts: Vec<Option<usize>> = if scales {
-            workers.iter().copied().map(Some).collect()
-        } else {
-            vec![None]
-        };
-        for w in counts {
-            let mut serve_args = vec!["--model".to_owned(), model.clone()];
-            if let Some(w) = w {
-                serve_args.extend(["--workers".to_owned(), w.to_string()]);
-            }
-            serve_args.extend(common.iter().cloned());
-            let label = match w {
-                Some(w) => format!("{model}/w{w}"),
-                None => model.clone(),
-            };
-            cells.push(Cell {
-                command: format!(
-                    "reactor-pool serve --listen 127.0.0.1:0 {}",
-                    serve_args.join(" ")
-                ),
-                label,
-                model: model.clone(),
-                workers: w,
-                peer: false,
-                launch: Launch::Serve {
-                    exe: exe.clone(),
-                    args: serve_args,
-                },
-            });
-        }
-    }
-    for text in &args.peers {
-        let (name, command) = parse_peer(text).map_err(|why| usage("peer", why))?;
-        cells.push(Cell {
-            label: name.clone(),
-            model: name,
-            workers: None,
-            peer: true,
-            command: command.clone(),
-            launch: Launch::Peer { command },
-        });
-    }
-    if cells.is_empty() {
-        return Err(usage("models", "nothing to compare".into()));
-    }
-    for (i, c) in cells.iter().enumerate() {
-        if cells[..i].iter().any(|o| o.label == c.label) {
-            return Err(usage(
-                "peer",
-                format!("the name '{}' is used twice", c.label),
-            ));
-        }
-    }
-    let baseline = match &args.baseline {
-        None => cells[0].label.clone(),
-        Some(b) => resolve_baseline(&cells, b.trim()).map_err(|why| usage("baseline", why))?,
-    };
-    Ok(CompareSpec {
-        cells,
-        loads,
-        repeat: args.repeat,
-        baseline,
-        out: args.out.clone(),
-        progress: !args.no_progress && std::io::stderr().is_terminal(),
-    })
-}
-
-/// The server binary the cells' `serve` runs: `reactor-pool`, next to this program (both
-/// are built into the same target directory, and installed side by side).
-fn server_exe() -> Result<PathBuf, BenchError> {
-    let me = std::env::current_exe()
-        .map_err(|e| BenchError::Runtime(format!("cannot find this program's path: {e}")))?;
-    let exe = me.with_file_name(SERVER_BIN);
-    if exe.is_file() {
-        Ok(exe)
-    } else {
-        Err(BenchError::Runtime(format!(
-            "{} is missing; build it with `cargo build --release -p reactor-pool`",
-            exe.display()
-        )))
-    }
-}
-
-fn dedup<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    for &i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
-}
-
-/// Splits `NAME=CMD`.
-fn parse_peer(text: &str) -> Result<(String, String), String> {
-    let (name, command) = text
-        .split_once('=')
-        .ok_or_else(|| format!("'{text}' is not NAME=COMMAND"))?;
-    let name = name.trim();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(format!(
-            "peer name '{name}' must be letters, digits, '-', '_' or '.'"
-        ));
-    }
-    if command.trim().is_empty() {
-        return Err(format!("peer '{name}' has an empty command"));
-    }
-    if !command.contains("{addr}") && !command.contains("{port}") {
-        return Err(format!(
-            "peer '{name}': the command must contain {{addr}} or {{port}}, where the server must listen"
-        ));
-    }
-    Ok((name.to_owned(), command.trim().to_owned()))
-}
-
-/// A cell label, or a model name that has exactly one cell.
-fn resolve_baseline(cells: &[Cell], wanted: &str) -> Result<String, String> {
-    if let Some(c) = cells.iter().find(|c| c.label == wanted) {
-        return Ok(c.label.clone());
-    }
-    let by_model: Vec<&Cell> = cells.iter().filter(|c| c.model == wanted).collect();
-    if by_model.len() == 1 {
-        return Ok(by_model[0].label.clone());
-    }
-    let labels: Vec<&str> = cells.iter().map(|c| c.label.as_str()).collect();
-    Err(format!(
-        "'{wanted}' is not one of the cells ({})",
-        labels.join(", ")
-    ))
 }
 
 /// The order of the cells in repetition `rep`: rotated by `rep` places.
@@ -431,7 +135,10 @@ fn write_report(out: &Path, report: &CompareReport) -> Result<(), BenchError> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| BenchError::Runtime(format!("cannot encode the report: {e}")))?;
     write("report.json", &(json + "\n"))?;
-    write("report.md", &summary::markdown(report))?;
+    write(
+        "report.md",
+        &summary::markdown(report, &chart::planned(report)),
+    )?;
     chart::write_all(out, report)
         .map_err(|e| BenchError::Runtime(format!("cannot draw the charts: {e}")))?;
     Ok(())
@@ -464,7 +171,7 @@ fn measure(
         // Recorded, not fatal: a model may refuse a load (select above FD_SETSIZE), and the
         // rest of the comparison is still worth having.
         Err(e) => {
-            return Ok(not_started(
+            return Ok(RunResult::not_started(
                 cell,
                 load,
                 repetition,
@@ -565,34 +272,6 @@ fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
     }
 }
 
-/// The record of a measurement whose server did not start.
-fn not_started(
-    cell: &Cell,
-    load: &LoadSpec,
-    repetition: usize,
-    position: usize,
-    why: &str,
-) -> RunResult {
-    RunResult {
-        cell: cell.label.clone(),
-        scenario: load.scenario,
-        repetition,
-        position,
-        server_started: false,
-        report: RunReport::empty(load),
-        sampled_secs: None,
-        server_cpu_secs: None,
-        server_cpu_per_msg_us: None,
-        client_cpu_per_msg_us: None,
-        server_switches_per_msg: None,
-        server_rss_start_bytes: None,
-        server_rss_bytes: None,
-        server_rss_peak_bytes: None,
-        rss_per_connection_bytes: None,
-        server_exit: format!("did not start: {why}"),
-    }
-}
-
 /// Samples the server and this process at the window's edges.
 #[derive(Debug)]
 struct Sampler {
@@ -638,32 +317,6 @@ impl Observer for Sampler {
     }
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc_timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,28 +331,169 @@ mod tests {
     }
 
     #[test]
-    fn peers_parse_and_bad_ones_are_explained() {
-        assert_eq!(
-            parse_peer("tokio=target/release/examples/tokio_echo {addr}"),
-            Ok((
-                "tokio".to_owned(),
-                "target/release/examples/tokio_echo {addr}".to_owned()
-            ))
-        );
-        assert!(parse_peer("tokio").unwrap_err().contains("NAME=COMMAND"));
-        assert!(parse_peer("=x {addr}").unwrap_err().contains("peer name"));
-        assert!(parse_peer("t=echo-server").unwrap_err().contains("{addr}"));
-    }
-
-    #[test]
-    fn timestamps_are_civil_dates() {
-        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661); // 2000-02-29 01:01:01
-        assert_eq!(utc_timestamp(t), "2000-02-29 01:01:01 UTC");
-    }
-
-    #[test]
     fn file_names_are_safe() {
         assert_eq!(file_safe("reactor/w2"), "reactor_w2");
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    //! A synthetic comparison (no servers): aggregation, ratios, and the report directory
+    //! (`report.md`, `report.json`, every chart).
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::scenario::Scenario;
+    use crate::summary::build;
+
+    fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
+        Cell {
+            label: label.to_owned(),
+            model: model.to_owned(),
+            workers,
+            peer: workers.is_none(),
+            command: format!("{label} {{addr}}"),
+            launch: Launch::Peer {
+                command: format!("{label} {{addr}}"),
+            },
+        }
+    }
+
+    fn result(cell: &str, scenario: Scenario, rep: usize, rate: f64, cpu: f64) -> RunResult {
+        let idle = scenario == Scenario::Idle;
+        RunResult {
+            cell: cell.to_owned(),
+            scenario,
+            repetition: rep,
+            position: 0,
+            server_started: true,
+            sampled_secs: Some(1.0),
+            report: RunReport {
+                scenario,
+                target: "127.0.0.1:1".into(),
+                connections: 10,
+                size: 64,
+                depth: 1,
+                threads: 1,
+                source_addrs: 1,
+                warmup_secs: 1.0,
+                duration_secs: 1.0,
+                messages: rate as u64,
+                bytes: rate as u64 * 64,
+                msgs_per_sec: rate,
+                bytes_per_sec: rate * 64.0,
+                latency: Latency {
+                    count: 10,
+                    mean_us: 50.0,
+                    p50_us: 40.0,
+                    p90_us: 60.0,
+                    p99_us: 90.0,
+                    p999_us: 120.0,
+                    max_us: 150.0,
+                },
+                connections_opened: 10,
+                errors: ErrorCounts::default(),
+                idle: idle.then_some(IdleFigures {
+                    established: 10,
+                    connect_secs: 0.1,
+                    hold_secs: 1.0,
+                    echo_secs: 0.01,
+                }),
+            },
+            server_cpu_secs: Some(cpu * rate / 1e6),
+            server_cpu_per_msg_us: (!idle).then_some(cpu),
+            client_cpu_per_msg_us: (!idle).then_some(cpu * 2.0),
+            server_switches_per_msg: (!idle).then_some(0.25),
+            server_rss_start_bytes: Some(1 << 20),
+            server_rss_bytes: Some(2 << 20),
+            server_rss_peak_bytes: Some(2 << 20),
+            rss_per_connection_bytes: idle.then_some(cpu * 10.0),
+            server_exit: "clean".into(),
+        }
+    }
+
+    #[test]
+    fn medians_ratios_markdown_and_charts() {
+        let cells = vec![
+            cell("reactor/w1", "reactor", Some(1)),
+            cell("reactor/w2", "reactor", Some(2)),
+            cell("tokio", "tokio", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let loads = [Scenario::Pingpong, Scenario::Idle]
+            .map(|sc| LoadSpec {
+                duration: Duration::from_secs(1),
+                ..LoadSpec::new(target, sc)
+            })
+            .to_vec();
+        let out = std::env::temp_dir().join(format!("rp-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads,
+            repeat: 3,
+            baseline: "tokio".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let mut runs = Vec::new();
+        for rep in 0..3 {
+            let jitter = rep as f64;
+            for sc in [Scenario::Pingpong, Scenario::Idle] {
+                runs.push(result("reactor/w1", sc, rep, 1000.0 + jitter, 5.0));
+                runs.push(result("reactor/w2", sc, rep, 1500.0 + jitter, 6.0));
+                runs.push(result(
+                    "tokio",
+                    sc,
+                    rep,
+                    (1000.0 + jitter) / 2.0,
+                    10.0 + jitter,
+                ));
+            }
+        }
+        let report = build(&spec, runs, SystemTime::now());
+        let w1 = report.find(Scenario::Pingpong, "reactor/w1").unwrap();
+        assert_eq!(w1.runs, 3);
+        assert_eq!(w1.msgs_per_sec.unwrap().median, 1001.0);
+        assert_eq!(w1.msgs_per_sec.unwrap().min, 1000.0);
+        assert_eq!(w1.msgs_ratio.unwrap().median, 2.0);
+        // Paired by repetition: 5/10, 5/11, 5/12.
+        let cpu = w1.cpu_ratio.unwrap();
+        assert_eq!(
+            (cpu.median, cpu.min, cpu.max),
+            (5.0 / 11.0, 5.0 / 12.0, 0.5)
+        );
+        let idle = report.find(Scenario::Idle, "reactor/w1").unwrap();
+        assert_eq!(idle.rss_ratio.unwrap().median, 5.0 / 11.0);
+        assert!(idle.server_cpu_per_msg_us.is_none());
+
+        write_report(&out, &report).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(out.join("report.json").is_file());
+        assert!(
+            md.contains(
+                "| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.45× (0.42–0.50) | 0.250 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| reactor/w1 | 50 B | 0.45× (0.42–0.50) |"),
+            "{md}"
+        );
+        assert!(md.contains("Load generator: 1 thread"), "{md}");
+
+        let charts = chart::planned(&report);
+        for (file, _) in &charts {
+            let svg = std::fs::read_to_string(out.join(file)).unwrap();
+            assert!(svg.contains("</svg>"), "{file}");
+            assert!(md.contains(file), "{file} is linked");
+        }
+        assert!(charts.iter().any(|&(file, _)| file == "workers.svg"));
+        let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
+        assert!(workers.contains("tokio") && workers.contains("reactor"));
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -33,9 +33,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::pattern::{MAX_CHUNK, Pattern};
-use super::report::{ErrorCounts, ErrorKind, IdleFigures, Latency, RunReport};
-use super::scenario::Scenario;
+use crate::pattern::{MAX_CHUNK, Pattern};
+use crate::report::{ErrorCounts, ErrorKind, IdleFigures, Latency, RunReport};
+use crate::scenario::Scenario;
+use crate::spec::LoadSpec;
 
 /// Token of each thread's waker (phase changes); connection tokens are slab keys.
 const WAKER: Token = Token(usize::MAX);
@@ -51,70 +52,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const DRAIN_MAX: Duration = Duration::from_secs(5);
 /// Latency histogram range: 1 ns to 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
-/// Descriptors the load generator needs besides its connections (pollers, wakers, stdio,
-/// the runner's pipes and files).
-pub const FD_RESERVE: usize = 64;
-
-/// What to run, fully resolved and validated.
-#[derive(Debug, Clone)]
-pub struct LoadSpec {
-    /// Server address.
-    pub target: SocketAddr,
-    /// Traffic shape.
-    pub scenario: Scenario,
-    /// Concurrent connections.
-    pub connections: usize,
-    /// Message size in bytes.
-    pub size: usize,
-    /// Messages in flight per connection (1 for pingpong, connrate and idle).
-    pub depth: usize,
-    /// Load-generator threads (at most `connections`).
-    pub threads: usize,
-    /// Traffic before the measured window starts (ignored by idle).
-    pub warmup: Duration,
-    /// Measured window; for idle, how long connections are held.
-    pub duration: Duration,
-    /// A connect or an awaited echo that takes longer than this is counted as a failure.
-    pub timeout: Duration,
-    /// Connections are spread over source addresses 127.0.0.1 ..= 127.0.0.N (1: no bind).
-    pub source_addrs: u8,
-    /// Set `TCP_NODELAY` on every connection.
-    pub nodelay: bool,
-}
-
-impl LoadSpec {
-    /// A spec with the scenario's default shape and short, test-friendly timings.
-    pub fn new(target: SocketAddr, scenario: Scenario) -> LoadSpec {
-        LoadSpec {
-            target,
-            scenario,
-            connections: scenario.default_connections(),
-            size: scenario.default_size(),
-            depth: scenario.default_depth(),
-            threads: 1,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(10),
-            timeout: Duration::from_secs(5),
-            source_addrs: 1,
-            nodelay: true,
-        }
-    }
-
-    /// Messages in flight per connection as the scenario uses it.
-    fn effective_depth(&self) -> usize {
-        if self.scenario.uses_depth() {
-            self.depth.max(1)
-        } else {
-            1
-        }
-    }
-
-    /// Descriptors the run needs in this process.
-    pub fn fds_needed(&self) -> usize {
-        self.connections + 2 * self.threads + FD_RESERVE
-    }
-}
-
 /// Hooks the comparison runner uses to sample the server at the window's edges.
 pub trait Observer {
     /// Idle only: every connection attempt has settled and `open` connections are open;

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::scenario::Scenario;
+use crate::scenario::Scenario;
+use crate::spec::LoadSpec;
 
 /// Latency percentiles of the messages completed in the measured window, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -215,7 +216,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// A report of a run that never happened (its server did not start): zero everywhere.
-    pub fn empty(spec: &super::loadgen::LoadSpec) -> RunReport {
+    pub fn empty(spec: &LoadSpec) -> RunReport {
         RunReport {
             scenario: spec.scenario,
             target: spec.target.to_string(),

@@ -9,8 +9,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use reactor_pool::{Config, Server, ShutdownHandle};
-use reactor_pool_bench::loadgen::{self, LoadSpec, NoObserver, Observer};
-use reactor_pool_bench::{RunReport, Scenario};
+use reactor_pool_bench::loadgen::{self, NoObserver, Observer};
+use reactor_pool_bench::{LoadSpec, RunReport, Scenario};
 
 /// An in-process reactor server on an ephemeral loopback port.
 struct Reactor {
