@@ -70,6 +70,31 @@ impl Pattern {
             chunk == self.slice(seed, offset + (i * MAX_CHUNK) as u64, chunk.len())
         })
     }
+
+    /// Checks `data`, just read on the connection with `seed` after `received` verified
+    /// bytes and with `outstanding` more sent: no more bytes than were outstanding, and
+    /// exactly those sent at that offset. The error says, for people, what differed.
+    pub fn check_echo(
+        &self,
+        seed: usize,
+        received: u64,
+        outstanding: u64,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let n = data.len() as u64;
+        if n > outstanding {
+            return Err(format!(
+                "{n} bytes came back where {outstanding} were outstanding"
+            ));
+        }
+        if !self.matches(seed, received, data) {
+            return Err(format!(
+                "echoed bytes at offset {received}..{} differ from those sent",
+                received + n
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +161,25 @@ mod tests {
             seen[b as usize] = true;
         }
         assert!(seen.iter().filter(|s| **s).count() > 250);
+    }
+
+    #[test]
+    fn echo_checks_catch_extra_and_wrong_bytes() {
+        let p = Pattern::new();
+        let seed = Pattern::seed(7);
+        let sent = p.slice(seed, 100, 10).to_vec();
+        assert_eq!(p.check_echo(seed, 100, 10, &sent), Ok(()));
+        assert_eq!(p.check_echo(seed, 100, 50, &sent[..4]), Ok(()));
+        let extra = p.check_echo(seed, 100, 9, &sent).unwrap_err();
+        assert_eq!(extra, "10 bytes came back where 9 were outstanding");
+        let mut wrong = sent.clone();
+        wrong[3] ^= 1;
+        let differ = p.check_echo(seed, 100, 10, &wrong).unwrap_err();
+        assert_eq!(
+            differ,
+            "echoed bytes at offset 100..110 differ from those sent"
+        );
+        // The right bytes at the wrong offset are wrong too.
+        assert!(p.check_echo(seed, 101, 10, &sent).is_err());
     }
 }
