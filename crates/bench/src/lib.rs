@@ -5,16 +5,24 @@
 //! the same arguments, so the server itself carries none of its dependencies (plotters,
 //! hdrhistogram, indicatif, serde_json).
 //!
+//! Modules, each depending only on those listed before it:
 //! - [`scenario`]: `Scenario`, the traffic shapes and their default sizes.
-//! - [`pattern`]: `Pattern`, the per-connection byte stream that makes every echo checkable.
-//! - [`loadgen`]: `LoadSpec` and `run`, the mio-based load generator (few threads, many
-//!   nonblocking connections), with an `Observer` hook at the measured window's edges.
+//! - [`pattern`]: `Pattern`, the per-connection byte stream that makes every echo checkable,
+//!   and the check itself.
+//! - [`spec`]: `LoadSpec`, one load-generator run, resolved.
 //! - [`report`]: `RunReport`, one run's figures, as a table, JSON or CSV.
+//! - [`loadgen`]: `run`, the mio-based load generator (few threads, many nonblocking
+//!   connections), with an `Observer` hook at the measured window's edges.
 //! - [`procfs`]: CPU time, RSS and open descriptors of a process; the open-files limit.
+//! - [`args`]: `BenchArgs`, the flags, and their validation into a `LoadSpec`.
 //! - [`server_process`]: `ServerProcess`, a server spawned for one measurement.
-//! - [`compare`]: the comparison runner (`--compare`).
-//! - [`summary`]: medians, spreads and ratios of a comparison; its Markdown and JSON.
+//! - [`compare_spec`]: `Cell` and `CompareSpec`, a comparison resolved from the flags.
+//! - [`measurement`]: `RunResult`, one measurement of one cell.
+//! - [`summary`]: medians, spreads and ratios of a comparison; its Markdown.
 //! - [`chart`]: the comparison's SVG charts (plotters).
+//! - [`compare`]: the comparison runner (`--compare`) and its report directory.
+//!
+//! The crate root runs a single load (`main`, `run_single`) or hands over to `compare`.
 
 pub mod args;
 pub mod chart;
