@@ -141,7 +141,7 @@ pub struct BenchArgs {
 
 /// A failure of `bench`, with the exit code it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     /// Bad arguments: exit 2.
     Usage(String),
     /// The run could not be carried out: exit 1.
@@ -159,7 +159,7 @@ impl std::fmt::Display for BenchError {
 impl std::error::Error for BenchError {}
 
 /// Resolves `--target` to one address (the first IPv4 one if there are several).
-pub fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
+pub(crate) fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
     let usage = |why: String| BenchError::Usage(format!("invalid `--target` '{text}': {why}"));
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
@@ -175,7 +175,7 @@ pub fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
 
 /// Builds and validates the spec for `scenario` from the flags; `compare` picks the
 /// comparison runner's shorter default duration.
-pub fn resolve_spec(
+pub(crate) fn resolve_spec(
     args: &BenchArgs,
     scenario: Scenario,
     target: SocketAddr,
@@ -257,7 +257,7 @@ pub fn resolve_spec(
 }
 
 /// Fails up front, with the numbers, when the open-files limit cannot cover the run.
-pub fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
+pub(crate) fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
     let needed = spec.fds_needed() as u64;
     procfs::ensure_nofile(needed).map(|_| ()).map_err(|why| {
         let reserve = needed - spec.connections as u64;

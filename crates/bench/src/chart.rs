@@ -13,7 +13,7 @@ use crate::scenario::Scenario;
 use crate::summary::{CellSummary, CompareReport, Spread};
 
 /// Chart files and their titles, in the order the Markdown report shows them.
-pub const FILES: [(&str, &str); 5] = [
+pub(crate) const FILES: [(&str, &str); 5] = [
     ("throughput.svg", "Throughput per server"),
     ("cpu_per_msg.svg", "Server CPU time per message"),
     ("latency.svg", "Latency percentiles"),
@@ -46,7 +46,7 @@ fn color(i: usize) -> RGBColor {
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The charts `write_all` draws for `report`, as (file, title), in `FILES` order.
-pub fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str)> {
     let timed = !timed_scenarios(report).is_empty();
     let idle = report
         .scenarios
@@ -63,7 +63,7 @@ pub fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str)> {
 }
 
 /// Draws every planned chart into `dir`.
-pub fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
+pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
     let files: Vec<&str> = planned(report).into_iter().map(|(file, _)| file).collect();
     let timed = timed_scenarios(report);
     let cells: Vec<&str> = report.cells.iter().map(|c| c.label.as_str()).collect();

@@ -28,7 +28,7 @@ use crate::summary::{self, CompareReport};
 const ACCEPT_WAIT: Duration = Duration::from_secs(10);
 
 /// `bench --compare` from the command line. Returns the number of errors counted.
-pub fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
+pub(crate) fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
     let spec = compare_spec::resolve(args)?;
     for load in &spec.loads {
         check_fd_limit(load)?;
@@ -44,12 +44,12 @@ pub fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
 }
 
 /// The order of the cells in repetition `rep`: rotated by `rep` places.
-pub fn rotation(cells: usize, rep: usize) -> Vec<usize> {
+pub(crate) fn rotation(cells: usize, rep: usize) -> Vec<usize> {
     (0..cells).map(|i| (i + rep) % cells.max(1)).collect()
 }
 
 /// Runs the whole comparison and writes the report directory.
-pub fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
+pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
     let logs = spec.out.join("logs");
     std::fs::create_dir_all(&logs)
         .map_err(|e| BenchError::Runtime(format!("cannot create {}: {e}", logs.display())))?;

@@ -19,7 +19,7 @@ const NOT_BY_DEFAULT: &[&str] = &["blocking", "fork", "thread"];
 const SERVER_BIN: &str = "reactor-pool";
 /// One server configuration being compared.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// Name in reports: `model`, `model/wN`, or the peer's name.
     pub label: String,
     /// The model name, or the peer's name.
@@ -37,7 +37,7 @@ pub struct Cell {
 
 /// A whole comparison, resolved and validated.
 #[derive(Debug, Clone)]
-pub struct CompareSpec {
+pub(crate) struct CompareSpec {
     /// Servers, in the order of the first repetition.
     pub cells: Vec<Cell>,
     /// One load spec per scenario (the target is filled in per run).
@@ -53,7 +53,7 @@ pub struct CompareSpec {
 }
 
 /// Builds the comparison from the flags, checking every name.
-pub fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
+pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     let usage = |field: &str, why: String| BenchError::Usage(format!("invalid `--{field}`: {why}"));
     let known: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
     let check_model = |field: &str, name: &str| {

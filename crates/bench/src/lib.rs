@@ -6,37 +6,39 @@
 //! hdrhistogram, indicatif, serde_json).
 //!
 //! Modules, each depending only on those listed before it:
-//! - [`scenario`]: `Scenario`, the traffic shapes and their default sizes.
-//! - [`pattern`]: `Pattern`, the per-connection byte stream that makes every echo checkable,
+//! - `scenario`: `Scenario`, the traffic shapes and their default sizes.
+//! - `pattern`: `Pattern`, the per-connection byte stream that makes every echo checkable,
 //!   and the check itself.
-//! - [`spec`]: `LoadSpec`, one load-generator run, resolved.
-//! - [`report`]: `RunReport`, one run's figures, as a table, JSON or CSV.
+//! - `spec`: `LoadSpec`, one load-generator run, resolved.
+//! - `report`: `RunReport`, one run's figures, as a table, JSON or CSV.
 //! - [`loadgen`]: `run`, the mio-based load generator (few threads, many nonblocking
 //!   connections), with an `Observer` hook at the measured window's edges.
-//! - [`procfs`]: CPU time, RSS and open descriptors of a process; the open-files limit.
-//! - [`args`]: `BenchArgs`, the flags, and their validation into a `LoadSpec`.
-//! - [`server_process`]: `ServerProcess`, a server spawned for one measurement.
-//! - [`compare_spec`]: `Cell` and `CompareSpec`, a comparison resolved from the flags.
-//! - [`measurement`]: `RunResult`, one measurement of one cell.
-//! - [`summary`]: medians, spreads and ratios of a comparison; its Markdown.
-//! - [`chart`]: the comparison's SVG charts (plotters).
-//! - [`compare`]: the comparison runner (`--compare`) and its report directory.
+//! - `procfs`: CPU time, RSS and open descriptors of a process; the open-files limit.
+//! - `args`: `BenchArgs`, the flags, and their validation into a `LoadSpec`.
+//! - `server_process`: `ServerProcess`, a server spawned for one measurement.
+//! - `compare_spec`: `Cell` and `CompareSpec`, a comparison resolved from the flags.
+//! - `measurement`: `RunResult`, one measurement of one cell.
+//! - `summary`: medians, spreads and ratios of a comparison; its Markdown.
+//! - `chart`: the comparison's SVG charts (plotters).
+//! - `compare`: the comparison runner (`--compare`) and its report directory.
 //!
-//! The crate root runs a single load (`main`, `run_single`) or hands over to `compare`.
+//! The crate root runs a single load (`main`, `run_single`) or hands over to `compare`. Its
+//! public API is what the binary and the tests use: [`main`], [`BenchArgs`], [`loadgen::run`]
+//! with its [`LoadSpec`] and [`RunReport`].
 
-pub mod args;
-pub mod chart;
-pub mod compare;
-pub mod compare_spec;
+mod args;
+mod chart;
+mod compare;
+mod compare_spec;
 pub mod loadgen;
-pub mod measurement;
-pub mod pattern;
-pub mod procfs;
-pub mod report;
-pub mod scenario;
-pub mod server_process;
-pub mod spec;
-pub mod summary;
+mod measurement;
+mod pattern;
+mod procfs;
+mod report;
+mod scenario;
+mod server_process;
+mod spec;
+mod summary;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -44,10 +46,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use args::{BenchArgs, BenchError};
-use args::{check_fd_limit, resolve_spec, resolve_target};
-pub use loadgen::{NoObserver, Observer};
-pub use report::RunReport;
+pub use args::BenchArgs;
+use args::{BenchError, check_fd_limit, resolve_spec, resolve_target};
+use loadgen::Observer;
+pub use report::{ErrorCounts, IdleFigures, Latency, RunReport};
 pub use scenario::Scenario;
 pub use spec::LoadSpec;
 

@@ -10,7 +10,7 @@ use crate::spec::LoadSpec;
 
 /// What one measurement of one cell produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// Cell label.
     pub cell: String,
     /// Scenario.
@@ -49,7 +49,7 @@ pub struct RunResult {
 
 impl RunResult {
     /// The record of a measurement whose server did not start.
-    pub fn not_started(
+    pub(crate) fn not_started(
         cell: &Cell,
         load: &LoadSpec,
         repetition: usize,
@@ -77,7 +77,7 @@ impl RunResult {
     }
 
     /// Errors counted by the load generator, plus one if the server did not exit cleanly.
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.report.errors.total() + u64::from(self.server_exit != "clean")
     }
 }

@@ -240,7 +240,7 @@ impl RunReport {
 }
 
 /// Formats a count with thousands separators.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
@@ -253,7 +253,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// "12.3 MB/s"-style rendering of a rate in bytes per second (decimal units).
-pub fn bytes_rate(bps: f64) -> String {
+pub(crate) fn bytes_rate(bps: f64) -> String {
     let units = ["B/s", "kB/s", "MB/s", "GB/s"];
     let mut v = bps;
     let mut i = 0;
@@ -265,7 +265,7 @@ pub fn bytes_rate(bps: f64) -> String {
 }
 
 /// Microseconds with a sensible number of digits.
-pub fn micros(us: f64) -> String {
+pub(crate) fn micros(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
     } else if us >= 1000.0 {

@@ -7,7 +7,7 @@ use crate::scenario::Scenario;
 
 /// Descriptors the load generator needs besides its connections (pollers, wakers, stdio,
 /// the runner's pipes and files).
-pub const FD_RESERVE: usize = 64;
+pub(crate) const FD_RESERVE: usize = 64;
 
 /// What to run, fully resolved and validated.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::scenario::Scenario;
 
 /// Median and range of one figure over the repetitions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// Median (the mean of the middle two for an even count).
     pub median: f64,
     /// Smallest value.
@@ -25,7 +25,7 @@ pub struct Spread {
 
 impl Spread {
     /// The spread of the finite values, or `None` if there are none.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
         let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return None;
@@ -47,7 +47,7 @@ impl Spread {
 
 /// Where and how the comparison ran.
 #[derive(Debug, Clone, Serialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// When the first measurement started.
     pub started: String,
     /// When the last one ended.
@@ -70,7 +70,7 @@ pub struct Meta {
 
 /// The load of one scenario.
 #[derive(Debug, Clone, Serialize)]
-pub struct ScenarioInfo {
+pub(crate) struct ScenarioInfo {
     /// Scenario.
     pub scenario: Scenario,
     /// Connections (connrate: concurrent clients).
@@ -89,7 +89,7 @@ pub struct ScenarioInfo {
 
 impl ScenarioInfo {
     /// "50 connections × 64 B, 3 s after 1 s warm-up".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.scenario {
             Scenario::Idle => format!(
                 "{} connections held {} s, then one {} B echo on each",
@@ -115,7 +115,7 @@ impl ScenarioInfo {
 
 /// One (scenario, cell) over its repetitions.
 #[derive(Debug, Clone, Serialize)]
-pub struct CellSummary {
+pub(crate) struct CellSummary {
     /// Scenario.
     pub scenario: Scenario,
     /// Cell label.
@@ -161,7 +161,7 @@ pub struct CellSummary {
 
 /// Everything the comparison produced; `report.json` is this, serialised.
 #[derive(Debug, Clone, Serialize)]
-pub struct CompareReport {
+pub(crate) struct CompareReport {
     /// Where and how it ran.
     pub meta: Meta,
     /// The cell ratios are computed against.
@@ -178,7 +178,7 @@ pub struct CompareReport {
 
 impl CompareReport {
     /// The summary of `cell` in `scenario`.
-    pub fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
+    pub(crate) fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
         self.summary
             .iter()
             .find(|s| s.scenario == scenario && s.cell == cell)
@@ -186,7 +186,11 @@ impl CompareReport {
 }
 
 /// Aggregates the measurements.
-pub fn build(spec: &CompareSpec, runs: Vec<RunResult>, started: SystemTime) -> CompareReport {
+pub(crate) fn build(
+    spec: &CompareSpec,
+    runs: Vec<RunResult>,
+    started: SystemTime,
+) -> CompareReport {
     let scenarios: Vec<ScenarioInfo> = spec
         .loads
         .iter()
@@ -352,7 +356,7 @@ fn median(s: Option<Spread>, f: fn(f64) -> String) -> String {
 }
 
 /// The Markdown report.
-pub fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> String {
+pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> String {
     let mut md = String::new();
     let m = &report.meta;
     let _ = writeln!(md, "# reactor-pool comparison\n");
@@ -497,7 +501,7 @@ pub fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> String {
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc_timestamp(t: SystemTime) -> String {
+pub(crate) fn utc_timestamp(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
