@@ -208,6 +208,27 @@ fn the_bench_binary_runs_directly_too() {
     assert_usage_error(&run_program(BENCH.as_ref(), &[]), "--target");
 }
 
+/// `--compare` runs the server binary next to the bench binary; without it, one line says
+/// how to build it, exit 1.
+#[test]
+fn compare_without_the_server_binary_is_explained() {
+    let dir = temp_dir("no-server");
+    let lone = dir.join("reactor-pool-bench");
+    if std::fs::hard_link(BENCH, &lone).is_err() {
+        std::fs::copy(BENCH, &lone).unwrap();
+    }
+    let o = run_program(&lone, &["--compare", "--models", "reactor"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("reactor-pool is missing")
+            && err.contains("cargo build --release -p reactor-pool"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A closed port: the table is still printed, the connect errors are in it, exit 1.
 #[test]
 fn counted_errors_exit_1_with_the_report() {
