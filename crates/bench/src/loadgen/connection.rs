@@ -35,17 +35,17 @@ pub(super) struct Conn {
     /// Where it is in its life.
     pub(super) stage: Stage,
     /// Pattern seed of this connection.
-    pub(super) seed: usize,
+    seed: usize,
     /// When the connect started (connect timeout; connrate latency).
     pub(super) started: Instant,
     /// Bytes written so far.
-    pub(super) sent: u64,
+    sent: u64,
     /// Echoed bytes received and verified so far.
-    pub(super) received: u64,
+    received: u64,
     /// Most bytes this connection may have sent by now (its message window).
     pub(super) send_limit: u64,
     /// Start time of each message whose first byte was sent and whose echo is incomplete.
-    pub(super) stamps: VecDeque<Instant>,
+    stamps: VecDeque<Instant>,
     /// Last time bytes moved in either direction (echo timeout).
     pub(super) last_progress: Instant,
     /// The last write stopped short: wait for a writable event before writing again.
