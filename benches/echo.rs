@@ -27,7 +27,7 @@ use reactor_pool::live::LiveSettings;
 use reactor_pool::policy::Progress;
 use reactor_pool::reactor::dispatch::{Dispatcher, WorkerLink};
 use reactor_pool::stats::Stats;
-use reactor_pool::worker::{Echo, EchoOptions, Transport, Worker, WorkerSettings};
+use reactor_pool::worker::{Echo, EchoOptions, Transport, Worker, WorkerLinks, WorkerSettings};
 
 /// A stream whose reads deliver `input` once, at most `chunk` bytes per read, then
 /// WouldBlock; whose writes accept at most `accept` bytes each.
@@ -132,13 +132,19 @@ impl LiveWorker {
             live: Arc::new(LiveSettings::new(&config)),
             stats: Arc::new(Stats::new(1)),
         };
-        let (worker, waker) =
-            Worker::new(settings, rx, Arc::new(AtomicUsize::new(0))).expect("worker");
+        let links = WorkerLinks {
+            commands: rx,
+            active: Arc::new(AtomicUsize::new(0)),
+            load: None,
+            listening: None,
+        };
+        let (worker, wakeup) = Worker::new(settings, links).expect("worker");
         let thread = Some(std::thread::spawn(move || worker.run()));
         LiveWorker {
             dispatcher: Dispatcher::new(vec![WorkerLink {
                 commands: tx,
-                waker,
+                wakeup,
+                load: None,
             }]),
             listener: TcpListener::bind("127.0.0.1:0").expect("bind"),
             thread,

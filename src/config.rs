@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+pub use crate::reactor::Dispatch;
+
 /// Smallest accepted `buffer_size`: below this the echo degenerates into a syscall per byte.
 pub const MIN_BUFFER_SIZE: usize = 512;
 /// Largest accepted `buffer_size` (64 MiB per connection is already a memory hazard).
@@ -173,6 +175,8 @@ pub struct Config {
     pub workers: usize,
     /// The I/O model that serves connections.
     pub model: Model,
+    /// How connections reach the reactor model's workers.
+    pub dispatch: Dispatch,
     /// Listen backlog passed to `listen(2)`.
     pub backlog: u32,
     /// Connections open at once across all workers; more are closed at accept.
@@ -205,6 +209,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7007)),
             workers: default_workers(),
             model: Model::Reactor,
+            dispatch: Dispatch::RoundRobin,
             backlog: 1024,
             max_connections: 10_000,
             buffer_size: 64 * 1024,
@@ -231,6 +236,7 @@ struct FileConfig {
     listen: Option<String>,
     workers: Option<usize>,
     model: Option<Model>,
+    dispatch: Option<Dispatch>,
     backlog: Option<u32>,
     max_connections: Option<usize>,
     buffer_size: Option<usize>,
@@ -252,6 +258,8 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// `--model`
     pub model: Option<String>,
+    /// `--dispatch`
+    pub dispatch: Option<String>,
     /// `--backlog`
     pub backlog: Option<u32>,
     /// `--max-connections`
@@ -349,6 +357,7 @@ impl Config {
         let d = Config::default();
         let in_file = InFile {
             workers: file.workers.is_some(),
+            dispatch: file.dispatch.is_some(),
             thread_stack_size: file.thread_stack_size.is_some(),
             max_connections: file.max_connections.is_some(),
         };
@@ -363,6 +372,13 @@ impl Config {
                 reason,
             })?,
             None => file.model.unwrap_or(d.model),
+        };
+        let dispatch = match &o.dispatch {
+            Some(s) => s.parse().map_err(|reason| ConfigError::Invalid {
+                field: "dispatch",
+                reason,
+            })?,
+            None => file.dispatch.unwrap_or(d.dispatch),
         };
         let workers = o.workers.or(file.workers).unwrap_or(0);
         if workers > MAX_WORKERS {
@@ -405,6 +421,13 @@ impl Config {
             });
         }
         let mut warnings = check_model_fit(model, &in_file, o, max_connections)?;
+        // A setting the model ignores (from the file) keeps its default, so nothing downstream
+        // acts on it.
+        let dispatch = if model.uses_workers() {
+            dispatch
+        } else {
+            d.dispatch
+        };
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
@@ -472,6 +495,7 @@ impl Config {
             listen,
             workers,
             model,
+            dispatch,
             backlog,
             max_connections,
             buffer_size,
@@ -491,6 +515,7 @@ impl Config {
 #[derive(Debug, Clone, Copy)]
 struct InFile {
     workers: bool,
+    dispatch: bool,
     thread_stack_size: bool,
     max_connections: bool,
 }
@@ -512,6 +537,16 @@ fn check_model_fit(
             file.workers,
             (!model.uses_workers()).then(|| {
                 format!("the {model} model has no worker threads (only the reactor model does)")
+            }),
+        ),
+        (
+            "dispatch",
+            o.dispatch.is_some(),
+            file.dispatch,
+            (!model.uses_workers()).then(|| {
+                format!(
+                    "the {model} model has no workers to dispatch to (only the reactor model does)"
+                )
             }),
         ),
         (
@@ -768,11 +803,36 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("`max_connections`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            dispatch: Some("shared".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`dispatch`"), "{e}");
+        let c = Config::from_toml("model = \"poll\"\ndispatch = \"reuseport\"").unwrap();
+        assert_eq!(c.dispatch, Dispatch::RoundRobin);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("`dispatch`")),
+            "{:?}",
+            c.warnings
+        );
+        let e = flags(Overrides {
+            dispatch: Some("random".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`dispatch`"), "{e}");
         // Honoured settings and defaults pass.
         for o in [
             Overrides {
                 model: Some("reactor".into()),
                 workers: Some(2),
+                ..Overrides::default()
+            },
+            Overrides {
+                model: Some("reactor".into()),
+                dispatch: Some("least-connections".into()),
                 ..Overrides::default()
             },
             Overrides {

@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::{Config, Model};
+
 /// The listening socket could not be set up. Shown to the user, who exits 1.
 #[derive(Debug)]
 pub struct BindError {
@@ -32,10 +34,24 @@ impl std::error::Error for BindError {
 
 /// Binds a non-blocking, close-on-exec listening socket with `SO_REUSEADDR` and `backlog`.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
+    bind_with(addr, backlog, false)
+}
+
+/// Like [`bind`], with `SO_REUSEPORT` when `reuse_port` is set: further sockets bound with it
+/// by the same user may then listen on the same address, and the kernel spreads incoming
+/// connections over them by a hash of the 4-tuple. Every socket of such a group must set it.
+pub fn bind_with(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> Result<TcpListener, BindError> {
     let make = || -> io::Result<TcpListener> {
         // socket2 creates sockets with SOCK_CLOEXEC on Linux.
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
@@ -45,4 +61,12 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
         Ok(socket.into())
     };
     make().map_err(|source| BindError { addr, source })
+}
+
+/// Binds the listening socket `config` asks for: with `SO_REUSEPORT` when its dispatch mode
+/// gives each worker a listener of its own on the same port (the workers' sockets are bound
+/// later, on the port this one got; see `reactor::pool`).
+pub fn bind_for(config: &Config) -> Result<TcpListener, BindError> {
+    let reuse_port = config.model == Model::Reactor && config.dispatch.needs_reuse_port();
+    bind_with(config.listen, config.backlog, reuse_port)
 }

@@ -61,6 +61,11 @@ struct ServeArgs {
     /// I/O model (see `reactor-pool models`).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
+    /// How connections reach the reactor's workers: round-robin (default), least-connections,
+    /// reuseport (a SO_REUSEPORT listener per worker), shared (every worker accepts on the one
+    /// listener, EPOLLEXCLUSIVE).
+    #[arg(long, value_name = "MODE")]
+    dispatch: Option<String>,
     /// Per-connection bound on unsent bytes, and each worker's read buffer size.
     #[arg(long, value_name = "BYTES")]
     buffer_size: Option<usize>,
@@ -95,6 +100,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             workers: self.workers,
             model: self.model.clone(),
+            dispatch: self.dispatch.clone(),
             backlog: self.backlog,
             max_connections: self.max_connections,
             buffer_size: self.buffer_size,

@@ -56,7 +56,8 @@ impl WorkerStats {
     }
 }
 
-/// Counters written only by the acceptor thread.
+/// Counters written by whoever accepts: the acceptor thread, or every worker in the dispatch
+/// modes without one (then shared, but still lock-free increments).
 #[derive(Debug, Default)]
 pub struct AcceptorStats {
     /// Connections returned by `accept(2)`, including those then closed for the limit.

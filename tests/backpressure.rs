@@ -50,3 +50,4 @@ fn non_reading_client_is_held_back(model: Model) {
 }
 
 per_model!(non_reading_client_is_held_back);
+per_dispatch!(non_reading_client_is_held_back);

@@ -96,3 +96,9 @@ per_model!(
     byte_by_byte_fragmentation,
     half_close_gets_everything_back,
 );
+per_dispatch!(
+    round_trip,
+    thousand_concurrent_clients,
+    byte_by_byte_fragmentation,
+    half_close_gets_everything_back,
+);

@@ -79,3 +79,4 @@ fn emfile_backs_off_and_recovers(model: Model) {
 }
 
 per_model!(emfile_backs_off_and_recovers);
+per_dispatch!(emfile_backs_off_and_recovers);

@@ -88,3 +88,7 @@ per_model!(
     idle_timeout_closes_only_silent_connections,
     max_connections_closes_the_excess
 );
+per_dispatch!(
+    idle_timeout_closes_only_silent_connections,
+    max_connections_closes_the_excess
+);

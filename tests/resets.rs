@@ -55,3 +55,4 @@ fn reset_storm_leaks_nothing(model: Model) {
 }
 
 per_model!(reset_storm_leaks_nothing);
+per_dispatch!(reset_storm_leaks_nothing);

@@ -107,3 +107,9 @@ per_model!(
     stragglers_are_closed_at_the_timeout,
     in_process_shutdown_handle,
 );
+per_dispatch!(
+    idle_server_exits_at_once,
+    half_closed_client_is_drained,
+    stragglers_are_closed_at_the_timeout,
+    in_process_shutdown_handle,
+);

@@ -238,7 +238,7 @@ pub fn serve(config_path: Option<&Path>, overrides: &Overrides, ops: &OpsArgs) -
         _ => None,
     };
     if ops.supervise && inherited.is_none() {
-        let listener = match crate::listener::bind(plan.config.listen, plan.config.backlog) {
+        let listener = match crate::listener::bind_for(&plan.config) {
             Ok(listener) => listener,
             Err(e) => {
                 reporter.fail(EXIT_FAILURE, &e.to_string());

@@ -112,6 +112,7 @@ impl Reloader {
             listen,
             workers,
             model,
+            dispatch,
             backlog,
             buffer_size,
             thread_stack_size,

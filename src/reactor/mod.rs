@@ -17,12 +17,23 @@
 //!   └─────────────┘        └─────────────┘        └─────────────┘
 //! ```
 //!
+//! That is `--dispatch round-robin` (the default) and `least-connections` (the same picture,
+//! each connection to the worker with the fewest open). In `reuseport` and `shared` there is
+//! no acceptor thread: every worker watches a listener in its own poller and accepts for
+//! itself, under the same admission policy (its own `SO_REUSEPORT` socket on the shared
+//! port, or the one socket registered `EPOLLEXCLUSIVE` by every worker).
+//!
+//! - [`strategy`]: `Dispatch`, the four modes.
 //! - [`acceptor`]: `Acceptor`, the accept loop with limits and EMFILE back-off.
-//! - [`dispatch`]: `Dispatcher`, round-robin hand-off with one wake per batch.
-//! - [`pool`]: `ReactorServer`, which binds, spawns the workers and runs the acceptor.
+//! - [`dispatch`]: `Dispatcher`, round-robin or least-connections hand-off with one
+//!   notification per batch.
+//! - [`pool`]: `ReactorServer`, which binds, spawns the workers and runs the acceptor (or
+//!   gives the workers their listeners).
 
 pub mod acceptor;
 pub mod dispatch;
 pub mod pool;
+pub mod strategy;
 
 pub use pool::ReactorServer;
+pub use strategy::Dispatch;

@@ -1,7 +1,7 @@
 //! `Epoll`: an epoll instance (epoll_create1, epoll_ctl, epoll_wait).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{syscall, timeout_ms};
@@ -17,6 +17,10 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Edge-triggered (`EPOLLET`): report changes, not states.
 pub const EDGE: u32 = libc::EPOLLET as u32;
+
+/// Wake only one of the epoll sets watching a descriptor (`EPOLLEXCLUSIVE`, Linux 4.5): for
+/// a listener shared by several threads, one connection then wakes one thread, not all.
+pub const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 
 /// One ready descriptor: the token it was registered with and its event bits.
 pub type Event = libc::epoll_event;
@@ -54,9 +58,7 @@ impl Epoll {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events, u64: token };
-        // SAFETY: `event` outlives the call; the kernel copies it and ignores it for DEL.
-        unsafe { syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event)) }.map(drop)
+        ctl(self.fd.as_raw_fd(), op, fd, events, token)
     }
 
     /// Waits up to `timeout` (`None`: forever) and fills `events` (its spare capacity) with
@@ -78,6 +80,33 @@ impl Epoll {
         unsafe { events.set_len(n as usize) };
         Ok(())
     }
+}
+
+/// Adds `fd` to an epoll set owned elsewhere (a `mio::Poll`, which has no way to ask for
+/// `EPOLLEXCLUSIVE`), readable and edge-triggered, woken exclusively, reporting `token`. mio
+/// reports the event under `Token(token)`. Exclusive entries cannot be modified later; remove
+/// one with [`delete_from`].
+pub fn add_exclusive(epoll: &impl AsRawFd, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    ctl(
+        epoll.as_raw_fd(),
+        libc::EPOLL_CTL_ADD,
+        fd.as_raw_fd(),
+        READ | EDGE | EXCLUSIVE,
+        token,
+    )
+}
+
+/// Removes `fd` from an epoll set owned elsewhere (needed when `fd` stays open, for instance
+/// a listener other threads still watch).
+pub fn delete_from(epoll: &impl AsRawFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
+}
+
+fn ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: token };
+    // SAFETY: `event` outlives the call; the kernel copies it and ignores it for DEL. Bad
+    // descriptor numbers are reported as EBADF, not undefined behaviour.
+    unsafe { syscall!(epoll_ctl(epfd, op, fd, &mut event)) }.map(drop)
 }
 
 #[cfg(test)]

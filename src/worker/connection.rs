@@ -1,9 +1,11 @@
 //! `Connection`: one accepted socket in a worker, with its echo state and idle timer.
 
+use std::io::{self, Read, Write};
+
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Driven, Echo, EchoOptions};
+use super::echo::{Driven, Echo, EchoOptions, Transport};
 use crate::policy::Wants;
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
@@ -38,13 +40,20 @@ impl Connection {
         })
     }
 
-    /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the peer's FIN or an error with this wake-up
-    /// ([`Echo::note_read_closed`]: mio's epoll is edge-triggered).
+    /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the
+    /// peer's FIN or an error with this wake-up ([`Echo::note_read_closed`]: mio's epoll is
+    /// edge-triggered).
+    ///
+    /// The echo's own FIN (after the peer's, once everything is echoed) is not sent here: the
+    /// echo then reports `Eof`, and the worker counts the close before dropping the stream,
+    /// which sends it. A peer that saw our FIN and scrapes the metrics finds the close
+    /// counted.
     pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions, fin_event: bool) -> Driven {
         if fin_event {
             self.echo.note_read_closed();
         }
-        self.echo.drive(&mut self.stream, scratch, options)
+        self.echo
+            .drive(&mut FinOnDrop(&mut self.stream), scratch, options)
     }
 
     /// Makes the poller's interest match `wants` (from
@@ -66,6 +75,34 @@ impl Connection {
             registry.reregister(&mut self.stream, token, interest)?;
             self.registered = interest;
         }
+        Ok(())
+    }
+}
+
+/// The stream as the echo sees it, except that shutting down the write side is left to the
+/// close that follows (see [`Connection::drive`]): the echo shuts down writing only after the
+/// peer's FIN was read and every byte echoed, and the connection is then closed at once, so
+/// closing sends the same FIN, one syscall later in the same round.
+struct FinOnDrop<'a>(&'a mut TcpStream);
+
+impl Read for FinOnDrop<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for FinOnDrop<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Transport for FinOnDrop<'_> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -2,30 +2,52 @@
 //! scratch read buffer; it shares nothing with other workers on the hot path.
 //!
 //! Commands (new connections, stop) arrive through a crossbeam channel; the sender pushes
-//! first, then wakes the poller through the worker's `mio::Waker` (push-then-wake, so a
-//! command is never missed).
+//! first, then notifies the worker through its [`Wakeup`] (push-then-wake), which writes the
+//! worker's `mio::Waker` only when the worker is asleep: an awake worker looks at its queue
+//! every round anyway.
+//!
+//! In the dispatch modes without an acceptor thread (`reuseport`, `shared`) the worker also
+//! watches a listener ([`Listening`]) and accepts for itself, under the shared admission
+//! policy; `max_connections` stays global through the `active` count all workers share.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use mio::net::TcpStream;
-use mio::{Events, Poll, Token, Waker};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use super::wakeup::Wakeup;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
+use crate::policy::admission::{Accepted, Admission};
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
+use crate::sys::epoll;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub const WAKER: Token = Token(usize::MAX);
+/// Token of the listener a worker accepts on for itself (`reuseport`, `shared`).
+pub const LISTENER: Token = Token(usize::MAX - 1);
+
+/// A listener a worker accepts on for itself.
+#[derive(Debug)]
+pub enum Listening {
+    /// This worker's own `SO_REUSEPORT` socket; the kernel spreads connections over the
+    /// workers' sockets.
+    Own(TcpListener),
+    /// The one listener every worker watches, registered `EPOLLEXCLUSIVE` so that one
+    /// connection wakes one worker.
+    Shared(Arc<TcpListener>),
+}
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
@@ -54,6 +76,29 @@ pub struct WorkerSettings {
 /// Events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// A worker's accept side, in the modes without an acceptor thread.
+#[derive(Debug)]
+struct Accepting {
+    /// The listener; for a shared one, this worker's registration is removed before its
+    /// reference is dropped (the socket stays open in the other workers).
+    listener: Listening,
+    /// `max_connections`, the back-off on exhaustion, the accept counters: the same policy
+    /// as the acceptor thread's.
+    admission: Admission,
+    /// Accepting paused; accept again once the pause is over even without an event (the
+    /// listener is edge-triggered: connections already waiting raise no new one).
+    retry: bool,
+}
+
+impl Listening {
+    fn socket(&self) -> &TcpListener {
+        match self {
+            Listening::Own(l) => l,
+            Listening::Shared(l) => l,
+        }
+    }
+}
+
 /// One worker thread's state.
 #[derive(Debug)]
 pub struct Worker {
@@ -61,13 +106,21 @@ pub struct Worker {
     settings: WorkerSettings,
     /// This worker's poller; connections and the waker are registered here.
     poll: Poll,
-    /// Commands from the acceptor.
+    /// Commands from the acceptor (or, without one, the shutdown's `Stop`).
     commands: Receiver<Command>,
+    /// The waker plus this worker's sleep state, shared with whoever feeds `commands`.
+    wakeup: Arc<Wakeup>,
+    /// Set when this worker accepts for itself; `None` once it stopped accepting.
+    accepting: Option<Accepting>,
+    /// In `least-connections` mode: this worker's open connections as the acceptor sees them
+    /// (it adds on hand-off, this worker subtracts on close).
+    load: Option<Arc<AtomicUsize>>,
     /// Open connections; the slab key is the mio token.
     conns: Slab<Connection>,
     /// Read buffer shared by all this worker's connections (one at a time).
     scratch: Box<[u8]>,
-    /// Connections open across all workers; decremented here when one closes.
+    /// Connections open across all workers; decremented here when one closes (and, when this
+    /// worker accepts, incremented here too).
     active: Arc<AtomicUsize>,
     /// Connections that spent their read budget and must be driven again without an event.
     yielded: Vec<Token>,
@@ -77,20 +130,57 @@ pub struct Worker {
     housekeeping: Housekeeping,
 }
 
+/// What a worker shares with the rest of the pool, beyond its settings.
+#[derive(Debug)]
+pub struct WorkerLinks {
+    /// Its command queue.
+    pub commands: Receiver<Command>,
+    /// Connections open across all workers.
+    pub active: Arc<AtomicUsize>,
+    /// Its open-connection count for `least-connections`, if that is the mode.
+    pub load: Option<Arc<AtomicUsize>>,
+    /// A listener to accept on itself, if the mode has no acceptor thread.
+    pub listening: Option<Listening>,
+}
+
 impl Worker {
-    /// Creates a worker's poller and waker. The waker is returned for the acceptor.
-    pub fn new(
-        settings: WorkerSettings,
-        commands: Receiver<Command>,
-        active: Arc<AtomicUsize>,
-    ) -> io::Result<(Worker, Arc<Waker>)> {
+    /// Creates a worker's poller and waker, and registers its listener if it has one. The
+    /// [`Wakeup`] is returned for whoever feeds its queue.
+    pub fn new(settings: WorkerSettings, links: WorkerLinks) -> io::Result<(Worker, Arc<Wakeup>)> {
+        let WorkerLinks {
+            commands,
+            active,
+            load,
+            listening,
+        } = links;
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let wakeup = Arc::new(Wakeup::new(Waker::new(poll.registry(), WAKER)?));
+        let accepting = match listening {
+            None => None,
+            Some(mut listening) => {
+                match &mut listening {
+                    Listening::Own(l) => {
+                        poll.registry().register(l, LISTENER, Interest::READABLE)?
+                    }
+                    Listening::Shared(l) => {
+                        epoll::add_exclusive(&poll, l.as_fd(), LISTENER.0 as u64)?
+                    }
+                }
+                Some(Accepting {
+                    listener: listening,
+                    admission: Admission::new(settings.live.clone(), settings.stats.clone()),
+                    retry: false,
+                })
+            }
+        };
         let scratch = vec![0u8; settings.echo.limit].into_boxed_slice();
         let worker = Worker {
             settings,
             poll,
             commands,
+            wakeup: wakeup.clone(),
+            accepting,
+            load,
             conns: Slab::new(),
             scratch,
             active,
@@ -98,7 +188,7 @@ impl Worker {
             epoch: Instant::now(),
             housekeeping: Housekeeping::new(0, None),
         };
-        Ok((worker, waker))
+        Ok((worker, wakeup))
     }
 
     fn now_ms(&self) -> u64 {
@@ -113,28 +203,53 @@ impl Worker {
         self.housekeeping = Housekeeping::new(now_ms, self.settings.live.idle_timeout());
         loop {
             // Connections that yielded are owed a round without waiting.
-            let timeout = self.housekeeping.poll_timeout(
+            let mut timeout = self.housekeeping.poll_timeout(
                 now_ms,
                 self.settings.live.idle_timeout(),
                 self.conns.len(),
                 !self.yielded.is_empty(),
             );
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            // While accepting is paused (descriptor exhaustion), wake when the pause ends.
+            if let Some(resume) = self
+                .accepting
+                .as_mut()
+                .filter(|a| a.retry)
+                .and_then(|a| a.admission.resume_in(Instant::now()))
+            {
+                timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
+            }
+            // Only a blocking poll needs a wake-up; after any poll the queue is looked at.
+            if timeout != Some(Duration::ZERO) && !self.wakeup.may_sleep() {
+                timeout = Some(Duration::ZERO);
+            }
+            let polled = self.poll.poll(&mut events, timeout);
+            self.wakeup.woke();
+            if let Err(e) = polled {
                 // A signal interrupted the wait: nothing happened, wait again.
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }
             }
             now_ms = self.now_ms();
-            let mut disconnected = false;
+            let mut listener_ready = false;
             for event in events.iter() {
                 match event.token() {
-                    WAKER => disconnected |= self.take_commands(now_ms),
+                    // The queue is looked at below, every round.
+                    WAKER => {}
+                    LISTENER => listener_ready = true,
                     token => {
                         let fin = event.is_read_closed() || event.is_error();
                         self.ready(token, now_ms, fin)
                     }
                 }
+            }
+            let disconnected = self.take_commands(now_ms);
+            let retry_due = self
+                .accepting
+                .as_mut()
+                .is_some_and(|a| a.retry && !a.admission.is_paused(Instant::now()));
+            if listener_ready || retry_due {
+                self.accept_all(now_ms);
             }
             // Connections that yielded last round get another turn now, after everyone who
             // had an event, so one busy peer cannot starve the rest.
@@ -184,6 +299,7 @@ impl Worker {
     }
 
     fn begin_drain(&mut self, now_ms: u64) {
+        self.stop_accepting(now_ms);
         let timeout = self.settings.live.shutdown_timeout();
         if self.housekeeping.begin_drain(now_ms, timeout) {
             debug!(
@@ -191,6 +307,59 @@ impl Worker {
                 connections = self.conns.len(),
                 "draining"
             );
+        }
+    }
+
+    /// Accepts until `WouldBlock`, or until accepting pauses (this worker's own listener, or
+    /// its turn at the shared one).
+    fn accept_all(&mut self, now_ms: u64) {
+        loop {
+            let Some(accepting) = self.accepting.as_mut() else {
+                return;
+            };
+            if accepting.admission.is_paused(Instant::now()) {
+                return;
+            }
+            // Other workers accept at the same time: take a slot before accepting, so the
+            // open count can never pass `max_connections` (at the limit, a connection may be
+            // refused while another worker holds a slot it then gives back).
+            let open = self.active.fetch_add(1, Ordering::Relaxed);
+            let listener = accepting.listener.socket();
+            let accepted = accepting
+                .admission
+                .accept_with(open, || listener.accept().map(|(stream, _)| stream));
+            match accepted {
+                Accepted::Conn(stream) => self.add(stream, now_ms),
+                Accepted::Empty => {
+                    accepting.retry = false;
+                    self.active.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+                Accepted::Paused => {
+                    accepting.retry = true;
+                    self.active.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting for good (shutdown): takes in the connections whose handshake
+    /// completed before (closing a listener resets them), then closes this worker's listener,
+    /// or its registration with the shared one.
+    fn stop_accepting(&mut self, now_ms: u64) {
+        if self.accepting.is_none() {
+            return;
+        }
+        self.accept_all(now_ms);
+        if let Some(accepting) = self.accepting.take() {
+            if let Listening::Shared(l) = &accepting.listener {
+                // The socket stays open in the other workers until they stop too; without
+                // this, its wake-ups could still be routed to this epoll set.
+                if let Err(e) = epoll::delete_from(&self.poll, l.as_fd()) {
+                    debug!(worker = self.settings.id, error = %e, "removing the listener failed");
+                }
+            }
         }
     }
 
@@ -216,7 +385,7 @@ impl Worker {
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
                 self.stats().closed(CloseReason::Error);
-                self.active.fetch_sub(1, Ordering::Relaxed);
+                self.released();
             }
         }
     }
@@ -274,10 +443,21 @@ impl Worker {
                 "connection closed"
             );
             // Counted before the FIN goes out, so a peer that sees the close and then scrapes
-            // the metrics finds it counted.
+            // the metrics finds it counted: on the `Eof` path too, since the echo's FIN is
+            // only noted (see `Connection::drive`) and sent by this drop, which closes the
+            // socket after the peer's FIN was read, with nothing unread (a FIN, not a reset).
             self.stats().closed(reason);
             drop(conn);
-            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.released();
+        }
+    }
+
+    /// A connection of this worker is gone: its slot is free for the limit and for
+    /// `least-connections`.
+    fn released(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(load) = &self.load {
+            load.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

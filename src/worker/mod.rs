@@ -5,12 +5,16 @@
 //!   `Progress` and the rule a loop applies to it live in [`crate::policy::interest`]).
 //! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
 //! - [`connection`]: `Connection`, a socket plus its echo state and timer.
-//! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
+//! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections
+//!   (and, in the dispatch modes without an acceptor thread, a listener).
+//! - [`wakeup`]: `Wakeup`, the hand-off notification that skips the eventfd write when the
+//!   worker is awake.
 
 pub mod buffer;
 pub mod connection;
 pub mod echo;
 pub mod event_loop;
+pub mod wakeup;
 
 #[cfg(test)]
 mod echo_props;
@@ -18,4 +22,5 @@ mod echo_props;
 mod sim_socket;
 
 pub use echo::{Driven, Echo, EchoOptions, Moved, ReadUntil, Transport};
-pub use event_loop::{Command, Worker, WorkerSettings};
+pub use event_loop::{Command, Listening, Worker, WorkerLinks, WorkerSettings};
+pub use wakeup::Wakeup;

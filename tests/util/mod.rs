@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use reactor_pool::config::Dispatch;
 use reactor_pool::{Config, Model, Server, ShutdownHandle};
 
 /// Generous upper bound for anything that should take milliseconds: the CI machine is
@@ -27,6 +28,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub model: Model,
+    /// `--dispatch` for the reactor model; `None` leaves the default (round robin).
+    pub dispatch: Option<Dispatch>,
     pub workers: usize,
     pub buffer_size: usize,
     pub max_connections: usize,
@@ -38,6 +41,7 @@ impl Spec {
     pub fn new(model: Model) -> Spec {
         Spec {
             model,
+            dispatch: DISPATCH.get(),
             workers: 2,
             buffer_size: 64 * 1024,
             // select refuses an explicit limit it cannot reach (FD_SETSIZE).
@@ -81,6 +85,7 @@ impl Spec {
             buffer_size: self.buffer_size,
             idle_timeout: self.idle_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            dispatch: self.dispatch.unwrap_or_default(),
             ..Config::default()
         }
     }
@@ -108,6 +113,10 @@ impl Spec {
             args.push("--workers".to_owned());
             args.push(self.workers.to_string());
         }
+        if let Some(dispatch) = self.dispatch {
+            args.push("--dispatch".to_owned());
+            args.push(dispatch.name().to_owned());
+        }
         args
     }
 
@@ -125,6 +134,20 @@ impl Spec {
     pub fn spawn(&self) -> Binary {
         Binary::spawn(&self.args())
     }
+}
+
+thread_local! {
+    /// The dispatch mode [`Spec::new`] gives the servers of the test running on this thread
+    /// (set by [`per_dispatch!`] through [`with_dispatch`]).
+    static DISPATCH: std::cell::Cell<Option<Dispatch>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `test` with every [`Spec::new`] on this thread using `dispatch`: the per-model test
+/// functions then run unchanged against each dispatch mode of the reactor.
+pub fn with_dispatch(dispatch: Dispatch, test: impl FnOnce()) {
+    DISPATCH.set(Some(dispatch));
+    test();
+    DISPATCH.set(None);
 }
 
 /// Whether a model can serve from a thread of the (multi-threaded) test process. `fork`
@@ -678,6 +701,31 @@ macro_rules! per_model {
     (@one $module:ident $model:ident [$($name:ident),*]) => {
         mod $module {
             $( #[test] fn $name() { super::$name(reactor_pool::Model::$model) } )*
+        }
+    };
+}
+
+/// Generates, for each listed per-model test function `fn name(model: Model)`, one `#[test]`
+/// per reactor dispatch mode other than the default (`reactor::` from [`per_model!`] already
+/// runs round robin): modules `dispatch_least_connections`, `dispatch_reuseport`,
+/// `dispatch_shared`, so `cargo test dispatch_` selects them all.
+#[macro_export]
+macro_rules! per_dispatch {
+    ($($name:ident),* $(,)?) => {
+        $crate::per_dispatch!(@modes [$($name),*]
+            dispatch_least_connections: LeastConnections, dispatch_reuseport: ReusePort,
+            dispatch_shared: Shared);
+    };
+    (@modes $names:tt $($module:ident: $mode:ident),*) => {
+        $( $crate::per_dispatch!(@one $module $mode $names); )*
+    };
+    (@one $module:ident $mode:ident [$($name:ident),*]) => {
+        mod $module {
+            $( #[test] fn $name() {
+                $crate::util::with_dispatch(reactor_pool::config::Dispatch::$mode, || {
+                    super::$name(reactor_pool::Model::Reactor)
+                })
+            } )*
         }
     };
 }
