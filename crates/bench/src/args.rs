@@ -102,6 +102,16 @@ pub struct BenchArgs {
         requires = "compare"
     )]
     pub worker_models: Vec<String>,
+    /// Dispatch modes to try for the reactor model (`serve --dispatch`): round-robin,
+    /// least-connections, reuseport, shared. Another axis: models × workers × dispatch.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "round-robin",
+        requires = "compare"
+    )]
+    pub dispatch: Vec<String>,
     /// Scenarios to run.
     #[arg(
         long,

@@ -13,12 +13,16 @@ use crate::scenario::Scenario;
 use crate::summary::{CellSummary, CompareReport, Spread};
 
 /// Chart files and their titles, in the order the Markdown report shows them.
-pub(crate) const FILES: [(&str, &str); 5] = [
+pub(crate) const FILES: [(&str, &str); 6] = [
     ("throughput.svg", "Throughput per server"),
     ("cpu_per_msg.svg", "Server CPU time per message"),
     ("latency.svg", "Latency percentiles"),
     ("workers.svg", "Throughput against worker count"),
     ("idle_rss.svg", "Server memory per idle connection"),
+    (
+        "balance.svg",
+        "Worker imbalance (busiest worker over the mean)",
+    ),
 ];
 
 const WIDTH: u32 = 960;
@@ -57,6 +61,7 @@ pub(crate) fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str
         .filter(|&(file, _)| match file {
             "workers.svg" => timed && worker_series(report).is_some(),
             "idle_rss.svg" => idle,
+            "balance.svg" => timed && report.summary.iter().any(|s| s.imbalance.is_some()),
             _ => timed,
         })
         .collect()
@@ -102,6 +107,15 @@ pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
     }
     if files.contains(&"workers.svg") {
         workers_chart(&dir.join("workers.svg"), report, &timed)?;
+    }
+    if files.contains(&"balance.svg") {
+        bar_chart(
+            &dir.join("balance.svg"),
+            "Worker imbalance: connections of the busiest worker over the mean, 1.0 is even",
+            "max / mean",
+            &panels_of(|s| s.imbalance),
+            |v| format!("{v:.2}"),
+        )?;
     }
     if files.contains(&"idle_rss.svg") {
         let panel = Panel {

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reactor_pool::config::Config;
 
 use crate::args::{BenchArgs, BenchError, check_fd_limit};
+use crate::balance;
 use crate::chart;
 use crate::compare_spec::{self, Cell, CompareSpec};
 use crate::loadgen::{self, Observer};
@@ -117,6 +118,9 @@ fn run_line(r: &RunResult) -> String {
     if let Some(rss) = r.rss_per_connection_bytes {
         line += &format!(", {rss:.0} B RSS/connection");
     }
+    if let (Some(per_worker), Some(imbalance)) = (&r.per_worker_connections, r.imbalance) {
+        line += &format!(", per worker {per_worker:?} (max/mean {imbalance:.2})");
+    }
     if r.errors() > 0 {
         line += &format!(", errors: {}", r.report.errors.summary());
     }
@@ -193,6 +197,17 @@ fn measure(
     };
     let report = loadgen::run(&spec, &mut observer)
         .map_err(|e| BenchError::Runtime(format!("load generator failed: {e}")))?;
+    let per_worker = if cell.metrics && server.is_running() {
+        match balance::scrape_per_worker(log) {
+            Ok(per_worker) => Some(per_worker),
+            Err(e) => {
+                eprintln!("{} {}: no balance figures: {e}", load.scenario, cell.label);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let still_running = server.is_running();
     let exit = server.stop();
     let server_exit = match (still_running, exit) {
@@ -244,6 +259,8 @@ fn measure(
         server_rss_bytes: server_end.map(|s| s.rss_bytes),
         server_rss_peak_bytes: server_end.map(|s| s.rss_peak_bytes),
         rss_per_connection_bytes: rss_per_connection,
+        imbalance: per_worker.as_deref().and_then(balance::imbalance),
+        per_worker_connections: per_worker,
         server_exit,
         report,
     })
@@ -354,6 +371,8 @@ mod report_tests {
             label: label.to_owned(),
             model: model.to_owned(),
             workers,
+            dispatch: None,
+            metrics: workers.is_some(),
             peer: workers.is_none(),
             command: format!("{label} {{addr}}"),
             launch: Launch::Peer {
@@ -411,6 +430,9 @@ mod report_tests {
             server_rss_bytes: Some(2 << 20),
             server_rss_peak_bytes: Some(2 << 20),
             rss_per_connection_bytes: idle.then_some(cpu * 10.0),
+            // Worker 0 gets a little more in later repetitions: imbalance 1.00, 1.20, 1.40.
+            per_worker_connections: Some(vec![10 + rep as u64 * 2, 10 - rep as u64 * 2]),
+            imbalance: Some(1.0 + rep as f64 * 0.2),
             server_exit: "clean".into(),
         }
     }
@@ -484,6 +506,10 @@ mod report_tests {
             "{md}"
         );
         assert!(md.contains("Load generator: 1 thread"), "{md}");
+        assert!(
+            md.contains("| pingpong | reactor/w1 | 12 / 8 | 1.20 (1.00–1.40) |"),
+            "{md}"
+        );
 
         let charts = chart::planned(&report);
         for (file, _) in &charts {
@@ -492,6 +518,7 @@ mod report_tests {
             assert!(md.contains(file), "{file} is linked");
         }
         assert!(charts.iter().any(|&(file, _)| file == "workers.svg"));
+        assert!(charts.iter().any(|&(file, _)| file == "balance.svg"));
         let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
         assert!(workers.contains("tokio") && workers.contains("reactor"));
         let _ = std::fs::remove_dir_all(&out);

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use reactor_pool::config::{MAX_WORKERS, Model};
+use reactor_pool::config::{Dispatch, MAX_WORKERS, Model};
 use serde::Serialize;
 
 use crate::args::{BenchArgs, BenchError, resolve_spec};
@@ -26,6 +26,11 @@ pub(crate) struct Cell {
     pub model: String,
     /// Worker count passed to `serve --workers`, if any.
     pub workers: Option<usize>,
+    /// Dispatch mode passed to `serve --dispatch` (reactor cells only).
+    pub dispatch: Option<String>,
+    /// Whether the server serves per-worker metrics, scraped after each run for the balance
+    /// table (reactor cells: `--metrics-listen 127.0.0.1:0`).
+    pub metrics: bool,
     /// Whether this is an external command rather than `serve`.
     pub peer: bool,
     /// The command line, for the report.
@@ -94,6 +99,18 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
             format!("{w} is out of range (1..={MAX_WORKERS})"),
         ));
     }
+    let mut dispatches: Vec<Dispatch> = Vec::new();
+    for text in &args.dispatch {
+        let d: Dispatch = text.trim().parse().map_err(|why| usage("dispatch", why))?;
+        if !dispatches.contains(&d) {
+            dispatches.push(d);
+        }
+    }
+    if dispatches.is_empty() {
+        return Err(usage("dispatch", "give at least one dispatch mode".into()));
+    }
+    // Labels name the mode only when there is a choice of them.
+    let name_dispatch = dispatches != [Dispatch::RoundRobin];
     let scenarios = dedup(&args.scenarios);
     if scenarios.is_empty() {
         return Err(usage("scenarios", "give at least one scenario".into()));
@@ -117,8 +134,9 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
+    let user_log_level = extra.iter().any(|a| a.starts_with("--log-level"));
     let mut common = Vec::new();
-    if !extra.iter().any(|a| a.starts_with("--log-level")) {
+    if !user_log_level {
         common.extend(["--log-level".to_owned(), "warn".to_owned()]);
     }
     common.extend(extra);
@@ -132,30 +150,57 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
         } else {
             vec![None]
         };
+        let modes: Vec<Option<Dispatch>> = if model == "reactor" {
+            dispatches.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
         for w in counts {
-            let mut serve_args = vec!["--model".to_owned(), model.clone()];
-            if let Some(w) = w {
-                serve_args.extend(["--workers".to_owned(), w.to_string()]);
+            for &mode in &modes {
+                let mut serve_args = vec!["--model".to_owned(), model.clone()];
+                if let Some(w) = w {
+                    serve_args.extend(["--workers".to_owned(), w.to_string()]);
+                }
+                if let Some(mode) = mode {
+                    serve_args.extend(["--dispatch".to_owned(), mode.name().to_owned()]);
+                }
+                serve_args.extend(common.iter().cloned());
+                // The reactor's per-worker counters give the balance table; the endpoint's
+                // address is read from the server's log (its one info line kept for this).
+                let metrics = model == "reactor";
+                if metrics {
+                    serve_args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+                    if !user_log_level {
+                        serve_args.extend([
+                            "--log-level".to_owned(),
+                            "warn,reactor_pool::ops=info".to_owned(),
+                        ]);
+                    }
+                }
+                let mut label = match w {
+                    Some(w) => format!("{model}/w{w}"),
+                    None => model.clone(),
+                };
+                if let Some(mode) = mode.filter(|_| name_dispatch) {
+                    label = format!("{label}/{mode}");
+                }
+                cells.push(Cell {
+                    command: format!(
+                        "reactor-pool serve --listen 127.0.0.1:0 {}",
+                        serve_args.join(" ")
+                    ),
+                    label,
+                    model: model.clone(),
+                    workers: w,
+                    dispatch: mode.map(|m| m.name().to_owned()),
+                    metrics,
+                    peer: false,
+                    launch: Launch::Serve {
+                        exe: exe.clone(),
+                        args: serve_args,
+                    },
+                });
             }
-            serve_args.extend(common.iter().cloned());
-            let label = match w {
-                Some(w) => format!("{model}/w{w}"),
-                None => model.clone(),
-            };
-            cells.push(Cell {
-                command: format!(
-                    "reactor-pool serve --listen 127.0.0.1:0 {}",
-                    serve_args.join(" ")
-                ),
-                label,
-                model: model.clone(),
-                workers: w,
-                peer: false,
-                launch: Launch::Serve {
-                    exe: exe.clone(),
-                    args: serve_args,
-                },
-            });
         }
     }
     for text in &args.peers {
@@ -164,6 +209,8 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
             label: name.clone(),
             model: name,
             workers: None,
+            dispatch: None,
+            metrics: false,
             peer: true,
             command: command.clone(),
             launch: Launch::Peer { command },

@@ -18,6 +18,8 @@
 //! - `server_process`: `ServerProcess`, a server spawned for one measurement.
 //! - `compare_spec`: `Cell` and `CompareSpec`, a comparison resolved from the flags.
 //! - `measurement`: `RunResult`, one measurement of one cell.
+//! - `balance`: connections per worker scraped from a reactor server after a run, and their
+//!   imbalance (max/mean).
 //! - `summary`: medians, spreads and ratios of a comparison; its Markdown.
 //! - `chart`: the comparison's SVG charts (plotters).
 //! - `compare`: the comparison runner (`--compare`) and its report directory.
@@ -27,6 +29,7 @@
 //! with its [`LoadSpec`] and [`RunReport`].
 
 mod args;
+mod balance;
 mod chart;
 mod compare;
 mod compare_spec;

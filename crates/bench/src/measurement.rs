@@ -43,6 +43,11 @@ pub(crate) struct RunResult {
     pub server_rss_peak_bytes: Option<u64>,
     /// Idle: server memory growth per open connection, bytes.
     pub rss_per_connection_bytes: Option<f64>,
+    /// Connections each worker handled (reactor cells, from the server's per-worker
+    /// counters at the end of the run, warm-up included).
+    pub per_worker_connections: Option<Vec<u64>>,
+    /// The busiest worker's connections over the mean (1.0: perfectly even).
+    pub imbalance: Option<f64>,
     /// "clean", or how the server failed.
     pub server_exit: String,
 }
@@ -72,6 +77,8 @@ impl RunResult {
             server_rss_bytes: None,
             server_rss_peak_bytes: None,
             rss_per_connection_bytes: None,
+            per_worker_connections: None,
+            imbalance: None,
             server_exit: format!("did not start: {why}"),
         }
     }

@@ -18,16 +18,20 @@ pub enum Scenario {
     /// Bulk transfer: each connection writes as fast as the socket takes (within a window of
     /// `depth` chunks of `size` bytes) and reads the echo back concurrently.
     Stream,
+    /// Pingpong on a few long-lived connections (16 by default): how evenly the server's
+    /// workers share them shows in the report's balance table.
+    Balance,
 }
 
 impl Scenario {
     /// Every scenario, in the order help and reports list them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Pingpong,
         Scenario::Pipeline,
         Scenario::Connrate,
         Scenario::Idle,
         Scenario::Stream,
+        Scenario::Balance,
     ];
 
     /// The name used on the command line and in reports.
@@ -38,6 +42,7 @@ impl Scenario {
             Scenario::Connrate => "connrate",
             Scenario::Idle => "idle",
             Scenario::Stream => "stream",
+            Scenario::Balance => "balance",
         }
     }
 
@@ -47,13 +52,14 @@ impl Scenario {
             Scenario::Pingpong | Scenario::Pipeline | Scenario::Connrate => 50,
             Scenario::Idle => 10_000,
             Scenario::Stream => 4,
+            Scenario::Balance => 16,
         }
     }
 
     /// Message size in bytes when `--size` is not given.
     pub fn default_size(self) -> usize {
         match self {
-            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle => 64,
+            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle | Scenario::Balance => 64,
             Scenario::Pipeline => 4096,
             Scenario::Stream => 64 * 1024,
         }
@@ -63,7 +69,7 @@ impl Scenario {
     pub fn default_depth(self) -> usize {
         match self {
             Scenario::Pipeline | Scenario::Stream => 16,
-            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle => 1,
+            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle | Scenario::Balance => 1,
         }
     }
 
@@ -83,7 +89,7 @@ impl Scenario {
         match self {
             Scenario::Connrate => "conn",
             Scenario::Stream => "chunk",
-            Scenario::Pingpong | Scenario::Pipeline | Scenario::Idle => "msg",
+            Scenario::Pingpong | Scenario::Pipeline | Scenario::Idle | Scenario::Balance => "msg",
         }
     }
 }

@@ -105,7 +105,7 @@ impl ScenarioInfo {
                 "{} connections × {} B, depth {}, {} s after {} s warm-up",
                 self.connections, self.size, self.depth, self.duration_secs, self.warmup_secs
             ),
-            Scenario::Pingpong => format!(
+            Scenario::Pingpong | Scenario::Balance => format!(
                 "{} connections × {} B, {} s after {} s warm-up",
                 self.connections, self.size, self.duration_secs, self.warmup_secs
             ),
@@ -157,6 +157,10 @@ pub(crate) struct CellSummary {
     pub cpu_ratio: Option<Spread>,
     /// Idle: RSS per connection divided by the baseline's in the same repetition.
     pub rss_ratio: Option<Spread>,
+    /// The busiest worker's connections over the mean, per run (reactor cells).
+    pub imbalance: Option<Spread>,
+    /// Connections per worker in the run whose imbalance is the median.
+    pub per_worker_connections: Option<Vec<u64>>,
 }
 
 /// Everything the comparison produced; `report.json` is this, serialised.
@@ -308,7 +312,21 @@ fn summarize(scenario: Scenario, cell: &str, all: &[&RunResult]) -> CellSummary 
         msgs_ratio: None,
         cpu_ratio: None,
         rss_ratio: None,
+        imbalance: spread(&|r| r.imbalance),
+        per_worker_connections: median_run_spread(&runs),
     }
+}
+
+/// Connections per worker of the run whose imbalance is the median (the lower middle one
+/// for an even count), so the table shows a spread that was actually measured.
+fn median_run_spread(runs: &[&RunResult]) -> Option<Vec<u64>> {
+    let mut measured: Vec<(f64, &Vec<u64>)> = runs
+        .iter()
+        .filter_map(|r| Some((r.imbalance?, r.per_worker_connections.as_ref()?)))
+        .collect();
+    measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let middle = measured.len().checked_sub(1)? / 2;
+    Some(measured[middle].1.clone())
 }
 
 fn count(x: f64) -> String {
@@ -483,6 +501,47 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
             for n in notes {
                 let _ = writeln!(md, "- {n}");
             }
+        }
+        let _ = writeln!(md);
+    }
+    let balanced: Vec<&CellSummary> = report
+        .summary
+        .iter()
+        .filter(|s| s.imbalance.is_some())
+        .collect();
+    if !balanced.is_empty() {
+        let _ = writeln!(md, "## Balance\n");
+        let _ = writeln!(
+            md,
+            "Connections each worker handled in a run (warm-up included), from the server's \
+             per-worker counters, and the imbalance: the busiest worker's count over the mean \
+             (1.00 is perfectly even; 4.00 on 4 workers means one worker got everything). \
+             The spread shown is the run with the median imbalance.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| scenario | server | connections per worker | max/mean |"
+        );
+        let _ = writeln!(md, "|---|---|---|---:|");
+        for s in balanced {
+            let spread = s
+                .per_worker_connections
+                .as_ref()
+                .map(|v| {
+                    v.iter()
+                        .map(|&c| thousands(c))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+                .unwrap_or_else(|| "–".to_owned());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                s.scenario,
+                s.cell,
+                spread,
+                with_range(s.imbalance, |x| format!("{x:.2}"), true)
+            );
         }
         let _ = writeln!(md);
     }
