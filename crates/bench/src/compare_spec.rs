@@ -135,11 +135,7 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
         .map(str::to_owned)
         .collect();
     let user_log_level = extra.iter().any(|a| a.starts_with("--log-level"));
-    let mut common = Vec::new();
-    if !user_log_level {
-        common.extend(["--log-level".to_owned(), "warn".to_owned()]);
-    }
-    common.extend(extra);
+    let common = extra;
 
     let mut cells = Vec::new();
     let exe = server_exe()?;
@@ -170,12 +166,14 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
                 let metrics = model == "reactor";
                 if metrics {
                     serve_args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
-                    if !user_log_level {
-                        serve_args.extend([
-                            "--log-level".to_owned(),
-                            "warn,reactor_pool::ops=info".to_owned(),
-                        ]);
-                    }
+                }
+                if !user_log_level {
+                    let level = if metrics {
+                        "warn,reactor_pool::ops=info"
+                    } else {
+                        "warn"
+                    };
+                    serve_args.extend(["--log-level".to_owned(), level.to_owned()]);
                 }
                 let mut label = match w {
                     Some(w) => format!("{model}/w{w}"),
