@@ -86,50 +86,60 @@ impl Gate {
     /// Accepts the next connection that may be served while `open` are open; connections
     /// over the limit are closed here. Retries `EINTR` and `ECONNABORTED`.
     pub fn accept(&mut self, listener: &Listener, mode: Mode, open: usize) -> Accepted {
-        let counters = self.stats.acceptor();
         loop {
-            let result = listener.accept(mode);
-            if result.is_ok() {
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if let Some(accepted) = self.admit(listener.accept(mode), open) {
+                return accepted;
             }
-            match result {
-                Ok(stream) if open >= self.live.max_connections() => {
-                    counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
-                    if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
-                        let peer = stream
-                            .peer_addr()
-                            .map(|a| a.to_string())
-                            .unwrap_or_default();
-                        let max_connections = self.live.max_connections();
-                        warn!(%peer, max_connections, suppressed,
-                            "connection limit reached; closing new connection");
-                    }
-                    drop(stream);
+        }
+    }
+
+    /// Applies the policy to the result of one `accept` (made here by [`Gate::accept`], or
+    /// completed by io_uring) while `open` connections are open: a connection over the limit
+    /// is closed, a failure pauses accepting. `None`: nothing to serve from this one (closed
+    /// for the limit, or a transient failure such as `EINTR` or `ECONNABORTED`); accept again.
+    pub fn admit(&mut self, result: io::Result<Stream>, open: usize) -> Option<Accepted> {
+        let counters = self.stats.acceptor();
+        if result.is_ok() {
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        match result {
+            Ok(stream) if open >= self.live.max_connections() => {
+                counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    let max_connections = self.live.max_connections();
+                    warn!(%peer, max_connections, suppressed,
+                        "connection limit reached; closing new connection");
                 }
-                Ok(stream) => return Accepted::Conn(stream),
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => return Accepted::Empty,
-                    // EINVAL: the socket no longer listens (stopped for shutdown by another
-                    // thread); there is nothing to accept, and nothing to report.
-                    _ if socket::is_not_listening(&e) => return Accepted::Empty,
-                    // A signal, or the peer gave up before we got to it.
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
-                    _ => {
-                        counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                        let now = Instant::now();
-                        if let Some(suppressed) = self.error_log.check(now) {
-                            let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
-                            if socket::is_resource_exhaustion(&e) {
-                                warn!(error = %e, suppressed, backoff_ms, "out of resources; pausing accept");
-                            } else {
-                                error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
-                            }
-                        }
-                        self.resume_at = Some(now + EXHAUSTED_BACKOFF);
-                        return Accepted::Paused;
-                    }
-                },
+                drop(stream);
+                None
             }
+            Ok(stream) => Some(Accepted::Conn(stream)),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => Some(Accepted::Empty),
+                // EINVAL: the socket no longer listens (stopped for shutdown by another
+                // thread); there is nothing to accept, and nothing to report.
+                _ if socket::is_not_listening(&e) => Some(Accepted::Empty),
+                // A signal, or the peer gave up before we got to it.
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => None,
+                _ => {
+                    counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    if let Some(suppressed) = self.error_log.check(now) {
+                        let backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64;
+                        if socket::is_resource_exhaustion(&e) {
+                            warn!(error = %e, suppressed, backoff_ms, "out of resources; pausing accept");
+                        } else {
+                            error!(error = %e, suppressed, backoff_ms, "accept failed; pausing accept");
+                        }
+                    }
+                    self.resume_at = Some(now + EXHAUSTED_BACKOFF);
+                    Some(Accepted::Paused)
+                }
+            },
         }
     }
 }

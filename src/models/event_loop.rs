@@ -25,7 +25,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, Moved, Progress, ReadUntil};
+use crate::worker::{Echo, EchoOptions, Moved, Progress, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -174,15 +174,19 @@ impl LoopCore {
     /// whether it had to stop reading (backpressure).
     pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Progress {
         conn.last_active_ms = now_ms;
-        let was_reading = conn.echo.wants(&self.echo).read;
+        self.drive_over(&mut conn.echo, &mut conn.stream)
+    }
+
+    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
+    /// already received, not over the socket); the caller keeps the idle clock.
+    pub fn drive_over<T: Transport + ?Sized>(&mut self, echo: &mut Echo, io: &mut T) -> Progress {
+        let was_reading = echo.wants(&self.echo).read;
         let mut moved = Moved::default();
-        let progress =
-            conn.echo
-                .drive_counted(&mut conn.stream, &mut self.scratch, &self.echo, &mut moved);
+        let progress = echo.drive_counted(io, &mut self.scratch, &self.echo, &mut moved);
         let counters = self.stats.worker(0);
         counters.moved(moved.read, moved.written);
         if let Progress::Blocked(wants) = progress {
-            if was_reading && !wants.read && !conn.echo.is_peer_closed() {
+            if was_reading && !wants.read && !echo.is_peer_closed() {
                 counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
             }
         }
