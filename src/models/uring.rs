@@ -103,7 +103,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
         }
         for _ in 0..ROUND_BUDGET {
-            let Some(c) = server.ring.next() else { break };
+            let Some(c) = server.ring.next_completion() else {
+                break;
+            };
             match c.tag {
                 WAKE => {
                     server.core.take_wake();
