@@ -8,9 +8,10 @@
 //!
 //! The echo is the same [`Echo`] every model drives, over [`Completed`]: a `Transport` whose
 //! reads return the bytes a receive completion delivered (then `WouldBlock`), and whose
-//! writes fill the connection's one send buffer when no send is in flight (else
-//! `WouldBlock`, so `Echo` keeps the rest in its bounded `Pending`). One send in flight per
-//! connection keeps the bytes in order.
+//! writes fill the connection's next send buffer while it and the send in flight hold less
+//! than `buffer_size` (beyond that `WouldBlock`, so `Echo` keeps the rest in its bounded
+//! `Pending`). The next send starts when the one in flight completes: one send in flight per
+//! connection keeps the bytes in order, and what arrived meanwhile goes out in one send.
 //!
 //! Rules of the receive:
 //! - a multishot receive whose completion lacks `IORING_CQE_F_MORE` has ended (peer's FIN,
@@ -58,8 +59,11 @@ const ROUND_BUDGET: usize = RING_ENTRIES as usize / 4;
 const POOL_BUFFERS: u16 = 128;
 /// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 2 MiB).
 const MAX_POOL_BUFFER: usize = 16 * 1024;
-/// Idle send buffers kept for reuse (an idle connection holds none).
-const SPARE_SENDS: usize = 64;
+/// Capacity a send buffer starts with (less when `buffer_size` is less); it grows up to
+/// `buffer_size` only for a connection that has that much to send at once.
+const SEND_CAPACITY: usize = 64 * 1024;
+/// Drained send buffers kept for reuse (an idle connection holds none): at most 4 MiB.
+const SPARE_SENDS: usize = (4 << 20) / SEND_CAPACITY;
 
 /// Tag of the wake-up poll.
 const WAKE: u64 = 1;
@@ -154,7 +158,8 @@ struct Uring {
     /// Open connections; the slab key and the connection's generation make up the tags of
     /// its operations.
     conns: Slab<UringConn>,
-    /// Drained send buffers kept for reuse (at most [`SPARE_SENDS`]).
+    /// Drained send buffers of their initial capacity, kept for reuse (at most
+    /// [`SPARE_SENDS`]).
     spare: Vec<Vec<u8>>,
     /// Connections that spent their read budget with bytes left over: driven again next
     /// round without waiting.
@@ -363,17 +368,21 @@ impl Uring {
             }
             return;
         }
-        if conn.shut_pending {
-            let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
-                Ok(()) => CloseReason::Eof,
-                Err(e) => CloseReason::from(classify(&e)),
-            };
-            self.keep_spare(buf);
-            self.close(key, reason);
-            return;
-        }
         self.keep_spare(buf);
         let conn = &mut self.conns[key];
+        if conn.shut_pending {
+            if conn.out.is_empty() {
+                let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
+                    Ok(()) => CloseReason::Eof,
+                    Err(e) => CloseReason::from(classify(&e)),
+                };
+                self.close(key, reason);
+            } else {
+                // Bytes queued behind the send that just completed go before the FIN.
+                self.settle(key, Progress::Done(Closed::Eof));
+            }
+            return;
+        }
         let progress = drive(&mut self.core, conn, &mut self.spare, &[], now);
         if self.settle(key, progress) {
             self.sync_recv(key);
@@ -457,12 +466,10 @@ impl Uring {
         self.keep_spare(conn.out);
     }
 
-    /// Keeps a drained send buffer for reuse, up to [`SPARE_SENDS`] of them.
+    /// Keeps a drained send buffer for reuse, up to [`SPARE_SENDS`] of them (one that grew
+    /// past its initial capacity is freed).
     fn keep_spare(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() > 0
-            && buf.capacity() <= self.core.echo.limit
-            && self.spare.len() < SPARE_SENDS
-        {
+        if buf.capacity() == send_capacity(self.core.echo.limit) && self.spare.len() < SPARE_SENDS {
             buf.clear();
             self.spare.push(buf);
         }
@@ -484,6 +491,8 @@ fn drive(
         fresh,
         read_end: conn.read_end,
         out: &mut conn.out,
+        limit: core.echo.limit,
+        in_flight: conn.in_flight,
         sending: conn.send.is_some(),
         spare,
         stream: &conn.conn.stream,
@@ -497,6 +506,11 @@ fn drive(
     progress
 }
 
+/// The capacity a send buffer starts with under `buffer_size` = `limit`.
+fn send_capacity(limit: usize) -> usize {
+    limit.min(SEND_CAPACITY)
+}
+
 /// The `Transport` `Echo` runs over in this model: reads return bytes already received,
 /// writes fill the connection's next send.
 struct Completed<'a> {
@@ -506,9 +520,13 @@ struct Completed<'a> {
     fresh: &'a [u8],
     /// How the receive side ended, reported once everything before it was read.
     read_end: Option<i32>,
-    /// The next send's bytes.
+    /// The next send's bytes (queued behind the send in flight, if there is one).
     out: &'a mut Vec<u8>,
-    /// A send is in flight: writes must wait for it.
+    /// `buffer_size`: most bytes `out` and the send in flight may hold together.
+    limit: usize,
+    /// Unsent bytes of the send in flight.
+    in_flight: usize,
+    /// A send is in flight.
     sending: bool,
     /// Drained send buffers to reuse.
     spare: &'a mut Vec<Vec<u8>>,
@@ -542,16 +560,20 @@ impl Read for Completed<'_> {
 
 impl Write for Completed<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.sending || !self.out.is_empty() {
+        let room = self.limit.saturating_sub(self.in_flight + self.out.len());
+        let n = data.len().min(room);
+        if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if self.out.capacity() < data.len() {
-            if let Some(buf) = self.spare.pop() {
-                *self.out = buf;
-            }
+        if self.out.capacity() == 0 {
+            // Sized for the common case at once: no reallocation, no copy on growth.
+            *self.out = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(send_capacity(self.limit)));
         }
-        self.out.extend_from_slice(data);
-        Ok(data.len())
+        self.out.extend_from_slice(&data[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

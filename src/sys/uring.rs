@@ -276,11 +276,11 @@ impl Ring {
     /// Submits what is queued and waits until at least one completion is ready or `timeout`
     /// passes (`None`: no limit; zero: do not wait). A signal ends the wait early.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let want = usize::from(self.ring.completion().is_empty());
+        let ready = !self.ring.completion().is_empty();
         let result = match timeout {
-            _ if want == 0 => self.ring.submit(),
-            None => self.ring.submit_and_wait(1),
+            _ if ready => self.ring.submit(),
             Some(t) if t.is_zero() => self.ring.submit(),
+            None => self.ring.submit_and_wait(1),
             Some(t) => {
                 let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                 let args = SubmitArgs::new().timespec(&ts);
