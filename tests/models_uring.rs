@@ -1,7 +1,8 @@
-//! Proves the `uring` model fails clearly where io_uring is unavailable: with
-//! `io_uring_setup` refused (here by a seccomp filter, as a container runtime or
-//! `kernel.io_uring_disabled` would), `serve --model uring` exits 1 before it listens, with
-//! one line on stderr naming io_uring and the OS error.
+//! Proves what is particular to the `uring` model: where io_uring is unavailable (here
+//! `io_uring_setup` is refused by a seccomp filter, as a container runtime or
+//! `kernel.io_uring_disabled` would) `serve --model uring` exits 1 before it listens, with
+//! one line on stderr naming io_uring and the OS error; and a peer's FIN that arrives while
+//! sends are still queued gets every byte back before the server's FIN.
 
 mod util;
 
@@ -9,7 +10,11 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::BIN;
+use std::io::Write;
+use std::net::Shutdown;
+
+use reactor_pool::Model;
+use util::{BIN, Spec, assert_same, connect, payload, read_to_eof};
 
 /// `io_uring_setup`'s number (the same on every architecture since Linux 5.1).
 const SYS_IO_URING_SETUP: u32 = 425;
@@ -97,4 +102,48 @@ fn unavailable_io_uring_exits_1_with_one_line() {
         lines[0].contains("io_uring") && lines[0].contains("Operation not permitted"),
         "stderr: {stderr}"
     );
+}
+
+/// Thirty waves; in each, with a 512-byte `buffer_size`, 32 clients at once each write 16 KiB
+/// in pieces of 1 to 7 bytes (TCP_NODELAY: many tiny segments, so the server handles
+/// several receive completions per round) and half-close right after the last one, reading
+/// the echo concurrently. Now and then the FIN reaches the server while a send is in flight
+/// and more bytes wait behind it (the waves make that likely); each client must still get
+/// its whole payload back, in order, before EOF.
+#[test]
+fn fin_with_sends_queued_gets_everything_first() {
+    let server = Spec::new(Model::Uring).buffer_size(512).start();
+    for wave in 0..30u64 {
+        let clients: Vec<_> = (0..32)
+            .map(|i| {
+                let addr = server.addr;
+                std::thread::spawn(move || {
+                    let data = payload(wave * 32 + i, 16 * 1024);
+                    let mut s = connect(addr);
+                    s.set_nodelay(true).unwrap();
+                    let mut w = s.try_clone().unwrap();
+                    let sent = data.clone();
+                    let writer = std::thread::spawn(move || {
+                        let mut rest = &sent[..];
+                        for n in (1..=7).cycle() {
+                            if rest.is_empty() {
+                                break;
+                            }
+                            let (piece, tail) = rest.split_at(n.min(rest.len()));
+                            w.write_all(piece).unwrap();
+                            rest = tail;
+                        }
+                        w.shutdown(Shutdown::Write).unwrap();
+                    });
+                    let echoed = read_to_eof(&mut s);
+                    writer.join().unwrap();
+                    assert_same(&echoed, &data);
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    server.stop();
 }
