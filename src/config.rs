@@ -749,7 +749,7 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 8);
+        assert_eq!(Model::ALL.len(), 9);
     }
 
     #[test]
