@@ -24,8 +24,9 @@
 //!   shared buffers) and echoed later;
 //! - a buffer goes back to the pool as soon as its completion has been handled.
 //!
-//! Limits, the accept pause, idle sweep and drain are the shared ones ([`LoopCore`],
-//! [`Gate::admit`](super::accept::Gate::admit)). On shutdown the listener stops listening at
+//! Limits, the accept pause, idle sweep, drain and the interest rule are the shared ones
+//! ([`LoopCore`], [`Admission`](crate::policy::admission::Admission), which judges each
+//! completed accept as if its own `accept` had returned it). On shutdown the listener stops listening at
 //! once (`shutdown(SHUT_RD)`, which also ends the multishot accept), connections already
 //! accepted are served, and closing a connection cancels its operations so the socket is
 //! released.
@@ -42,14 +43,17 @@ use slab::Slab;
 use tracing::debug;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::{LoopCore, OpenConns};
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
+use crate::policy::close::classify;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::socket::{Listener, Mode, Stream};
 use crate::sys::uring::{Completion, OpId, OpKind, Ring};
 use crate::worker::buffer::Pending;
-use crate::worker::{Closed, Progress, ReadUntil, Transport, classify};
+use crate::worker::{ReadUntil, Transport};
 
 /// Submission queue slots (the completion queue has four times as many).
 const RING_ENTRIES: u32 = 1024;
@@ -72,7 +76,9 @@ const ACCEPT: u64 = 2;
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let core = LoopCore::new(Model::Uring, &bound, ReadUntil::WouldBlock)?;
+    // Edge: a connection that spent its read budget gets no new completion for the bytes it
+    // holds, so the rule says to resume it without one.
+    let core = LoopCore::new(Model::Uring, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let buf_size = core.echo.limit.min(MAX_POOL_BUFFER) as u32;
     let ring = Ring::new(RING_ENTRIES, POOL_BUFFERS, buf_size)
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring: {e}")))?;
@@ -90,7 +96,9 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut accepting: Option<OpId> = None;
     let mut waking: Option<OpId> = None;
     loop {
-        if listener.is_some() && accepting.is_none() && !server.core.gate.is_paused(Instant::now())
+        if listener.is_some()
+            && accepting.is_none()
+            && !server.core.admission.is_paused(Instant::now())
         {
             accepting = Some(server.ring.accept_multi(lfd, ACCEPT)?);
         }
@@ -151,7 +159,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
 /// The loop's state.
 #[derive(Debug)]
 struct Uring {
-    /// Shared loop bookkeeping: clock, echo options, scratch buffer, accept gate, drain.
+    /// Shared loop bookkeeping: clock, echo options, scratch buffer, admission, drain.
     core: LoopCore,
     /// The ring; owns the receive pool and every send buffer in flight.
     ring: Ring,
@@ -237,11 +245,20 @@ impl Uring {
             (None, Some(e)) => Err(e),
             (None, None) => return,
         };
-        match self.core.gate.admit(result, self.conns.len()) {
-            Some(Accepted::Conn(stream)) => self.open(stream, now),
+        // The completed accept is the one `accept` the shared policy sees; after it, the
+        // backlog counts as empty (the multishot accept delivers the next one).
+        let mut result = Some(result);
+        let accept = || {
+            result
+                .take()
+                .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))
+        };
+        match self.core.admission.accept_with(self.conns.len(), accept) {
+            Accepted::Conn(stream) => self.open(stream, now),
             // A failed accept has ended the multishot one; the loop re-arms it when the pause
-            // is over. `Empty`: the listener was stopped for shutdown.
-            Some(Accepted::Paused | Accepted::Empty) | None => {}
+            // is over. `Empty`: closed for the limit, a transient failure, or the listener was
+            // stopped for shutdown.
+            Accepted::Paused | Accepted::Empty => {}
         }
     }
 
@@ -271,7 +288,7 @@ impl Uring {
     fn stop_listening(&mut self, l: &Listener, accepting: Option<OpId>, now: u64) {
         while let Accepted::Conn(stream) =
             self.core
-                .gate
+                .admission
                 .accept(l, Mode::NonBlocking, self.conns.len())
         {
             self.open(stream, now);
@@ -313,9 +330,9 @@ impl Uring {
             n if n > 0 => {
                 if let Some(buf) = c.buf {
                     let data = self.ring.data(&buf);
-                    let progress = drive(&mut self.core, conn, &mut self.spare, data, now);
+                    let next = drive(&mut self.core, conn, &mut self.spare, data, now);
                     self.ring.recycle(buf);
-                    if !self.settle(key, progress) {
+                    if !self.settle(key, next) {
                         return;
                     }
                 }
@@ -327,8 +344,8 @@ impl Uring {
                 // 0 is the peer's FIN, a negative result an error: `Echo` sees it once it has
                 // read what came before.
                 conn.read_end = Some(-n);
-                let progress = drive(&mut self.core, conn, &mut self.spare, &[], now);
-                if !self.settle(key, progress) {
+                let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
+                if !self.settle(key, next) {
                     return;
                 }
             }
@@ -345,7 +362,7 @@ impl Uring {
         let sent = match error {
             Some(e) => {
                 self.keep_spare(buf);
-                self.close(key, CloseReason::from(classify(&e)));
+                self.close(key, classify(&e));
                 return;
             }
             None => c.result as usize,
@@ -374,17 +391,17 @@ impl Uring {
             if conn.out.is_empty() {
                 let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
                     Ok(()) => CloseReason::Eof,
-                    Err(e) => CloseReason::from(classify(&e)),
+                    Err(e) => classify(&e),
                 };
                 self.close(key, reason);
             } else {
                 // Bytes queued behind the send that just completed go before the FIN.
-                self.settle(key, Progress::Done(Closed::Eof));
+                self.settle(key, Next::Close(CloseReason::Eof));
             }
             return;
         }
-        let progress = drive(&mut self.core, conn, &mut self.spare, &[], now);
-        if self.settle(key, progress) {
+        let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
+        if self.settle(key, next) {
             self.sync_recv(key);
         }
     }
@@ -392,25 +409,26 @@ impl Uring {
     /// Drives the echo of a connection that yielded; its leftover bytes are in `spill`.
     fn resume(&mut self, key: usize, now: u64) {
         let conn = &mut self.conns[key];
-        let progress = drive(&mut self.core, conn, &mut self.spare, &[], now);
-        if self.settle(key, progress) {
+        let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
+        if self.settle(key, next) {
             self.sync_recv(key);
         }
     }
 
     /// Acts on what a drive achieved: closes a finished connection, schedules one that
     /// yielded, starts a send for bytes queued. Returns whether the connection is still open.
-    fn settle(&mut self, key: usize, progress: Progress) -> bool {
+    fn settle(&mut self, key: usize, next: Next) -> bool {
         let conn = &mut self.conns[key];
-        match progress {
+        match next {
             // The FIN waits for the bytes still on their way (`Completed::shutdown_write`).
-            Progress::Done(Closed::Eof) if conn.shut_pending => {}
-            Progress::Done(closed) => {
-                self.close(key, CloseReason::from(closed));
+            Next::Close(CloseReason::Eof) if conn.shut_pending => {}
+            Next::Close(reason) => {
+                self.close(key, reason);
                 return false;
             }
-            Progress::Yielded => self.busy.push((key, conn.generation)),
-            Progress::Blocked(_) => {}
+            Next::Wait { resume: true, .. } => self.busy.push((key, conn.generation)),
+            // The receive follows `sync_recv`, which also counts the bytes queued for sends.
+            Next::Wait { resume: false, .. } => {}
         }
         if conn.send.is_none() && !conn.out.is_empty() {
             let buf = std::mem::take(&mut conn.out);
@@ -432,7 +450,12 @@ impl Uring {
     fn sync_recv(&mut self, key: usize) {
         let limit = self.core.echo.limit;
         let conn = &mut self.conns[key];
-        let wants = conn.read_end.is_none() && !conn.shut_pending && conn.unsent() < limit;
+        // The echo's own interest (its buffer has room, the peer is open), and the bytes this
+        // model holds beyond it: queued for sends or left over from a receive.
+        let wants = conn.conn.echo.state(&self.core.echo).wants.read
+            && conn.read_end.is_none()
+            && !conn.shut_pending
+            && conn.unsent() < limit;
         match (wants, conn.recv) {
             (true, None) => {
                 let tag = conn_tag(key, conn.generation);
@@ -484,7 +507,7 @@ fn drive(
     spare: &mut Vec<Vec<u8>>,
     fresh: &[u8],
     now: u64,
-) -> Progress {
+) -> Next {
     conn.conn.last_active_ms = now;
     let mut io = Completed {
         spill: &mut conn.spill,
@@ -498,12 +521,12 @@ fn drive(
         stream: &conn.conn.stream,
         shut_pending: &mut conn.shut_pending,
     };
-    let progress = core.drive_over(&mut conn.conn.echo, &mut io);
+    let next = core.drive_over(&mut conn.conn.echo, &mut io);
     let left = io.fresh.len();
     if left > 0 {
         conn.spill.push(&fresh[fresh.len() - left..], usize::MAX);
     }
-    progress
+    next
 }
 
 /// The capacity a send buffer starts with under `buffer_size` = `limit`.
