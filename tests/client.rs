@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use ops_util::*;
 
-fn server() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
-    let addr = p.listening();
+fn server() -> (Binary, SocketAddr) {
+    let p = Binary::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    let addr = p.addr;
     (p, addr)
 }
 

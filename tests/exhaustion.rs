@@ -7,31 +7,29 @@ mod util;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{BIN, Binary, PATIENCE, Spec, connect, echo_all, wait_until};
+use util::{Binary, Spec, connect, echo_all, wait_for, wait_until};
 
 /// Starts the binary with an open-files limit of `limit`.
 fn spawn_with_nofile(spec: &Spec, limit: u64) -> Binary {
-    let mut cmd = Command::new(BIN);
-    cmd.args(spec.args());
-    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-    // which is async-signal-safe; it touches no memory shared with the parent's threads.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Binary::spawn_command(&mut cmd)
+    Binary::spawn_with(&spec.args(), |cmd| {
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe; it touches no memory shared with the parent's threads.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
 }
 
 /// Limit 40 descriptors, 80 clients: about half are accepted, the rest hit EMFILE. Over the
@@ -43,7 +41,7 @@ fn emfile_backs_off_and_recovers(model: Model) {
         // parent closes its copy at once, the iterative model serves one at a time.
         return;
     }
-    let server = spawn_with_nofile(&Spec::new(model).workers(1), 40);
+    let mut server = spawn_with_nofile(&Spec::new(model).workers(1), 40);
     let clients: Vec<_> = (0..80)
         .map(|_| {
             let mut s = connect(server.addr);
@@ -52,10 +50,10 @@ fn emfile_backs_off_and_recovers(model: Model) {
         })
         .collect();
     // Wait until the server has used up its descriptors.
-    assert!(
-        wait_until(PATIENCE, || server.fd_count() >= 39),
-        "server holds only {} fds",
-        server.fd_count()
+    wait_for(
+        "the server to use up its descriptors",
+        || server.fd_count(),
+        |&fds| fds >= 39,
     );
     let cpu_before = server.cpu_time();
     let wall = std::time::Instant::now();
@@ -67,10 +65,9 @@ fn emfile_backs_off_and_recovers(model: Model) {
         "server used {cpu:?} of CPU in {elapsed:?} while out of fds"
     );
     drop(clients);
-    let served = wait_until(PATIENCE, || {
+    wait_until("a client served after the flood", || {
         echo_all(server.addr, b"after the flood") == b"after the flood"
     });
-    assert!(served);
     let stderr = server.stop();
     assert!(
         stderr.contains("pausing accept"),

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use reactor_pool::Model;
-use util::{Binary, PATIENCE, Spec, connect, read_n, wait_until};
+use util::{Binary, PATIENCE, Spec, connect, read_n, wait_for};
 
 /// Client A is in service; client B connects and sends, but gets nothing back while A stays
 /// connected (its bytes wait in the backlog's socket). When A leaves, B gets its echo.
@@ -71,7 +71,7 @@ fn blocking_idle_timeout_frees_the_server() {
 fn thread_model_runs_one_thread_per_connection() {
     let mut args = Spec::new(Model::Thread).args();
     args.extend(["--thread-stack-size".into(), "65536".into()]);
-    let server = Binary::spawn(&args);
+    let mut server = Binary::spawn(&args);
     let base = server.threads();
     let before = server.rss();
     let conns: Vec<_> = (0..200u32)
@@ -82,10 +82,10 @@ fn thread_model_runs_one_thread_per_connection() {
             s
         })
         .collect();
-    assert!(
-        wait_until(PATIENCE, || server.threads() == base + 200),
-        "{} threads for 200 connections",
-        server.threads()
+    wait_for(
+        "one thread per connection (200 more)",
+        || server.threads(),
+        |&n| n == base + 200,
     );
     let per_conn = server.rss().saturating_sub(before) / 200;
     eprintln!("thread model: {per_conn} bytes of RSS per connection");
@@ -94,10 +94,10 @@ fn thread_model_runs_one_thread_per_connection() {
         "{per_conn} bytes of RSS per connection"
     );
     drop(conns);
-    assert!(
-        wait_until(PATIENCE, || server.threads() == base),
-        "{} threads left after every client left",
-        server.threads()
+    wait_for(
+        "every connection thread to end",
+        || server.threads(),
+        |&n| n == base,
     );
     server.stop();
 }

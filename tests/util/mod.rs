@@ -7,10 +7,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -193,7 +194,7 @@ impl InProcess {
     #[track_caller]
     pub fn stop(mut self) -> Duration {
         let start = Instant::now();
-        if let Some(binary) = self.process.take() {
+        if let Some(mut binary) = self.process.take() {
             binary.stop();
             return start.elapsed();
         }
@@ -217,63 +218,105 @@ impl Drop for InProcess {
     }
 }
 
-/// The real binary, started with flags; its first stdout line gives the address.
+/// The real binary as a child process, started by [`Binary::spawn`] (the one launcher every
+/// test uses). It must print exactly one stdout line, `listening on ADDR`, and nothing more:
+/// a reader thread collects anything else, and [`Binary::wait`], [`Binary::stop`] or the drop
+/// fails the test if there was any. Stderr is collected as it arrives ([`Binary::stderr`]).
 #[derive(Debug)]
 pub struct Binary {
+    /// The address from the `listening on ADDR` line.
     pub addr: SocketAddr,
     pub child: Child,
-    stderr: Option<JoinHandle<String>>,
+    /// Everything the process has written to stderr so far.
+    stderr: Arc<Mutex<String>>,
+    /// Yields once, at stderr's EOF.
+    stderr_done: mpsc::Receiver<()>,
+    /// Yields once, at stdout's EOF: the lines printed after the first. Taken when checked.
+    stdout_rest: Option<mpsc::Receiver<Vec<String>>>,
 }
 
 impl Binary {
+    /// Starts `reactor-pool ARGS` and waits (bounded) for its `listening on ADDR` line.
     #[track_caller]
-    pub fn spawn(args: &[String]) -> Binary {
-        Binary::spawn_command(Command::new(BIN).args(args))
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Binary {
+        Binary::spawn_with(args, |_| {})
     }
 
+    /// As [`Binary::spawn`], letting `tweak` adjust the command first (environment,
+    /// `pre_exec`). Stdin is closed; `RUST_LOG` and `NOTIFY_SOCKET` are unset unless `tweak`
+    /// sets them.
     #[track_caller]
-    pub fn spawn_command(cmd: &mut Command) -> Binary {
+    pub fn spawn_with<S: AsRef<OsStr>>(args: &[S], tweak: impl FnOnce(&mut Command)) -> Binary {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET");
+        tweak(&mut cmd);
+        Binary::launch(cmd)
+    }
+
+    /// Starts `cmd` (any program that behaves like `reactor-pool serve`) with stdin closed,
+    /// stdout and stderr read by threads, and waits (bounded) for `listening on ADDR`.
+    #[track_caller]
+    pub fn launch(mut cmd: Command) -> Binary {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn reactor-pool");
+            .expect("spawn the server");
         let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let stderr = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            s
-        });
-        let (tx, rx) = mpsc::channel();
+        let mut err_pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let (err_tx, stderr_done) = mpsc::channel();
         thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            // Anything more on stdout breaks the one-line contract.
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            assert!(rest.is_empty(), "extra stdout lines: {rest:?}");
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+            let _ = err_tx.send(());
         });
-        let line = match rx.recv_timeout(PATIENCE) {
-            Ok(Some(Ok(line))) => line,
-            other => {
+        let (first_tx, first) = mpsc::channel();
+        let (rest_tx, rest) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).split(b'\n');
+            let line = |l: io::Result<Vec<u8>>| l.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let _ = first_tx.send(lines.next().map(line));
+            // Anything more on stdout breaks the one-line contract; the owner checks.
+            let extra: Vec<String> = lines.map_while(|l| line(l).ok()).collect();
+            let _ = rest_tx.send(extra);
+        });
+        let started = match first.recv_timeout(PATIENCE) {
+            Ok(Some(Ok(line))) => match line.strip_prefix("listening on ").map(str::parse) {
+                Some(Ok(addr)) => Ok(addr),
+                _ => Err(format!("unexpected first line {line:?}")),
+            },
+            other => Err(format!("server did not report its address ({other:?})")),
+        };
+        let binary = match started {
+            Ok(addr) => Binary {
+                addr,
+                child,
+                stderr,
+                stderr_done,
+                stdout_rest: Some(rest),
+            },
+            Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let err = stderr.join().unwrap_or_default();
-                panic!("server did not report its address ({other:?}); stderr:\n{err}");
+                let _ = stderr_done.recv_timeout(PATIENCE);
+                let stderr = stderr.lock().unwrap_or_else(|p| p.into_inner());
+                panic!("{why}; stderr:\n{stderr}");
             }
         };
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address in the listening line");
-        Binary {
-            addr,
-            child,
-            stderr: Some(stderr),
-        }
+        binary
     }
 
     pub fn pid(&self) -> u32 {
@@ -284,25 +327,81 @@ impl Binary {
         send_signal(self.pid(), sig);
     }
 
-    /// Waits (bounded) for the process to exit; returns its status and everything it wrote
-    /// to stderr.
-    #[track_caller]
-    pub fn wait(mut self) -> (ExitStatus, String) {
-        let status = wait_child(&mut self.child, PATIENCE).expect("server did not exit in time");
-        let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
-        (status, stderr)
+    /// Everything the process has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
+    /// Waits (bounded) until stderr contains `needle` at least `count` times.
     #[track_caller]
-    pub fn stop(self) -> String {
+    pub fn wait_stderr(&self, needle: &str, count: usize) {
+        if !poll_until(PATIENCE, || self.stderr().matches(needle).count() >= count) {
+            panic!(
+                "stderr never contained {needle:?} x{count}:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// Waits (bounded) for the process to exit and for its output to end, then checks that
+    /// it printed nothing after `listening on`. Returns the exit status; [`Binary::stderr`]
+    /// then holds everything it wrote.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let Some(status) = wait_child(&mut self.child, PATIENCE) else {
+            self.kill();
+            panic!("server did not exit in time; stderr:\n{}", self.stderr());
+        };
+        if self.stderr_done.recv_timeout(PATIENCE).is_err() {
+            panic!(
+                "stderr still open {PATIENCE:?} after the server exited (held by a child?):\n{}",
+                self.stderr()
+            );
+        }
+        self.check_stdout();
+        status
+    }
+
+    /// Sends SIGTERM, waits for exit status 0, and returns everything written to stderr.
+    #[track_caller]
+    pub fn stop(&mut self) -> String {
         self.signal(libc::SIGTERM);
-        let (status, stderr) = self.wait();
+        let status = self.wait();
+        let stderr = self.stderr();
         assert!(
             status.success(),
             "exit status {status:?}; stderr:\n{stderr}"
         );
         stderr
+    }
+
+    /// Fails the test if the process printed anything after `listening on` (once stdout has
+    /// ended: the process and any child holding the pipe have exited; bounded).
+    #[track_caller]
+    fn check_stdout(&mut self) {
+        let Some(rest) = self.stdout_rest.take() else {
+            return;
+        };
+        match rest.recv_timeout(PATIENCE) {
+            Ok(extra) => assert!(
+                extra.is_empty(),
+                "the server printed more than `listening on`: {extra:?}"
+            ),
+            Err(_) => {
+                panic!("stdout still open {PATIENCE:?} after the server exited (held by a child?)")
+            }
+        }
+    }
+
+    /// Kills the process if it still runs and reaps it.
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 
     /// Resident memory of the server process, in bytes.
@@ -327,30 +426,61 @@ impl Binary {
 }
 
 impl Drop for Binary {
+    /// A test that ends without [`Binary::wait`] still stops its server, and still fails if
+    /// the server broke the stdout contract (unless the test is failing already).
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        self.kill();
+        if !thread::panicking() {
+            self.check_stdout();
         }
     }
 }
 
 /// Waits for `child` to exit, at most `limit`.
 pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    let mut status = None;
+    poll_until(limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
 }
 
-/// Polls `cond` until it holds or `limit` passes; returns whether it held.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Polls `cond` until it holds; fails the test, saying `what`, if `PATIENCE` passes first.
+#[track_caller]
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(PATIENCE, cond),
+        "timed out after {PATIENCE:?} waiting for: {what}"
+    );
+}
+
+/// Polls `probe` until its value satisfies `done`, and returns that value; fails the test,
+/// saying `what` and the last value seen, if `PATIENCE` passes first.
+#[track_caller]
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let mut last = None;
+    let held = poll_until(PATIENCE, || {
+        let value = probe();
+        let ok = done(&value);
+        last = Some(value);
+        ok
+    });
+    let last = last.expect("probed at least once");
+    assert!(
+        held,
+        "timed out after {PATIENCE:?} waiting for: {what}; last seen: {last:?}"
+    );
+    last
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes; returns whether it
+/// held. The one polling loop behind every wait here.
+fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if cond() {
