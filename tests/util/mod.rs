@@ -300,7 +300,7 @@ impl Binary {
             },
             other => Err(format!("server did not report its address ({other:?})")),
         };
-        let binary = match started {
+        match started {
             Ok(addr) => Binary {
                 addr,
                 child,
@@ -315,8 +315,7 @@ impl Binary {
                 let stderr = stderr.lock().unwrap_or_else(|p| p.into_inner());
                 panic!("{why}; stderr:\n{stderr}");
             }
-        };
-        binary
+        }
     }
 
     pub fn pid(&self) -> u32 {
