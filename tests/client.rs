@@ -24,7 +24,7 @@ fn fake(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
+        let stream = accept_within(&listener, DEADLINE);
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         serve_one(stream);
     });

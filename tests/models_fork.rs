@@ -59,12 +59,12 @@ fn burst_of_short_connections_leaves_no_zombies() {
 
 /// Three connections are open (three children). After SIGTERM new connections are refused,
 /// but each child keeps echoing; once the clients half-close and get their last echo, the
-/// parent exits 0 long before the 20 s shutdown timeout, and none of the children exists.
+/// parent exits 0 long before the 10 min shutdown timeout (`wait` gives up after `PATIENCE`,
+/// whatever the machine's load), and none of the children exists.
 #[test]
 fn shutdown_lets_children_finish_and_leaves_none() {
-    let mut server = Spec::new(Model::Fork)
-        .shutdown_timeout(Duration::from_secs(20))
-        .spawn();
+    let timeout = Duration::from_secs(600);
+    let mut server = Spec::new(Model::Fork).shutdown_timeout(timeout).spawn();
     let pid = server.pid();
     let mut conns: Vec<_> = (0..3u8)
         .map(|i| {
@@ -91,10 +91,7 @@ fn shutdown_lets_children_finish_and_leaves_none() {
     let status = server.wait();
     let stderr = server.stderr();
     assert!(status.success(), "exit {status:?}: {stderr}");
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "waited for the timeout"
-    );
+    assert!(start.elapsed() < timeout / 2, "waited for the timeout");
     for c in children {
         assert!(
             !std::path::Path::new(&format!("/proc/{c}")).exists(),

@@ -19,20 +19,16 @@ fn refused(addr: std::net::SocketAddr) -> bool {
     }
 }
 
-/// With nothing connected, SIGTERM makes the process exit 0 well before the (10 s)
-/// shutdown timeout, and the port is free afterwards.
+/// With nothing connected, SIGTERM makes the process exit 0 well before the (10 min)
+/// shutdown timeout, and the port is free afterwards. (`stop` waits at most `PATIENCE`, far
+/// less than the timeout, so a server that waited for it fails whatever the machine's load.)
 fn idle_server_exits_at_once(model: Model) {
-    let mut server = Spec::new(model)
-        .shutdown_timeout(Duration::from_secs(10))
-        .spawn();
+    let timeout = Duration::from_secs(600);
+    let mut server = Spec::new(model).shutdown_timeout(timeout).spawn();
     let addr = server.addr;
     let start = Instant::now();
     server.stop();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < timeout / 2, "took {:?}", start.elapsed());
     assert!(refused(addr), "port still accepts connections");
 }
 

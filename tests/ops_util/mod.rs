@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use util::{
-    BIN, Binary, PATIENCE as DEADLINE, Spec, alive, children_of, connect, cpu_time_precise_of,
-    echo_all, send_signal, stat_field, wait_for, wait_until,
+    BIN, Binary, PATIENCE as DEADLINE, Spec, accept_within, alive, children_of, connect,
+    cpu_time_precise_of, echo_all, send_signal, stat_field, wait_for, wait_until,
 };
 
 /// A scratch directory removed on drop.

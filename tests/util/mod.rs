@@ -550,6 +550,28 @@ pub fn send_signal(pid: u32, signal: i32) {
     );
 }
 
+/// Accepts one connection on `listener`, waiting at most `limit`; the stream is blocking, as
+/// `accept` would return it.
+#[track_caller]
+pub fn accept_within(listener: &std::net::TcpListener, limit: Duration) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let mut accepted = None;
+    let arrived = poll_until(limit, || match listener.accept() {
+        Ok((stream, _)) => {
+            accepted = Some(stream);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    });
+    assert!(arrived, "no connection within {limit:?}");
+    let stream = accepted.expect("accepted");
+    stream.set_nonblocking(false).expect("blocking stream");
+    stream
+}
+
 /// Connects with read and write timeouts set, so no test can hang on a socket.
 #[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
