@@ -1,9 +1,12 @@
-//! Shared test support: start a server (in-process or as the real binary) on 127.0.0.1:0,
-//! talk to it with bounded waits, run the binary to completion, and inspect processes through
-//! /proc (fds, RSS, CPU time, threads, children). `tests/ops_util` builds on this module.
+//! Shared test support: start a server (in-process, or as the real binary through the one
+//! launcher, [`Binary`], which also holds the binary to its one-line stdout contract) on
+//! 127.0.0.1:0, talk to it with bounded waits, run the binary to completion, and inspect
+//! processes through /proc (fds, RSS, CPU time, threads, children). `tests/ops_util` builds
+//! on this module.
 //!
 //! Every wait here has a deadline; nothing sleeps as a means of synchronisation (the short
-//! sleeps inside `wait_until` are the polling interval of a condition with a deadline).
+//! sleep inside `poll_until`, behind `wait_until` and every other wait, is the polling
+//! interval of a condition with a deadline).
 
 #![allow(dead_code, unreachable_pub)]
 
