@@ -174,7 +174,7 @@ fn an_extra_stdout_line_fails_the_test() {
         cmd.arg("-c").arg(format!(
             "echo listening on 127.0.0.1:9; echo surprise; {then}"
         ));
-        Binary::launch(cmd)
+        Binary::spawn_command(&mut cmd)
     };
     let message = |caught: Result<(), Box<dyn std::any::Any + Send>>| -> String {
         let payload = caught.expect_err("the extra line went unnoticed");

@@ -20,6 +20,10 @@ pub use util::{
     cpu_time_precise_of, echo_all, send_signal, stat_field, wait_for, wait_until,
 };
 
+/// The launcher under its old name here, for tests written before `Proc` and `util::Binary`
+/// became one: new tests name `Binary`.
+pub type Proc = Binary;
+
 /// A scratch directory removed on drop.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);

@@ -255,13 +255,13 @@ impl Binary {
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET");
         tweak(&mut cmd);
-        Binary::launch(cmd)
+        Binary::spawn_command(&mut cmd)
     }
 
     /// Starts `cmd` (any program that behaves like `reactor-pool serve`) with stdin closed,
     /// stdout and stderr read by threads, and waits (bounded) for `listening on ADDR`.
     #[track_caller]
-    pub fn launch(mut cmd: Command) -> Binary {
+    pub fn spawn_command(cmd: &mut Command) -> Binary {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -319,6 +319,11 @@ impl Binary {
                 panic!("{why}; stderr:\n{stderr}");
             }
         }
+    }
+
+    /// The address from the `listening on ADDR` line (read at start-up).
+    pub fn listening(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn pid(&self) -> u32 {
