@@ -37,11 +37,13 @@ out=${MUTANTS_OUT:-target/mutants}
 mkdir -p "$out"
 
 status=0
-# `-- --lib`: cargo test runs only the library's unit and property tests (the sans-IO
-# state machine and its simulated sockets), not the socket tests under tests/.
-cargo mutants --package reactor-pool "${file_args[@]}" \
+# `--cargo-arg=--lib`: each mutant is built (`cargo test --no-run`) and tested (`cargo test`)
+# with only the library's unit and property tests (the sans-IO state machine and its
+# simulated sockets), not the binary and the socket tests under tests/, which would triple
+# the build time of every mutant.
+cargo mutants --package reactor-pool "${file_args[@]}" --cargo-arg=--lib \
     --timeout "${MUTANTS_TIMEOUT:-120}" --jobs "${MUTANTS_JOBS:-1}" \
-    --output "$out" --no-shuffle -- --lib || status=$?
+    --output "$out" --no-shuffle || status=$?
 
 results="$out/mutants.out"
 count() { if [ -f "$results/$1" ]; then grep -c . "$results/$1" || true; else echo 0; fi; }
