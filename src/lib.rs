@@ -8,6 +8,8 @@
 //! - [`reactor`]: the acceptor, round-robin dispatch and the worker pool.
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
+//! - [`policy`]: the rules every server shares, one home each: close reasons, the interest
+//!   rule, loop housekeeping, admission.
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
 //!   blocking), one file each, on the raw syscalls of [`sys`].
@@ -18,7 +20,6 @@
 //! - [`ops`]: running it for real: daemon, supervisor, signals and reload, privilege drop,
 //!   pid file, syslog/file logging, systemd readiness.
 //! - [`client`]: `reactor-pool client`, a line-at-a-time echo client.
-//! - [`bench`]: the load generator and the comparison runner (`reactor-pool bench`).
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -26,7 +27,6 @@
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod listener;
@@ -34,6 +34,7 @@ pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod policy;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
