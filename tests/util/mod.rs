@@ -13,6 +13,7 @@
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
@@ -24,8 +25,36 @@ use reactor_pool::{Config, Model, Server, ShutdownHandle};
 /// shared and slow, and a debug build is several times slower than release.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Path of the binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
+/// Path of the server binary under test, as Cargo gives it to the server package's own
+/// tests. Empty when this file is built into another package's tests (the bench crate's
+/// include it too): the launchers here use [`server_bin`], which works in both.
+pub const BIN: &str = match option_env!("CARGO_BIN_EXE_reactor-pool") {
+    Some(path) => path,
+    None => "",
+};
+
+/// The server binary: [`BIN`] in the server package's tests; in another workspace package's
+/// tests, the `reactor-pool` that the workspace build put in the same target directory.
+#[track_caller]
+pub fn server_bin() -> PathBuf {
+    if !BIN.is_empty() {
+        return PathBuf::from(BIN);
+    }
+    // A test runs as target/<profile>/deps/<name>-<hash>; binaries sit in target/<profile>.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test executable under target/<profile>/deps")
+        .join("reactor-pool");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the whole workspace's tests (`cargo test`), or `cargo build -p \
+         reactor-pool` first",
+        bin.display()
+    );
+    bin
+}
 
 /// What a test wants from its server; turned into a `Config` (in-process) or flags (binary).
 #[derive(Debug, Clone)]
@@ -250,7 +279,7 @@ impl Binary {
     /// sets them.
     #[track_caller]
     pub fn spawn_with<S: AsRef<OsStr>>(args: &[S], tweak: impl FnOnce(&mut Command)) -> Binary {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(server_bin());
         cmd.args(args)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET");
@@ -504,39 +533,57 @@ fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// and `RUST_LOG` unset; stdout and stderr are read while it runs.
 #[track_caller]
 pub fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    run_program(&server_bin(), args, stdin, PATIENCE)
+}
+
+/// Runs `program ARGS` to completion with `stdin` as its input and `RUST_LOG` unset; stdout
+/// and stderr are read while it runs. Fails the test (after killing it) if it runs longer
+/// than `limit`, or if its output is still open `PATIENCE` after it exited.
+#[track_caller]
+pub fn run_program(program: &Path, args: &[&str], stdin: &[u8], limit: Duration) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("RUST_LOG")
         .spawn()
-        .expect("spawn reactor-pool");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
-    let writer = thread::spawn(move || {
+    // Not joined: once the program exits, a write it did not read fails (EPIPE) and ends.
+    thread::spawn(move || {
         let _ = input.write_all(&data);
     });
     let collect = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut s = Vec::new();
             let _ = pipe.read_to_end(&mut s);
-            s
-        })
+            let _ = tx.send(s);
+        });
+        rx
     };
     let stdout = collect(Box::new(child.stdout.take().unwrap()));
     let stderr = collect(Box::new(child.stderr.take().unwrap()));
     // A bad argument must fail fast; a hang here means something started listening.
-    let Some(status) = wait_child(&mut child, PATIENCE) else {
+    let Some(status) = wait_child(&mut child, limit) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("reactor-pool {args:?} did not exit");
+        panic!(
+            "{} {args:?} did not exit within {limit:?}",
+            program.display()
+        );
     };
-    let _ = writer.join();
+    let ended = |rx: mpsc::Receiver<Vec<u8>>, pipe: &str| {
+        rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!("{pipe} still open {PATIENCE:?} after {args:?} exited (held by a child?)")
+        })
+    };
     Output {
         status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout: ended(stdout, "stdout"),
+        stderr: ended(stderr, "stderr"),
     }
 }
 
