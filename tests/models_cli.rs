@@ -67,7 +67,7 @@ fn file_settings_a_model_ignores_are_warnings() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("reactor.toml");
     std::fs::write(&path, "workers = 3\nthread_stack_size = 65536\n").unwrap();
-    let server = Binary::spawn(&[
+    let mut server = Binary::spawn(&[
         "serve".into(),
         "--config".into(),
         path.display().to_string(),
