@@ -7,7 +7,7 @@ mod util;
 use std::time::Duration;
 
 use reactor_pool::Model;
-use util::{PATIENCE, Spec, connect, finish_echo, payload, write_until_stalled};
+use util::{PATIENCE, Spec, connect, finish_echo, payload, with_dispatch, write_until_stalled};
 
 /// Total the client tries to push: far beyond `buffer_size` and beyond what loopback socket
 /// buffers can absorb (a few MiB each way), so an unbounded server would show it in RSS.

@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use std::thread;
 
 use reactor_pool::Model;
-use util::{Spec, assert_same, connect, echo_all, payload, read_n, read_to_eof};
+use util::{Spec, assert_same, connect, echo_all, payload, read_n, read_to_eof, with_dispatch};
 
 /// One client sends a line and reads it back, then sends a second message on the same
 /// connection: the connection survives across messages.

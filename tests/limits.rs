@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use reactor_pool::Model;
-use util::{Spec, connect, is_closed_by_server, read_n, wait_until};
+use util::{Spec, connect, is_closed_by_server, read_n, wait_until, with_dispatch};
 
 /// Whether the server has not closed `s` (nothing to read, no EOF, no reset), without waiting.
 fn is_open_now(s: &TcpStream) -> bool {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reactor_pool::Model;
 use socket2::SockRef;
-use util::{Spec, assert_same, connect, echo_all, payload, wait_for};
+use util::{Spec, assert_same, connect, echo_all, payload, wait_for, with_dispatch};
 
 /// Three waves of 300 clients each: a third reset at once, a third after sending 1 byte, a
 /// third after sending 200 KiB (so the server is mid-echo with unsent bytes when the RST

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reactor_pool::Model;
-use util::{Spec, assert_same, connect, payload, read_to_eof, wait_until};
+use util::{Spec, assert_same, connect, payload, read_to_eof, wait_until, with_dispatch};
 
 fn refused(addr: std::net::SocketAddr) -> bool {
     match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {

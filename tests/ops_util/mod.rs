@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use util::{
     BIN, Binary, PATIENCE as DEADLINE, Spec, accept_within, alive, children_of, connect,
-    cpu_time_precise_of, echo_all, send_signal, stat_field, wait_for, wait_until,
+    cpu_time_precise_of, echo_all, send_signal, stat_field, wait_for, wait_until, with_dispatch,
 };
 
 /// The launcher under its old name here, for tests written before `Proc` and `util::Binary`

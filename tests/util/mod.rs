@@ -927,7 +927,8 @@ macro_rules! per_model {
 /// Generates, for each listed per-model test function `fn name(model: Model)`, one `#[test]`
 /// per reactor dispatch mode other than the default (`reactor::` from [`per_model!`] already
 /// runs round robin): modules `dispatch_least_connections`, `dispatch_reuseport`,
-/// `dispatch_shared`, so `cargo test dispatch_` selects them all.
+/// `dispatch_shared`, so `cargo test dispatch_` selects them all. The test file must have
+/// [`with_dispatch`] in scope (from `util`, or `ops_util`, which re-exports it).
 #[macro_export]
 macro_rules! per_dispatch {
     ($($name:ident),* $(,)?) => {
@@ -941,7 +942,7 @@ macro_rules! per_dispatch {
     (@one $module:ident $mode:ident [$($name:ident),*]) => {
         mod $module {
             $( #[test] fn $name() {
-                $crate::util::with_dispatch(reactor_pool::config::Dispatch::$mode, || {
+                super::with_dispatch(reactor_pool::config::Dispatch::$mode, || {
                     super::$name(reactor_pool::Model::Reactor)
                 })
             } )*
