@@ -202,25 +202,17 @@ impl Worker {
         let mut now_ms = self.now_ms();
         self.housekeeping = Housekeeping::new(now_ms, self.settings.live.idle_timeout());
         loop {
-            // Connections that yielded are owed a round without waiting.
-            let mut timeout = self.housekeeping.poll_timeout(
-                now_ms,
-                self.settings.live.idle_timeout(),
-                self.conns.len(),
-                !self.yielded.is_empty(),
-            );
-            // While accepting is paused (descriptor exhaustion), wake when the pause ends.
-            if let Some(resume) = self
-                .accepting
-                .as_mut()
-                .filter(|a| a.retry)
-                .and_then(|a| a.admission.resume_in(Instant::now()))
-            {
-                timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
-            }
             // Only a blocking poll needs a wake-up; after any poll the queue is looked at.
+            // Something queued since the last look (its sender skipped the eventfd) is taken
+            // now, which saves a round; if more came meanwhile, the poll does not block.
+            let mut disconnected = false;
+            let mut timeout = self.poll_timeout(now_ms);
             if timeout != Some(Duration::ZERO) && !self.wakeup.may_sleep() {
-                timeout = Some(Duration::ZERO);
+                disconnected |= self.take_commands(now_ms);
+                timeout = self.poll_timeout(now_ms);
+                if timeout != Some(Duration::ZERO) && !self.wakeup.may_sleep() {
+                    timeout = Some(Duration::ZERO);
+                }
             }
             let polled = self.poll.poll(&mut events, timeout);
             self.wakeup.woke();
@@ -243,7 +235,7 @@ impl Worker {
                     }
                 }
             }
-            let disconnected = self.take_commands(now_ms);
+            disconnected |= self.take_commands(now_ms);
             let retry_due = self
                 .accepting
                 .as_mut()
@@ -284,6 +276,27 @@ impl Worker {
         }
         debug!(worker = self.settings.id, "worker stopped");
         Ok(())
+    }
+
+    /// How long the next `poll` may wait: the housekeeping's timeout (none at all while
+    /// connections that yielded are owed a round), shortened to the end of an accept pause.
+    fn poll_timeout(&mut self, now_ms: u64) -> Option<Duration> {
+        let timeout = self.housekeeping.poll_timeout(
+            now_ms,
+            self.settings.live.idle_timeout(),
+            self.conns.len(),
+            !self.yielded.is_empty(),
+        );
+        // While accepting is paused (descriptor exhaustion), wake when the pause ends.
+        match self
+            .accepting
+            .as_mut()
+            .filter(|a| a.retry)
+            .and_then(|a| a.admission.resume_in(Instant::now()))
+        {
+            Some(resume) => Some(timeout.map_or(resume, |t| t.min(resume))),
+            None => timeout,
+        }
     }
 
     /// Takes every queued command. Returns whether the channel is disconnected.
