@@ -1,13 +1,14 @@
 //! Signals without helper threads: `sigaction` handlers that record which signal arrived and
 //! write one byte to a self-pipe, so a single-threaded `poll` loop wakes up (the classic
-//! self-pipe trick). Used by the fork model, whose parent must stay single-threaded.
+//! self-pipe trick). The one self-pipe of the crate: used by the fork model, whose parent must
+//! stay single-threaded, and by the `--supervise` supervisor's loop.
 //!
 //! The handler only touches atomics and calls `write(2)`, both async-signal-safe, and saves
 //! and restores `errno`. Handlers are installed without `SA_RESTART`, so a blocking call
 //! interrupted by one of these signals returns `EINTR` and the caller sees the signal.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use super::syscall;
@@ -140,6 +141,13 @@ impl SignalPipe {
         // Dropping with no previous dispositions to restore: the handlers stay, the pipe
         // closes, and `WRITE_FD` goes back to -1.
         self.previous.clear();
+    }
+}
+
+impl AsFd for SignalPipe {
+    /// The read end (as [`SignalPipe::read_fd`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
     }
 }
 
