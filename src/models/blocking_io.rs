@@ -4,7 +4,8 @@
 //!
 //! Idle timeout: `SO_RCVTIMEO`/`SO_SNDTIMEO` are set to `idle_timeout`, so a read or write
 //! that waits that long fails with `EAGAIN`; [`Timed`] turns that into `TimedOut`, which
-//! ends the connection, and remembers it for the log.
+//! ends the connection, and remembers it for the log. A `fork` child's [`Timed`] also bounds
+//! each call by what is left of `shutdown_timeout` once the parent asked it to finish.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -31,46 +32,112 @@ pub fn blocking_options(buffer_size: usize) -> EchoOptions {
     }
 }
 
-/// A blocking socket whose timeouts (`EAGAIN`) become `TimedOut` errors.
+/// The one timeout transport of the blocking models: a blocking socket whose timeouts
+/// (`EAGAIN` after `SO_RCVTIMEO`/`SO_SNDTIMEO`) become `TimedOut` errors, which end the
+/// connection. A `fork` child also bounds every call, once it has been asked to finish, by
+/// what is left of `shutdown_timeout` ([`Timed::finishing`]).
 #[derive(Debug)]
 pub struct Timed<'a> {
     /// The socket, blocking, with `SO_RCVTIMEO`/`SO_SNDTIMEO` set (or not, for no timeout).
-    pub stream: &'a Stream,
+    stream: &'a Stream,
+    /// The finish rule, for a connection that must notice a finish notice itself.
+    finish: Option<Finish>,
     /// Set when a call gave up after its timeout.
-    pub timed_out: bool,
+    timed_out: bool,
+}
+
+/// How a connection served alone (a `fork` child) finishes once asked to.
+#[derive(Debug)]
+struct Finish {
+    /// Whether the finish notice has arrived; checked before every call.
+    asked: fn() -> bool,
+    /// The configured idle timeout (what the socket's timeouts are otherwise).
+    idle_timeout: Option<Duration>,
+    /// How long the connection may go on once asked to finish.
+    within: Duration,
+    /// Set when the notice is first seen.
+    deadline: Option<Instant>,
 }
 
 impl<'a> Timed<'a> {
-    /// Wraps `stream`.
+    /// Wraps `stream`, whose socket timeouts are the idle timeout.
     pub fn new(stream: &'a Stream) -> Self {
         Timed {
             stream,
+            finish: None,
             timed_out: false,
         }
     }
 
-    fn check<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.timed_out = true;
-                Err(io::ErrorKind::TimedOut.into())
+    /// Wraps `stream` and, once `asked()` says so, bounds each call by what is left of
+    /// `within` (and by `idle_timeout`, if any).
+    pub fn finishing(
+        stream: &'a Stream,
+        idle_timeout: Option<Duration>,
+        within: Duration,
+        asked: fn() -> bool,
+    ) -> Self {
+        Timed {
+            stream,
+            finish: Some(Finish {
+                asked,
+                idle_timeout,
+                within,
+                deadline: None,
+            }),
+            timed_out: false,
+        }
+    }
+
+    /// Why the connection ended, given how the echo ended: a timeout is the idle timeout,
+    /// or the shutdown timeout once the connection was asked to finish.
+    pub fn close_reason(&self, closed: Closed) -> CloseReason {
+        let finishing = self.finish.as_ref().is_some_and(|f| f.deadline.is_some());
+        match (self.timed_out, finishing) {
+            (true, true) => CloseReason::ShutdownTimeout,
+            (true, false) => CloseReason::IdleTimeout,
+            (false, _) => CloseReason::from(closed),
+        }
+    }
+
+    /// Runs one blocking call, retrying `EINTR` (a signal: maybe the finish notice).
+    fn call(&mut self, mut f: impl FnMut(&Stream) -> io::Result<usize>) -> io::Result<usize> {
+        loop {
+            if let Some(finish) = &mut self.finish {
+                if finish.deadline.is_none() && (finish.asked)() {
+                    finish.deadline = Some(Instant::now() + finish.within);
+                }
+                if let Some(deadline) = finish.deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        self.timed_out = true;
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    let bound = finish.idle_timeout.map_or(left, |idle| idle.min(left));
+                    self.stream.set_timeouts(Some(bound))?;
+                }
             }
-            r => r,
+            match f(self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.timed_out = true;
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                r => return r,
+            }
         }
     }
 }
 
 impl Read for Timed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.stream.recv(buf);
-        self.check(r)
+        self.call(|s| s.recv(buf))
     }
 }
 
 impl Write for Timed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.stream.send(buf);
-        self.check(r)
+        self.call(|s| s.send(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -132,11 +199,7 @@ pub fn serve_stream(
     counters.opened();
     let mut io = Timed::new(stream);
     let closed = serve(&mut io, scratch, options, Some(counters));
-    let reason = if io.timed_out {
-        CloseReason::IdleTimeout
-    } else {
-        CloseReason::from(closed)
-    };
+    let reason = io.close_reason(closed);
     counters.closed(reason);
     reason
 }

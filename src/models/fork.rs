@@ -23,8 +23,7 @@
 //! `KILL_GRACE` after the deadline. Then the parent returns and the process exits 0.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ use tracing::{debug, info, warn};
 use super::Bound;
 use super::ReloadHook;
 use super::accept::{AcceptWait, Accepted, Gate};
-use super::blocking_io::{blocking_options, prepare, serve};
+use super::blocking_io::{Timed, blocking_options, prepare, serve};
 use super::conn::{CloseReason, log_close};
 use crate::config::Model;
 use crate::live::LiveSettings;
@@ -42,7 +41,7 @@ use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
 use crate::sys::signal::{self, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, Signo};
 use crate::sys::socket::{Mode, Stream};
-use crate::worker::{EchoOptions, Transport};
+use crate::worker::EchoOptions;
 
 /// Signals the parent handles (installed at bind time).
 pub const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
@@ -203,89 +202,15 @@ fn reap(children: &mut HashSet<Pid>) {
 
 /// The child's life: serve the one connection, then return the exit code.
 fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
-    let mut io = Finishing {
-        stream,
-        idle_timeout: live.idle_timeout(),
-        finish_within: live.shutdown_timeout(),
-        deadline: None,
-        timed_out: false,
-    };
+    let mut io = Timed::finishing(stream, live.idle_timeout(), live.shutdown_timeout(), || {
+        signal::received().any(TERMINATE)
+    });
     let mut scratch = vec![0u8; options.limit];
     // No counters: they would live in this child's copy of the parent's memory.
     let closed = serve(&mut io, &mut scratch, options, None);
-    let reason = match (io.timed_out, io.deadline) {
-        (true, Some(_)) => CloseReason::ShutdownTimeout,
-        (true, None) => CloseReason::IdleTimeout,
-        (false, _) => CloseReason::from(closed),
-    };
+    let reason = io.close_reason(closed);
     log_close(Model::Fork, reason, 0);
     i32::from(reason == CloseReason::Error)
-}
-
-/// A child's blocking socket: timeouts end the connection, and once the parent has asked the
-/// child to finish, every call is bounded by what is left of `shutdown_timeout`.
-#[derive(Debug)]
-struct Finishing<'a> {
-    /// The connection (blocking, idle timeouts set).
-    stream: &'a Stream,
-    /// The configured idle timeout.
-    idle_timeout: Option<Duration>,
-    /// How long the child may go on once asked to finish.
-    finish_within: Duration,
-    /// Set when the finish notice is first seen.
-    deadline: Option<Instant>,
-    /// A call gave up after its timeout.
-    timed_out: bool,
-}
-
-impl Finishing<'_> {
-    /// Runs one blocking call, retrying `EINTR` (a signal: maybe the finish notice).
-    fn call(&mut self, mut f: impl FnMut(&Stream) -> io::Result<usize>) -> io::Result<usize> {
-        loop {
-            if self.deadline.is_none() && signal::received().any(TERMINATE) {
-                self.deadline = Some(Instant::now() + self.finish_within);
-            }
-            if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    self.timed_out = true;
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                let bound = self.idle_timeout.map_or(left, |idle| idle.min(left));
-                self.stream.set_timeouts(Some(bound))?;
-            }
-            match f(self.stream) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.timed_out = true;
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                r => return r,
-            }
-        }
-    }
-}
-
-impl Read for Finishing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.call(|s| s.recv(buf))
-    }
-}
-
-impl Write for Finishing<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.call(|s| s.send(buf))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Finishing<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.stream.shutdown(Shutdown::Write)
-    }
 }
 
 #[cfg(test)]
