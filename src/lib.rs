@@ -5,6 +5,7 @@
 //! - [`config`]: `Config` (file + flags + defaults) and its validation.
 //! - [`server`]: `Server`, the entry point: bind, `local_addr`, `run`, `shutdown_handle`.
 //! - [`shutdown`]: `ShutdownHandle`, the graceful-shutdown protocol.
+//! - [`wakers`]: `Wakers`, the one registry of wake-up callbacks (shutdown, reload).
 //! - [`reactor`]: the acceptor, round-robin dispatch and the worker pool.
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
@@ -40,6 +41,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod sys;
+pub mod wakers;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Model, Overrides};

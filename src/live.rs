@@ -7,15 +7,11 @@
 //! with a timeout computed from the old `idle_timeout` recomputes it at once.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use crate::config::Config;
-
-type WakeFn = Arc<dyn Fn() + Send + Sync>;
+use crate::wakers::Wakers;
 
 /// Settings shared by the acceptor and every worker, changeable at run time.
 pub struct LiveSettings {
@@ -28,7 +24,7 @@ pub struct LiveSettings {
     /// Set `TCP_NODELAY` on connections accepted from now on.
     nodelay: AtomicBool,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
-    wakers: Mutex<Vec<WakeFn>>,
+    wakers: Wakers,
     /// Reloads that were applied.
     reloads_ok: AtomicU64,
     /// Reloads rejected (unreadable or invalid file); the running config was kept.
@@ -54,7 +50,7 @@ impl LiveSettings {
             max_connections: AtomicUsize::new(0),
             shutdown_timeout_ms: AtomicU64::new(0),
             nodelay: AtomicBool::new(false),
-            wakers: Mutex::new(Vec::new()),
+            wakers: Wakers::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         };
@@ -76,15 +72,12 @@ impl LiveSettings {
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
     pub fn apply(&self, config: &Config) {
         self.store(config);
-        let wakers = self.wakers.lock().clone();
-        for wake in wakers {
-            wake();
-        }
+        self.wakers.run();
     }
 
     /// Runs `wake` after every future `apply`.
     pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
-        self.wakers.lock().push(Arc::new(wake));
+        self.wakers.register(wake, || false);
     }
 
     /// Counts a reload attempt (for the metrics endpoint).
@@ -140,6 +133,7 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn apply_stores_and_wakes() {
