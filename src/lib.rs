@@ -44,7 +44,8 @@ pub mod sys;
 pub mod wakers;
 pub mod worker;
 
-pub use config::{Config, ConfigError, Model, Overrides};
+pub use config::{Config, ConfigError, Overrides};
 pub use listener::BindError;
+pub use models::Model;
 pub use server::Server;
 pub use shutdown::ShutdownHandle;

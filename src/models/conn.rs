@@ -8,7 +8,7 @@ use tracing::debug;
 
 pub use crate::stats::CloseReason;
 
-use crate::config::Model;
+use super::Model;
 use crate::sys::socket::Stream;
 use crate::worker::{Echo, Transport, Wants};
 

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
 use super::event_loop::LoopCore;
+use super::{About, Bound};
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
@@ -35,6 +35,12 @@ const ACCEPT_BUDGET: usize = 64;
 fn bits(wants: Wants) -> u32 {
     (if wants.read { epoll::READ } else { 0 }) | (if wants.write { epoll::WRITE } else { 0 })
 }
+
+/// The `epoll` model, as `reactor-pool models` describes it.
+pub const ABOUT: About = About::new(
+    "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
+     ready connections only; uses one core",
+);
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {

@@ -23,10 +23,10 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
 use super::event_loop::LoopCore;
+use super::{About, Bound};
 use crate::config::Model;
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
@@ -38,6 +38,12 @@ const LISTENER: u64 = u64::MAX;
 const WAKE: u64 = u64::MAX - 1;
 /// What every connection is registered for, once.
 const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE;
+
+/// The `epoll-et` model, as `reactor-pool models` describes it.
+pub const ABOUT: About = About::new(
+    "one thread, raw epoll, edge-triggered: reads and accepts drain to EAGAIN, \
+     connections that yield are resumed without a new edge; uses one core",
+);
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {

@@ -99,7 +99,7 @@ impl LoopCore {
         bound.shutdown.on_shutdown(wake_up);
         let echo = EchoOptions {
             read_until,
-            ..EchoOptions::new(bound.config.buffer_size)
+            ..EchoOptions::new(bound.settings.buffer_size)
         };
         let mut core = LoopCore {
             model,

@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::Bound;
+use super::Model;
 use super::ReloadHook;
 use super::accept::{AcceptWait, Accepted, Gate};
 use super::blocking_io::{Timed, blocking_options, prepare, serve};
 use super::conn::{CloseReason, log_close};
-use crate::config::Model;
+use super::{About, Bound};
 use crate::live::LiveSettings;
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
@@ -51,12 +51,22 @@ const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
 /// How long after the drain deadline the parent waits before killing children.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
+/// The `fork` model, as `reactor-pool models` describes it.
+pub const ABOUT: About = About {
+    serves_metrics: false,
+    signals: SIGNALS,
+    ..About::new(
+        "one child process per connection, blocking I/O; the parent reaps children \
+         and counts them for max_connections; a fork per connection is costly",
+    )
+};
+
 /// Serves until a terminating signal (or a shutdown request made before `run`), then waits
 /// for the children.
 pub fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
-        config,
+        settings,
         shutdown,
         live,
         stats,
@@ -71,7 +81,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             "the fork model needs a single-threaded process, but {threads} threads are running"
         )));
     }
-    let options = blocking_options(config.buffer_size);
+    let options = blocking_options(settings.buffer_size);
     let mut children: HashSet<Pid> = HashSet::new();
     let mut gate = Gate::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));

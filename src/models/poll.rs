@@ -11,10 +11,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
 use super::event_loop::LoopCore;
+use super::{About, Bound};
 use crate::config::Model;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
@@ -32,6 +32,12 @@ const ACCEPT_BUDGET: usize = 64;
 fn bits(wants: Wants) -> poll::Events {
     (if wants.read { poll::READ } else { 0 }) | (if wants.write { poll::WRITE } else { 0 })
 }
+
+/// The `poll` model, as `reactor-pool models` describes it.
+pub const ABOUT: About = About::new(
+    "one thread, growable pollfd array with swap-remove; no descriptor limit, but \
+     the kernel scans every connection on every call",
+);
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::Bound;
 use super::accept::Accepted;
 use super::conn::{CloseReason, Conn};
 use super::event_loop::LoopCore;
+use super::{About, Bound};
 use crate::config::Model;
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
@@ -56,6 +56,16 @@ impl Watched {
         self.write.remove(conn.stream.as_raw_fd());
     }
 }
+
+/// The `select` model, as `reactor-pool models` describes it.
+pub const ABOUT: About = About {
+    // Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
+    connection_ceiling: Some(crate::sys::select::FD_SETSIZE),
+    ..About::new(
+        "one thread, fd_set copied each round; descriptors >= 1024 (FD_SETSIZE) are \
+         refused, and every call scans 0..maxfd",
+    )
+};
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {

@@ -34,6 +34,12 @@ impl From<std::net::TcpListener> for Listener {
     }
 }
 
+impl From<Listener> for std::net::TcpListener {
+    fn from(listener: Listener) -> Self {
+        std::net::TcpListener::from(listener.fd)
+    }
+}
+
 impl Listener {
     /// Accepts one connection, close-on-exec, in `mode`. Returns `WouldBlock` when the
     /// backlog is empty (the listener itself is non-blocking).
