@@ -1,5 +1,6 @@
 //! reactor-pool: a multi-threaded reactor-pool TCP echo server (RFC 862), and a lab for
-//! comparing I/O models on the same service.
+//! comparing I/O models on the same service. Linux only: other targets stop at a
+//! `compile_error!`.
 //!
 //! Module map:
 //! - [`config`]: `Config` (file + flags + defaults) and its validation.
@@ -26,6 +27,14 @@
 //! acceptor thread ──(channel + waker, round robin)──▶ worker 0 … worker N-1
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
+
+// The raw-syscall layer (`sys`) calls Linux interfaces directly: epoll, eventfd, accept4,
+// pipe2, prctl, /proc. Say so at once rather than with a page of unresolved `libc` names.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "reactor-pool supports Linux only: src/sys calls epoll, eventfd, accept4, pipe2, prctl and \
+     reads /proc directly"
+);
 
 pub mod bench;
 pub mod client;
