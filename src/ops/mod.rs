@@ -18,14 +18,14 @@
 //!                   ─▶ report ready ("listening on ADDR") ─▶ run workers ─▶ drain ─▶ exit
 //! ```
 
-pub mod daemon;
-pub mod logging;
-pub mod notify;
-pub mod pidfile;
-pub mod privilege;
-pub mod reload;
-pub mod signals;
-pub mod supervise;
+mod daemon;
+mod logging;
+mod notify;
+mod pidfile;
+mod privilege;
+mod reload;
+mod signals;
+mod supervise;
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-pub use daemon::Reporter;
+use daemon::Reporter;
 pub use logging::LogTarget;
 
 use crate::config::{Config, Overrides};
@@ -50,7 +50,7 @@ use supervise::Supervisor;
 /// Exit code for bad arguments or configuration.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for failures at run time.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 
 /// The `serve` flags that manage the process rather than the echo service.
 #[derive(Debug, Clone, Default, clap::Args)]

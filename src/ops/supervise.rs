@@ -42,17 +42,17 @@ use crate::sys::process::{self, Pid};
 use crate::sys::signal::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SignalPipe, Signo};
 
 /// First restart delay.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest restart delay.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child that ran this long was healthy: the back-off starts over.
-pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+pub(super) const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Extra time after `shutdown_timeout` before a draining child is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// What the supervisor needs to start children.
 #[derive(Debug)]
-pub struct Supervisor {
+pub(super) struct Supervisor {
     /// The listening socket every child serves on.
     pub listener: TcpListener,
     /// The children's drain time (to know when to give up waiting).
@@ -94,7 +94,7 @@ enum State {
 impl Supervisor {
     /// Supervises until stopped; returns the exit code. `reporter` is told once the first
     /// child is ready (or failed).
-    pub fn run(self, mut reporter: Reporter) -> u8 {
+    pub(super) fn run(self, mut reporter: Reporter) -> u8 {
         let signals = match SignalPipe::install(SIGNALS) {
             Ok(s) => s,
             Err(e) => {
@@ -374,7 +374,7 @@ fn forward(child: &Child, signal: i32) {
 }
 
 /// "exit status 3" or "killed by signal 9".
-pub fn describe(status: ExitStatus) -> String {
+pub(super) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),

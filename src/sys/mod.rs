@@ -23,18 +23,18 @@
 //! - [`syslog`]: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
 
-pub mod epoll;
-pub mod eventfd;
-pub mod fd;
-pub mod fs;
-pub mod poll;
+pub(crate) mod epoll;
+pub(crate) mod eventfd;
+pub(crate) mod fd;
+pub(crate) mod fs;
+pub(crate) mod poll;
 pub mod process;
 pub mod rlimit;
-pub mod select;
-pub mod signal;
+pub(crate) mod select;
+pub(crate) mod signal;
 pub mod socket;
-pub mod syslog;
-pub mod user;
+pub(crate) mod syslog;
+pub(crate) mod user;
 
 use std::time::Duration;
 

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use super::syscall;
 
 /// A signal number.
-pub type Signo = libc::c_int;
+pub(crate) type Signo = libc::c_int;
 
-pub use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+pub(crate) use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
 
 /// Bit `n` is set once signal `n` has arrived (signals 1..=63), until [`SignalPipe::take`].
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
@@ -63,7 +63,7 @@ impl Signals {
 
 /// Signals recorded so far, without clearing them (usable anywhere, including a forked child
 /// after [`SignalPipe::forget_in_child`]).
-pub fn received() -> Signals {
+pub(crate) fn received() -> Signals {
     Signals(RECEIVED.load(Ordering::SeqCst))
 }
 
@@ -180,20 +180,20 @@ fn set_action(signo: Signo, handler: libc::sighandler_t) -> io::Result<libc::sig
 }
 
 /// Restores the default disposition of `signo` (in a forked child: SIGCHLD).
-pub fn set_default(signo: Signo) -> io::Result<()> {
+pub(crate) fn set_default(signo: Signo) -> io::Result<()> {
     set_action(signo, libc::SIG_DFL).map(drop)
 }
 
 /// The calling thread's signal mask while every signal is blocked; restores it on drop.
 #[derive(Debug)]
-pub struct BlockedSignals {
+pub(crate) struct BlockedSignals {
     /// The mask before blocking.
     previous: libc::sigset_t,
 }
 
 /// Blocks every signal for the calling thread until the guard drops (used around `fork`, so
 /// the child can replace the parent's handlers before any signal reaches it).
-pub fn block_all() -> io::Result<BlockedSignals> {
+pub(crate) fn block_all() -> io::Result<BlockedSignals> {
     // SAFETY: sigset_t is plain data, initialised by sigfillset / pthread_sigmask below.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `all` is a valid sigset_t.
