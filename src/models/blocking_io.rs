@@ -17,11 +17,11 @@ use parking_lot::{Condvar, Mutex};
 use slab::Slab;
 use tracing::info;
 
-use super::conn::CloseReason;
 use crate::live::LiveSettings;
+use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
-use crate::worker::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport};
+use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// Echo options for a blocking socket: a short read ends the attempt (the next read blocks
 /// until more arrives), so no read ever waits while received bytes are still unechoed.
@@ -91,12 +91,12 @@ impl<'a> Timed<'a> {
 
     /// Why the connection ended, given how the echo ended: a timeout is the idle timeout,
     /// or the shutdown timeout once the connection was asked to finish.
-    pub fn close_reason(&self, closed: Closed) -> CloseReason {
+    pub fn close_reason(&self, closed: CloseReason) -> CloseReason {
         let finishing = self.finish.as_ref().is_some_and(|f| f.deadline.is_some());
         match (self.timed_out, finishing) {
             (true, true) => CloseReason::ShutdownTimeout,
             (true, false) => CloseReason::IdleTimeout,
-            (false, _) => CloseReason::from(closed),
+            (false, _) => closed,
         }
     }
 
@@ -173,15 +173,14 @@ pub fn serve<T: Transport>(
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: Option<&WorkerStats>,
-) -> Closed {
+) -> CloseReason {
     let mut echo = Echo::new();
     loop {
-        let mut moved = Moved::default();
-        let progress = echo.drive_counted(io, scratch, options, &mut moved);
+        let driven = echo.drive(io, scratch, options);
         if let Some(counters) = counters {
-            counters.moved(moved.read, moved.written);
+            counters.moved(driven.moved.read, driven.moved.written);
         }
-        match progress {
+        match driven.progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
         }

@@ -31,11 +31,13 @@ use tracing::{debug, info, warn};
 
 use super::Model;
 use super::ReloadHook;
-use super::accept::{AcceptWait, Accepted, Gate};
+use super::accept::AcceptWait;
 use super::blocking_io::{Timed, blocking_options, prepare, serve};
-use super::conn::{CloseReason, log_close};
+use super::conn::log_close;
 use super::{About, Bound};
 use crate::live::LiveSettings;
+use crate::policy::CloseReason;
+use crate::policy::admission::{Accepted, Admission};
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
@@ -83,7 +85,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     }
     let options = blocking_options(settings.buffer_size);
     let mut children: HashSet<Pid> = HashSet::new();
-    let mut gate = Gate::new(live.clone(), stats);
+    let mut gate = Admission::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
     let mut waiter = AcceptWait::new(signals.read_fd(), listener.as_raw_fd());
     loop {
