@@ -11,20 +11,21 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-pub use crate::models::Model;
+use crate::models::Model;
 use crate::models::Settings;
 
 /// Smallest accepted `buffer_size`: below this the echo degenerates into a syscall per byte.
-pub const MIN_BUFFER_SIZE: usize = 512;
+pub(crate) const MIN_BUFFER_SIZE: usize = 512;
 /// Largest accepted `buffer_size` (64 MiB per connection is already a memory hazard).
-pub const MAX_BUFFER_SIZE: usize = 64 << 20;
+pub(crate) const MAX_BUFFER_SIZE: usize = 64 << 20;
 /// Largest accepted worker count; more threads than this only adds contention.
 pub const MAX_WORKERS: usize = 1024;
 /// Default stack of a `thread`-model connection thread: the echo keeps its buffers on the
 /// heap, so a small stack suffices (std's default is 2 MiB).
-pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
+pub(crate) const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
 /// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
-pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
+pub(crate) const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> =
+    (32 * 1024)..=(64 << 20);
 
 /// The complete, validated server configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,7 +186,7 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// What the model reads when it starts (the settings a reload changes are
     /// [`LiveSettings`](crate::live::LiveSettings)).
-    pub fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         Settings {
             model: self.model,
             workers: self.workers,

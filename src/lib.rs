@@ -39,19 +39,19 @@ compile_error!(
 
 pub mod client;
 pub mod config;
-pub mod listener;
+mod listener;
 pub mod live;
-pub mod metrics;
-pub mod models;
+mod metrics;
+mod models;
 pub mod ops;
 pub mod policy;
-pub mod ratelimit;
+mod ratelimit;
 pub mod reactor;
-pub mod server;
-pub mod shutdown;
+mod server;
+mod shutdown;
 pub mod stats;
 pub mod sys;
-pub mod wakers;
+mod wakers;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Overrides};

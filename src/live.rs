@@ -70,18 +70,18 @@ impl LiveSettings {
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
-    pub fn apply(&self, config: &Config) {
+    pub(crate) fn apply(&self, config: &Config) {
         self.store(config);
         self.wakers.run();
     }
 
     /// Runs `wake` after every future `apply`.
-    pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
+    pub(crate) fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
         self.wakers.register(wake, || false);
     }
 
     /// Counts a reload attempt (for the metrics endpoint).
-    pub fn record_reload(&self, applied: bool) {
+    pub(crate) fn record_reload(&self, applied: bool) {
         let counter = if applied {
             &self.reloads_ok
         } else {
@@ -91,7 +91,7 @@ impl LiveSettings {
     }
 
     /// Reloads applied and rejected so far.
-    pub fn reloads(&self) -> (u64, u64) {
+    pub(crate) fn reloads(&self) -> (u64, u64) {
         (
             self.reloads_ok.load(Ordering::Relaxed),
             self.reloads_failed.load(Ordering::Relaxed),
@@ -100,7 +100,7 @@ impl LiveSettings {
 
     /// Close connections idle this long; `None` disables.
     #[inline]
-    pub fn idle_timeout(&self) -> Option<Duration> {
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         match self.idle_timeout_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
@@ -109,19 +109,19 @@ impl LiveSettings {
 
     /// Most connections open at once.
     #[inline]
-    pub fn max_connections(&self) -> usize {
+    pub(crate) fn max_connections(&self) -> usize {
         self.max_connections.load(Ordering::Relaxed)
     }
 
     /// How long a graceful drain may last.
     #[inline]
-    pub fn shutdown_timeout(&self) -> Duration {
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// Whether to set `TCP_NODELAY` on new connections.
     #[inline]
-    pub fn nodelay(&self) -> bool {
+    pub(crate) fn nodelay(&self) -> bool {
         self.nodelay.load(Ordering::Relaxed)
     }
 }

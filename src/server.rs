@@ -35,7 +35,7 @@ impl Server {
     /// Like [`Server::bind`], on a socket that is already listening (inherited from a
     /// supervisor, so restarts keep the port and its backlog); `config.listen` and
     /// `config.backlog` are not used. The socket is made non-blocking here.
-    pub fn from_listener(
+    pub(crate) fn from_listener(
         config: &Config,
         listener: std::net::TcpListener,
     ) -> Result<Server, BindError> {
@@ -78,23 +78,23 @@ impl Server {
     /// Whether the server handles SIGINT/SIGTERM/SIGHUP itself (the `fork` model, whose
     /// process must stay single-threaded): the caller must then start no signal thread, and
     /// hands its reload action to [`Server::on_reload`] instead.
-    pub fn handles_signals(&self) -> bool {
+    pub(crate) fn handles_signals(&self) -> bool {
         self.bound.signals.is_some()
     }
 
     /// What a server that [handles its own signals](Server::handles_signals) runs on SIGHUP
     /// (on its own thread, between connections). Ignored by the other servers.
-    pub fn on_reload(&mut self, reload: impl FnMut() + Send + 'static) {
+    pub(crate) fn on_reload(&mut self, reload: impl FnMut() + Send + 'static) {
         self.bound.reload = Some(ReloadHook(Box::new(reload)));
     }
 
     /// The settings a reload may change while the server runs.
-    pub fn live_settings(&self) -> Arc<LiveSettings> {
+    pub(crate) fn live_settings(&self) -> Arc<LiveSettings> {
         self.bound.live.clone()
     }
 
     /// The server's counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub(crate) fn stats(&self) -> Arc<Stats> {
         self.bound.stats.clone()
     }
 

@@ -55,7 +55,7 @@ impl ShutdownHandle {
     }
 
     /// Runs `wake` when shutdown is requested (at once if it already was).
-    pub fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
+    pub(crate) fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
         let requested = &self.inner.requested;
         self.inner
             .wakers

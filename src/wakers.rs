@@ -17,7 +17,7 @@ type WakeFn = Arc<dyn Fn() + Send + Sync>;
 
 /// Registered wake-up callbacks.
 #[derive(Default)]
-pub struct Wakers {
+pub(crate) struct Wakers {
     /// Every callback registered so far, in order.
     list: Mutex<Vec<WakeFn>>,
 }
@@ -33,7 +33,7 @@ impl fmt::Debug for Wakers {
 impl Wakers {
     /// Registers `wake`; then, if `run_now()` (evaluated under the registry's lock, so it is
     /// ordered with [`Wakers::run_if`]) says so, runs it at once.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         wake: impl Fn() + Send + Sync + 'static,
         run_now: impl FnOnce() -> bool,
@@ -50,7 +50,7 @@ impl Wakers {
     }
 
     /// Runs every registered callback if `go()`, evaluated under the registry's lock, says so.
-    pub fn run_if(&self, go: impl FnOnce() -> bool) {
+    pub(crate) fn run_if(&self, go: impl FnOnce() -> bool) {
         let list = {
             let list = self.list.lock();
             if !go() {
@@ -64,7 +64,7 @@ impl Wakers {
     }
 
     /// Runs every registered callback.
-    pub fn run(&self) {
+    pub(crate) fn run(&self) {
         self.run_if(|| true);
     }
 }

@@ -40,25 +40,25 @@ macro_rules! for_each_model {
 /// `ABOUT`. Settings a model cannot honour are refused (flags) or ignored with a warning (file)
 /// by the config's model-fit check.
 #[derive(Debug, Clone, Copy)]
-pub struct About {
+pub(crate) struct About {
     /// One line on how the model works and where it stops scaling (`reactor-pool models`).
-    pub describe: &'static str,
+    pub(crate) describe: &'static str,
     /// Runs `workers` worker threads (and counts in one stats block per worker).
-    pub uses_workers: bool,
+    pub(crate) uses_workers: bool,
     /// Starts a thread per connection, sized by `thread_stack_size`.
-    pub uses_thread_stack_size: bool,
+    pub(crate) uses_thread_stack_size: bool,
     /// Can serve the metrics endpoint (which needs a thread of its own).
-    pub serves_metrics: bool,
+    pub(crate) serves_metrics: bool,
     /// Most connections it can serve at once, whatever `max_connections` says.
-    pub connection_ceiling: Option<usize>,
+    pub(crate) connection_ceiling: Option<usize>,
     /// Signals it handles itself, installed at bind time; the caller then starts no signal
     /// thread. Empty for every model but `fork`.
-    pub signals: &'static [Signo],
+    pub(crate) signals: &'static [Signo],
 }
 
 impl About {
     /// A model with no special needs or limits, described by `describe`.
-    pub const fn new(describe: &'static str) -> About {
+    pub(crate) const fn new(describe: &'static str) -> About {
         About {
             describe,
             uses_workers: false,
@@ -93,7 +93,7 @@ macro_rules! define_models {
             }
 
             /// What the model's file says about it.
-            pub fn about(self) -> &'static About {
+            pub(crate) fn about(self) -> &'static About {
                 match self {
                     $(Model::$variant => &super::$module::ABOUT,)*
                 }
@@ -127,17 +127,17 @@ impl Model {
     }
 
     /// Whether the model runs `workers` worker threads.
-    pub fn uses_workers(self) -> bool {
+    pub(crate) fn uses_workers(self) -> bool {
         self.about().uses_workers
     }
 
     /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
-    pub fn uses_thread_stack_size(self) -> bool {
+    pub(crate) fn uses_thread_stack_size(self) -> bool {
         self.about().uses_thread_stack_size
     }
 
     /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
-    pub fn serves_metrics(self) -> bool {
+    pub(crate) fn serves_metrics(self) -> bool {
         self.about().serves_metrics
     }
 

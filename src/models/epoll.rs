@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use super::{About, Bound};
-use crate::config::Model;
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
@@ -40,13 +40,13 @@ fn bits(wants: Wants) -> u32 {
 }
 
 /// The `epoll` model, as `reactor-pool models` describes it.
-pub const ABOUT: About = About::new(
+pub(crate) const ABOUT: About = About::new(
     "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
      ready connections only; uses one core",
 );
 
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::Epoll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);

@@ -46,7 +46,7 @@ use crate::sys::socket::{Mode, Stream};
 use crate::worker::EchoOptions;
 
 /// Signals the parent handles (installed at bind time).
-pub const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
+pub(crate) const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
 /// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
 /// the parent to reload, like the other models' signal thread.
 const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
@@ -54,7 +54,7 @@ const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
 /// The `fork` model, as `reactor-pool models` describes it.
-pub const ABOUT: About = About {
+pub(crate) const ABOUT: About = About {
     serves_metrics: false,
     signals: SIGNALS,
     ..About::new(
@@ -65,7 +65,7 @@ pub const ABOUT: About = About {
 
 /// Serves until a terminating signal (or a shutdown request made before `run`), then waits
 /// for the children.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
         settings,

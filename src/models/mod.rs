@@ -26,25 +26,26 @@
 //! requested, finishes open connections within `shutdown_timeout`, then returns. It reads
 //! [`Settings`] (fixed at start) and [`LiveSettings`] (changed by a reload), never `Config`.
 
-pub mod accept;
-pub mod blocking;
-pub mod blocking_io;
-pub mod catalogue;
-pub mod conn;
-pub mod epoll;
-pub mod epoll_et;
-pub mod event_loop;
-pub mod fork;
-pub mod poll;
-pub mod reactor;
-pub mod select;
-pub mod thread;
+pub(crate) mod accept;
+pub(crate) mod blocking;
+pub(crate) mod blocking_io;
+pub(crate) mod catalogue;
+pub(crate) mod conn;
+pub(crate) mod epoll;
+pub(crate) mod epoll_et;
+pub(crate) mod event_loop;
+pub(crate) mod fork;
+pub(crate) mod poll;
+pub(crate) mod reactor;
+pub(crate) mod select;
+pub(crate) mod thread;
 
 use std::fmt;
 use std::sync::Arc;
 
+pub(crate) use catalogue::About;
+pub use catalogue::Model;
 pub(crate) use catalogue::run;
-pub use catalogue::{About, Model};
 
 use crate::live::LiveSettings;
 use crate::shutdown::ShutdownHandle;
@@ -55,44 +56,44 @@ use crate::sys::socket::Listener;
 /// What a model reads from the configuration when it starts; the settings a reload changes
 /// are in [`LiveSettings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Which model runs.
-    pub model: Model,
+    pub(crate) model: Model,
     /// Worker threads (models whose [`About::uses_workers`] is set; never 0).
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Per-connection bound on unsent bytes, and the size of each read buffer.
-    pub buffer_size: usize,
+    pub(crate) buffer_size: usize,
     /// Stack of each connection thread (models whose [`About::uses_thread_stack_size`] is set).
-    pub thread_stack_size: usize,
+    pub(crate) thread_stack_size: usize,
 }
 
 /// What every model's `run` receives: the bound listener and the settings.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// The listening socket (non-blocking, close-on-exec, configured backlog).
-    pub listener: Listener,
+    pub(crate) listener: Listener,
     /// The settings read at start.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// The shutdown trigger.
-    pub shutdown: ShutdownHandle,
+    pub(crate) shutdown: ShutdownHandle,
     /// Settings a reload changes while running (`idle_timeout`, `max_connections`,
     /// `nodelay`, `shutdown_timeout`): read per accept, per loop round, or when the drain
     /// starts.
-    pub live: Arc<LiveSettings>,
+    pub(crate) live: Arc<LiveSettings>,
     /// Counters for the metrics endpoint: one block per worker for models that use workers,
     /// else one block (worker 0).
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// The handlers of a model that handles its own signals ([`About::signals`], the fork
     /// model), installed at bind time so a signal that arrives right after `listening on` is
     /// printed is already handled; `None` for other models.
-    pub signals: Option<SignalPipe>,
+    pub(crate) signals: Option<SignalPipe>,
     /// What the fork model runs on SIGHUP (the caller's reload); other models get SIGHUP
     /// through the caller's signal thread.
-    pub reload: Option<ReloadHook>,
+    pub(crate) reload: Option<ReloadHook>,
 }
 
 /// A reload action run on the server's own thread.
-pub struct ReloadHook(pub Box<dyn FnMut() + Send>);
+pub(crate) struct ReloadHook(pub Box<dyn FnMut() + Send>);
 
 impl fmt::Debug for ReloadHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,7 +4,7 @@
 use super::About;
 
 /// The reactor model, as `reactor-pool models` describes it.
-pub const ABOUT: About = About {
+pub(crate) const ABOUT: About = About {
     uses_workers: true,
     ..About::new(
         "acceptor thread + N worker threads, each with its own mio (epoll) poller; \
@@ -12,4 +12,4 @@ pub const ABOUT: About = About {
     )
 };
 
-pub use crate::reactor::pool::run;
+pub(crate) use crate::reactor::pool::run;

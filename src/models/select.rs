@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use super::{About, Bound};
-use crate::config::Model;
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
@@ -61,7 +61,7 @@ impl Watched {
 }
 
 /// The `select` model, as `reactor-pool models` describes it.
-pub const ABOUT: About = About {
+pub(crate) const ABOUT: About = About {
     // Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
     connection_ceiling: Some(crate::sys::select::FD_SETSIZE),
     ..About::new(
@@ -71,7 +71,7 @@ pub const ABOUT: About = About {
 };
 
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::Select, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();

@@ -30,7 +30,7 @@ use crate::sys::socket::{Listener, Mode};
 use crate::worker::EchoOptions;
 
 /// The `thread` model, as `reactor-pool models` describes it.
-pub const ABOUT: About = About {
+pub(crate) const ABOUT: About = About {
     uses_thread_stack_size: true,
     ..About::new(
         "one thread per connection (stack: thread_stack_size), blocking I/O; memory \
@@ -39,7 +39,7 @@ pub const ABOUT: About = About {
 };
 
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
         settings,

@@ -10,10 +10,10 @@
 //! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
 //!   `classify_accept_error`.
 
-pub mod admission;
-pub mod close;
-pub mod housekeeping;
-pub mod interest;
+pub(crate) mod admission;
+pub(crate) mod close;
+pub(crate) mod housekeeping;
+pub(crate) mod interest;
 
 pub use close::CloseReason;
 pub use interest::{Progress, Wants};

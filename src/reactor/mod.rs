@@ -21,6 +21,6 @@
 //! - [`dispatch`]: `Dispatcher`, round-robin hand-off with one wake per batch.
 //! - [`pool`]: `run`, which spawns the workers, runs the acceptor and joins the workers.
 
-pub mod acceptor;
+pub(crate) mod acceptor;
 pub mod dispatch;
-pub mod pool;
+pub(crate) mod pool;

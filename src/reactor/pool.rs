@@ -13,7 +13,7 @@ use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
 /// Serves `bound` with `settings.workers` workers until shutdown is requested and every
 /// worker has drained.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
         settings,

@@ -47,16 +47,16 @@ extern "C" fn record(signo: libc::c_int) {
 
 /// Signals that arrived, as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Signals(u64);
+pub(crate) struct Signals(u64);
 
 impl Signals {
     /// Whether `signo` is in the set.
-    pub fn contains(self, signo: Signo) -> bool {
+    pub(crate) fn contains(self, signo: Signo) -> bool {
         (1..64).contains(&signo) && self.0 & (1 << signo) != 0
     }
 
     /// Whether any of `signos` is in the set.
-    pub fn any(self, signos: &[Signo]) -> bool {
+    pub(crate) fn any(self, signos: &[Signo]) -> bool {
         signos.iter().any(|&s| self.contains(s))
     }
 }
@@ -69,7 +69,7 @@ pub(crate) fn received() -> Signals {
 
 /// The installed handlers and their self-pipe. Dropping it restores the previous handlers.
 #[derive(Debug)]
-pub struct SignalPipe {
+pub(crate) struct SignalPipe {
     /// Read end, non-blocking: readable whenever a recorded signal has arrived.
     read: OwnedFd,
     /// Write end, non-blocking; held open for the handler, which finds its number in
@@ -82,7 +82,7 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Creates the pipe and installs the recording handler for `signals`. Fails if another
     /// `SignalPipe` exists in this process.
-    pub fn install(signals: &[Signo]) -> io::Result<SignalPipe> {
+    pub(crate) fn install(signals: &[Signo]) -> io::Result<SignalPipe> {
         if INSTALLED.swap(true, Ordering::SeqCst) {
             return Err(io::Error::other("signal handlers are already installed"));
         }
@@ -110,12 +110,12 @@ impl SignalPipe {
     }
 
     /// The read end, to watch for readability.
-    pub fn read_fd(&self) -> RawFd {
+    pub(crate) fn read_fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
 
     /// Empties the pipe and returns (and clears) the signals recorded since the last call.
-    pub fn take(&self) -> Signals {
+    pub(crate) fn take(&self) -> Signals {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reads at most `buf.len()` bytes into `buf`.
@@ -137,7 +137,7 @@ impl SignalPipe {
     /// In a freshly forked child: stops the handler from writing to the (parent's) pipe and
     /// closes the child's copies of it, but keeps the handlers installed so the child can
     /// still see, through [`received`], that it was asked to finish.
-    pub fn forget_in_child(mut self) {
+    pub(crate) fn forget_in_child(mut self) {
         // Dropping with no previous dispositions to restore: the handlers stay, the pipe
         // closes, and `WRITE_FD` goes back to -1.
         self.previous.clear();

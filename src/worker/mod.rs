@@ -7,10 +7,10 @@
 //! - [`connection`]: `Connection`, a socket plus its echo state and timer.
 //! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
 
-pub mod buffer;
-pub mod connection;
-pub mod echo;
-pub mod event_loop;
+pub(crate) mod buffer;
+pub(crate) mod connection;
+pub(crate) mod echo;
+pub(crate) mod event_loop;
 
 #[cfg(test)]
 mod echo_props;
