@@ -1,7 +1,9 @@
 //! `reactor` model: the catalogue's entry for the reactor pool, whose code lives in
 //! [`crate::reactor`] (acceptor, dispatch, pool) and [`crate::worker`] (the workers).
 
-use super::About;
+use std::io;
+
+use super::{About, Bound};
 
 /// The reactor model, as `reactor-pool models` describes it.
 pub(crate) const ABOUT: About = About {
@@ -12,4 +14,22 @@ pub(crate) const ABOUT: About = About {
     )
 };
 
-pub(crate) use crate::reactor::pool::run;
+/// Serves `bound` with the reactor pool.
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
+    let Bound {
+        listener,
+        settings,
+        shutdown,
+        live,
+        stats,
+        ..
+    } = bound;
+    crate::reactor::pool::run(
+        listener.into(),
+        settings.workers,
+        settings.buffer_size,
+        shutdown,
+        live,
+        stats,
+    )
+}

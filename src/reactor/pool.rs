@@ -6,30 +6,31 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::thread;
 
-use crate::models::Bound;
+use crate::live::LiveSettings;
 use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
+use crate::shutdown::ShutdownHandle;
+use crate::stats::Stats;
 use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
-/// Serves `bound` with `settings.workers` workers until shutdown is requested and every
-/// worker has drained.
-pub(crate) fn run(bound: Bound) -> io::Result<()> {
-    let Bound {
-        listener,
-        settings,
-        shutdown,
-        live,
-        stats,
-        ..
-    } = bound;
+/// Serves on `listener` with `workers` workers (counting in one `stats` block each) until
+/// shutdown is requested and every worker has drained.
+pub(crate) fn run(
+    listener: std::net::TcpListener,
+    workers: usize,
+    buffer_size: usize,
+    shutdown: ShutdownHandle,
+    live: Arc<LiveSettings>,
+    stats: Arc<Stats>,
+) -> io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
-    let mut links = Vec::with_capacity(settings.workers);
-    let mut threads = Vec::with_capacity(settings.workers);
-    for id in 0..settings.workers {
+    let mut links = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for id in 0..workers {
         let (tx, rx) = crossbeam_channel::unbounded();
         let worker_settings = WorkerSettings {
             id,
-            echo: EchoOptions::new(settings.buffer_size),
+            echo: EchoOptions::new(buffer_size),
             live: live.clone(),
             stats: stats.clone(),
         };
@@ -50,7 +51,6 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         threads.push(handle);
     }
     let wakers: Vec<_> = links.iter().map(|l| l.waker.clone()).collect();
-    let listener = std::net::TcpListener::from(listener);
     let acceptor = Acceptor::new(
         mio::net::TcpListener::from_std(listener),
         Dispatcher::new(links),
