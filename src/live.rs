@@ -3,7 +3,7 @@
 //!
 //! Readers (the acceptor per accept, each worker per loop round) load atomics with `Relaxed`:
 //! a new value becomes visible within a round, and no reader needs two fields to agree. After
-//! storing, [`LiveSettings::apply`] runs the registered wake-ups, so a worker asleep in `poll`
+//! storing, `LiveSettings::apply` runs the registered wake-ups, so a worker asleep in `poll`
 //! with a timeout computed from the old `idle_timeout` recomputes it at once.
 
 use std::fmt;

@@ -1,8 +1,8 @@
 //! `Stats`: the server's counters, written lock-free on the hot path and summed on demand.
 //!
-//! Each worker owns one [`WorkerStats`] and the acceptor one [`AcceptorStats`], each on its own
+//! Each worker owns one `WorkerStats` and the acceptor one `AcceptorStats`, each on its own
 //! cache line, so a worker's `Relaxed` increments never contend with another thread's. Only
-//! the owner writes a block; a scrape reads every block and sums them ([`Stats::snapshot`]).
+//! the owner writes a block; a scrape reads every block and sums them (`Stats::snapshot`).
 //! Counters from different blocks are read at slightly different instants, which is the usual
 //! Prometheus contract: each counter is monotonic, a scrape is not a transaction.
 

@@ -72,7 +72,7 @@ impl About {
 
 macro_rules! define_models {
     ($($variant:ident $module:ident $name:literal,)*) => {
-        /// The I/O model that serves connections, one per file of [`crate::models`].
+        /// The I/O model that serves connections, one per file of `crate::models`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Model {
             $(

@@ -1,13 +1,13 @@
 //! Running reactor-pool for real: the `serve` command's process management.
 //!
-//! - [`daemon`]: `--daemon` (double fork, detach) and the start-up [`Reporter`] protocol.
-//! - [`supervise`]: `--supervise`, a parent process that restarts a crashed server.
-//! - [`pidfile`]: `--pid-file`, written atomically, `flock`ed, removed on exit.
-//! - [`privilege`]: `--user`, dropping root after binding.
-//! - [`logging`]: stderr, `--log-file` or `--log syslog`; filter and file reloadable.
-//! - [`signals`]: the server's signal thread (SIGINT/SIGTERM drain, SIGHUP reload).
-//! - [`reload`]: what a reload changes, and what needs a restart.
-//! - [`notify`]: systemd `sd_notify` readiness.
+//! - `daemon`: `--daemon` (double fork, detach) and the start-up `Reporter` protocol.
+//! - `supervise`: `--supervise`, a parent process that restarts a crashed server.
+//! - `pidfile`: `--pid-file`, written atomically, `flock`ed, removed on exit.
+//! - `privilege`: `--user`, dropping root after binding.
+//! - `logging`: stderr, `--log-file` or `--log syslog`; filter and file reloadable.
+//! - `signals`: the server's signal thread (SIGINT/SIGTERM drain, SIGHUP reload).
+//! - `reload`: what a reload changes, and what needs a restart.
+//! - `notify`: systemd `sd_notify` readiness.
 //!
 //! Order of start-up in [`serve`], chosen so that every fork happens while the process has a
 //! single thread, and every privileged step happens before the privilege drop:

@@ -17,9 +17,9 @@
 //!   └─────────────┘        └─────────────┘        └─────────────┘
 //! ```
 //!
-//! - [`acceptor`]: `Acceptor`, the accept loop with limits and EMFILE back-off.
+//! - `acceptor`: `Acceptor`, the accept loop with limits and EMFILE back-off.
 //! - [`dispatch`]: `Dispatcher`, round-robin hand-off with one wake per batch.
-//! - [`pool`]: `run`, which spawns the workers, runs the acceptor and joins the workers.
+//! - `pool`: `run`, which spawns the workers, runs the acceptor and joins the workers.
 
 pub(crate) mod acceptor;
 pub mod dispatch;

@@ -60,7 +60,7 @@ pub enum ReadUntil {
     /// A read that fills less than the space offered means the socket is drained. Saves one
     /// `EAGAIN` read per message. Correct with level-triggered pollers (they report again) and
     /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data, provided
-    /// the loop passes the peer's FIN on through [`Echo::note_read_closed`]: the read that
+    /// the loop passes the peer's FIN on through `Echo::note_read_closed`: the read that
     /// returns the last bytes may consume the FIN too, and no edge reports it again.
     ShortRead,
 }
