@@ -48,6 +48,9 @@ impl Server {
             .and_then(|()| listener.local_addr())
             .map_err(err)?;
         let about = config.model.about();
+        if let Some(probe) = about.probe {
+            probe().map_err(err)?;
+        }
         // Models without a worker pool count everything in one block.
         let blocks = if about.uses_workers {
             config.workers

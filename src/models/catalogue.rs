@@ -32,6 +32,7 @@ macro_rules! for_each_model {
             Thread thread "thread",
             Fork fork "fork",
             Blocking blocking "blocking",
+            Uring uring "uring",
         }
     };
 }
@@ -54,6 +55,9 @@ pub(crate) struct About {
     /// Signals it handles itself, installed at bind time; the caller then starts no signal
     /// thread. Empty for every model but `fork`.
     pub(crate) signals: &'static [Signo],
+    /// Checks at bind time, before `listening on` is reported, that the kernel supports the
+    /// model (`uring`); `None` for models that run everywhere Linux does.
+    pub(crate) probe: Option<fn() -> io::Result<()>>,
 }
 
 impl About {
@@ -66,6 +70,7 @@ impl About {
             serves_metrics: true,
             connection_ceiling: None,
             signals: &[],
+            probe: None,
         }
     }
 }

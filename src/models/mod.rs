@@ -15,6 +15,7 @@
 //! | `thread` | [`thread`] | one thread per connection, blocking I/O |
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
+//! | `uring` | [`uring`] | one thread, io_uring completions, batched submissions |
 //!
 //! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
 //! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
@@ -39,6 +40,7 @@ pub(crate) mod poll;
 pub(crate) mod reactor;
 pub(crate) mod select;
 pub(crate) mod thread;
+pub(crate) mod uring;
 
 use std::fmt;
 use std::sync::Arc;

@@ -22,6 +22,8 @@
 //! - `user`: the password database and dropping root.
 //! - `syslog`: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
+//! - `uring`: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
+//!   in-flight memory it owns until the kernel lets go.
 
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
@@ -34,6 +36,7 @@ pub(crate) mod select;
 pub(crate) mod signal;
 pub mod socket;
 pub(crate) mod syslog;
+pub(crate) mod uring;
 pub(crate) mod user;
 
 use std::time::Duration;
