@@ -9,15 +9,16 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, Model};
+use crate::config::Config;
+use crate::models::Model;
 
 /// The listening socket could not be set up. Shown to the user, who exits 1.
 #[derive(Debug)]
 pub struct BindError {
     /// The address that was asked for.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// What the OS said.
-    pub source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 impl fmt::Display for BindError {
@@ -33,14 +34,14 @@ impl std::error::Error for BindError {
 }
 
 /// Binds a non-blocking, close-on-exec listening socket with `SO_REUSEADDR` and `backlog`.
-pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
+pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
     bind_with(addr, backlog, false)
 }
 
 /// Like [`bind`], with `SO_REUSEPORT` when `reuse_port` is set: further sockets bound with it
 /// by the same user may then listen on the same address, and the kernel spreads incoming
 /// connections over them by a hash of the 4-tuple. Every socket of such a group must set it.
-pub fn bind_with(
+pub(crate) fn bind_with(
     addr: SocketAddr,
     backlog: u32,
     reuse_port: bool,
@@ -66,7 +67,7 @@ pub fn bind_with(
 /// Binds the listening socket `config` asks for: with `SO_REUSEPORT` when its dispatch mode
 /// gives each worker a listener of its own on the same port (the workers' sockets are bound
 /// later, on the port this one got; see `reactor::pool`).
-pub fn bind_for(config: &Config) -> Result<TcpListener, BindError> {
+pub(crate) fn bind_for(config: &Config) -> Result<TcpListener, BindError> {
     let reuse_port = config.model == Model::Reactor && config.dispatch.needs_reuse_port();
     bind_with(config.listen, config.backlog, reuse_port)
 }

@@ -23,17 +23,16 @@
 //! itself, under the same admission policy (its own `SO_REUSEPORT` socket on the shared
 //! port, or the one socket registered `EPOLLEXCLUSIVE` by every worker).
 //!
-//! - [`strategy`]: `Dispatch`, the four modes.
-//! - [`acceptor`]: `Acceptor`, the accept loop with limits and EMFILE back-off.
+//! - `strategy`: [`Dispatch`], the four modes.
+//! - `acceptor`: `Acceptor`, the accept loop with limits and EMFILE back-off.
 //! - [`dispatch`]: `Dispatcher`, round-robin or least-connections hand-off with one
 //!   notification per batch.
-//! - [`pool`]: `ReactorServer`, which binds, spawns the workers and runs the acceptor (or
-//!   gives the workers their listeners).
+//! - `pool`: `run`, which spawns the workers, runs the acceptor (or gives the workers their
+//!   listeners) and joins the workers.
 
-pub mod acceptor;
+pub(crate) mod acceptor;
 pub mod dispatch;
-pub mod pool;
-pub mod strategy;
+pub(crate) mod pool;
+pub(crate) mod strategy;
 
-pub use pool::ReactorServer;
 pub use strategy::Dispatch;

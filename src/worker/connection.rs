@@ -11,21 +11,21 @@ use crate::policy::Wants;
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The socket, registered with the worker's poller under this connection's slab key.
-    pub stream: TcpStream,
+    pub(crate) stream: TcpStream,
     /// Echo state: unsent bytes, whether the peer has closed, whether the poller reported its
     /// FIN.
-    pub echo: Echo,
+    pub(crate) echo: Echo,
     /// Interest currently registered with the poller, so we re-register only on change.
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
-    pub last_active_ms: u64,
+    pub(crate) last_active_ms: u64,
 }
 
 impl Connection {
     /// Registers `stream` for reading under `token`.
-    pub fn register(
+    pub(crate) fn register(
         mut stream: TcpStream,
         registry: &Registry,
         token: Token,
@@ -48,7 +48,12 @@ impl Connection {
     /// echo then reports `Eof`, and the worker counts the close before dropping the stream,
     /// which sends it. A peer that saw our FIN and scrapes the metrics finds the close
     /// counted.
-    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions, fin_event: bool) -> Driven {
+    pub(crate) fn drive(
+        &mut self,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+        fin_event: bool,
+    ) -> Driven {
         if fin_event {
             self.echo.note_read_closed();
         }
@@ -59,7 +64,7 @@ impl Connection {
     /// Makes the poller's interest match `wants` (from
     /// [`policy::interest::next`](crate::policy::interest::next)), with a syscall only when it
     /// changed.
-    pub fn set_interest(
+    pub(crate) fn set_interest(
         &mut self,
         registry: &Registry,
         token: Token,

@@ -34,9 +34,9 @@ use crate::stats::{Stats, WorkerStats};
 use crate::sys::epoll;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Token of the listener a worker accepts on for itself (`reuseport`, `shared`).
-pub const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 
 /// A listener a worker accepts on for itself.
 #[derive(Debug)]

@@ -1,20 +1,20 @@
 //! The worker side of the reactor pool: one event loop per thread, its connections, and the
 //! echo state machine they share with every other model.
 //!
-//! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
-//!   `Progress` and the rule a loop applies to it live in [`crate::policy::interest`]).
-//! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
-//! - [`connection`]: `Connection`, a socket plus its echo state and timer.
-//! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections
+//! - `echo`: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
+//!   `Progress` and the rule a loop applies to it live in `crate::policy::interest`).
+//! - `buffer`: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
+//! - `connection`: `Connection`, a socket plus its echo state and timer.
+//! - `event_loop`: `Worker`, the thread that owns a `mio::Poll` and a slab of connections
 //!   (and, in the dispatch modes without an acceptor thread, a listener).
-//! - [`wakeup`]: `Wakeup`, the hand-off notification that skips the eventfd write when the
+//! - `wakeup`: `Wakeup`, the hand-off notification that skips the eventfd write when the
 //!   worker is awake.
 
-pub mod buffer;
-pub mod connection;
-pub mod echo;
-pub mod event_loop;
-pub mod wakeup;
+pub(crate) mod buffer;
+pub(crate) mod connection;
+pub(crate) mod echo;
+pub(crate) mod event_loop;
+pub(crate) mod wakeup;
 
 #[cfg(test)]
 mod echo_props;
