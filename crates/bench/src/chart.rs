@@ -1,6 +1,8 @@
 //! The comparison's SVG charts (plotters): msg/s and server CPU per message per server,
 //! latency percentiles per server, msg/s against worker count, and memory per idle
-//! connection. One panel per scenario; bars show the median with a min–max whisker.
+//! connection, and server CPU per message against the number of idle connections (the
+//! `--idle-connections` sweep). One panel per scenario; bars show the median with a min–max
+//! whisker. With a sweep, the bar charts show the sweep's first count.
 
 use std::error::Error;
 use std::path::Path;
@@ -13,9 +15,13 @@ use crate::scenario::Scenario;
 use crate::summary::{CellSummary, CompareReport, Spread};
 
 /// Chart files and their titles, in the order the Markdown report shows them.
-pub(crate) const FILES: [(&str, &str); 5] = [
+pub(crate) const FILES: [(&str, &str); 6] = [
     ("throughput.svg", "Throughput per server"),
     ("cpu_per_msg.svg", "Server CPU time per message"),
+    (
+        "idle_sweep.svg",
+        "Server CPU time per message against idle connections",
+    ),
     ("latency.svg", "Latency percentiles"),
     ("workers.svg", "Throughput against worker count"),
     ("idle_rss.svg", "Server memory per idle connection"),
@@ -57,6 +63,7 @@ pub(crate) fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str
         .filter(|&(file, _)| match file {
             "workers.svg" => timed && worker_series(report).is_some(),
             "idle_rss.svg" => idle,
+            "idle_sweep.svg" => !swept_timed(report).is_empty(),
             _ => timed,
         })
         .collect()
@@ -97,6 +104,9 @@ pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
             |v| format!("{v:.2}"),
         )?;
     }
+    if files.contains(&"idle_sweep.svg") {
+        idle_sweep_chart(&dir.join("idle_sweep.svg"), report, &swept_timed(report))?;
+    }
     if files.contains(&"latency.svg") {
         latency_chart(&dir.join("latency.svg"), report, &timed)?;
     }
@@ -129,13 +139,119 @@ pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
     Ok(())
 }
 
+/// Timed scenarios, each once (a sweep lists a scenario once per idle count).
 fn timed_scenarios(report: &CompareReport) -> Vec<Scenario> {
+    let mut out: Vec<Scenario> = Vec::new();
+    for s in &report.scenarios {
+        if s.scenario.is_timed() && !out.contains(&s.scenario) {
+            out.push(s.scenario);
+        }
+    }
+    out
+}
+
+/// Timed scenarios swept over idle-connection counts.
+fn swept_timed(report: &CompareReport) -> Vec<Scenario> {
     report
-        .scenarios
-        .iter()
-        .map(|s| s.scenario)
+        .swept_scenarios()
+        .into_iter()
         .filter(|s| s.is_timed())
         .collect()
+}
+
+/// Server CPU per message against idle connections: one panel per swept scenario, a line
+/// per cell (median, min–max whiskers). A cell not served at some counts has no point there,
+/// and its legend entry says from which count on.
+fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) -> Result<()> {
+    let height = TITLE_HEIGHT + PANEL_HEIGHT * scenarios.len() as u32;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        "Server CPU time per message against idle connections (median, min–max)",
+        (FONT, 20),
+    )?;
+    let areas = root.split_evenly((scenarios.len(), 1));
+    for (&sc, area) in scenarios.iter().zip(areas.iter()) {
+        let counts = report.idle_counts(sc);
+        let max_x = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let top = report
+            .summary
+            .iter()
+            .filter(|s| s.scenario == sc)
+            .filter_map(|s| s.server_cpu_per_msg_us.map(|m| m.max))
+            .fold(0.0f64, f64::max);
+        let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+        let load = report
+            .scenarios
+            .iter()
+            .find(|s| s.scenario == sc)
+            .map(|s| format!("{sc}: {}", s.describe_load()))
+            .unwrap_or_else(|| sc.to_string());
+        let mut chart = ChartBuilder::on(area)
+            .caption(load, (FONT, 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-max_x * 0.03..max_x * 1.03, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("idle connections")
+            .x_label_formatter(&|x| short_number(*x))
+            .y_desc(format!("µs per {}", sc.unit()))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .light_line_style(BLACK.mix(0.04))
+            .draw()?;
+        for (i, cell) in report.cells.iter().enumerate() {
+            let c = color(i);
+            let mut points: Vec<(f64, Spread)> = Vec::new();
+            let mut not_served = None;
+            for &n in &counts {
+                let Some(s) = report.find_at(sc, n, &cell.label) else {
+                    continue;
+                };
+                if s.runs == 0 {
+                    not_served = not_served.or(Some(n));
+                } else if let Some(v) = s.server_cpu_per_msg_us {
+                    points.push((n as f64, v));
+                }
+            }
+            let label = match not_served {
+                Some(n) => format!(
+                    "{} ({} at {} idle)",
+                    cell.label,
+                    crate::summary::NOT_SERVED,
+                    short_number(n as f64)
+                ),
+                None => cell.label.clone(),
+            };
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(x, v)| (*x, v.median)),
+                    c.stroke_width(2),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|(x, v)| Circle::new((*x, v.median), 4, c.filled())),
+            )?;
+            for (x, v) in points.iter().filter(|(_, v)| v.max > v.min) {
+                chart.draw_series(whisker(*x, *v, max_x * 0.006, c))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK.mix(0.3))
+            .background_style(WHITE.mix(0.9))
+            .label_font((FONT, 13))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
 }
 
 fn caption(report: &CompareReport, sc: Scenario) -> String {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use reactor_pool::config::Config;
+use reactor_pool::config::{Config, Model};
 
 use crate::args::{BenchArgs, BenchError, check_fd_limit};
 use crate::chart;
@@ -70,15 +70,21 @@ pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
                 let cell = &spec.cells[i];
                 if let Some(bar) = &bar {
                     bar.set_message(format!(
-                        "{} {} (repetition {}/{})",
+                        "{}{} {} (repetition {}/{})",
                         load.scenario,
+                        idle_suffix(load.idle_connections),
                         cell.label,
                         rep + 1,
                         spec.repeat
                     ));
                 }
+                let idle = if load.idle_connections > 0 {
+                    format!("-idle{}", load.idle_connections)
+                } else {
+                    String::new()
+                };
                 let log = logs.join(format!(
-                    "{}-{}-r{}.log",
+                    "{}{idle}-{}-r{}.log",
                     load.scenario,
                     file_safe(&cell.label),
                     rep + 1
@@ -105,8 +111,9 @@ pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
 fn run_line(r: &RunResult) -> String {
     let unit = r.scenario.unit();
     let mut line = format!(
-        "{} {} #{}: {} {unit}/s",
+        "{}{} {} #{}: {} {unit}/s",
         r.scenario,
+        idle_suffix(r.report.idle_connections),
         r.cell,
         r.repetition + 1,
         thousands(r.report.msgs_per_sec.round() as u64)
@@ -142,6 +149,15 @@ fn write_report(out: &Path, report: &CompareReport) -> Result<(), BenchError> {
     chart::write_all(out, report)
         .map_err(|e| BenchError::Runtime(format!("cannot draw the charts: {e}")))?;
     Ok(())
+}
+
+/// " +N idle" for a load with silent connections, nothing without.
+fn idle_suffix(idle: usize) -> String {
+    if idle > 0 {
+        format!(" +{} idle", thousands(idle as u64))
+    } else {
+        String::new()
+    }
 }
 
 fn file_safe(label: &str) -> String {
@@ -188,6 +204,7 @@ fn measure(
     let mut observer = Sampler {
         pid,
         start_fds,
+        idle_open: 0,
         at_start: None,
         at_end: None,
     };
@@ -219,7 +236,8 @@ fn measure(
     });
     let rss_per_connection = match (&report.idle, start_sample, server_end) {
         (Some(idle), Some(s0), Some(s1)) if idle.established > 0 => {
-            Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / idle.established as f64)
+            let open = idle.established + report.idle_connections_opened;
+            Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / open as f64)
         }
         _ => None,
     };
@@ -249,19 +267,28 @@ fn measure(
     })
 }
 
-/// The cell's launch for `load`: `serve` gets `--max-connections` when the load needs more
-/// than the default allows (and only then, since some models refuse large values).
+/// The cell's launch for `load`: `serve` gets `--max-connections` when the load (active plus
+/// idle connections) needs more than the default allows, or more than the model can serve
+/// (select: FD_SETSIZE) — then the server refuses to start with its own one-line reason, and
+/// the report shows the cell as not served instead of figures from a server that dropped
+/// connections. Only then, since some models refuse large values.
 fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
     let default_max = Config::default().max_connections;
+    let needed = load.connections + load.idle_connections;
+    let ceiling = Model::ALL
+        .iter()
+        .find(|m| m.name() == cell.model)
+        .and_then(|m| m.connection_ceiling())
+        .unwrap_or(usize::MAX);
     match &cell.launch {
         Launch::Serve { exe, args }
-            if load.connections + 16 > default_max
+            if (needed + 16 > default_max || needed > ceiling)
                 && !args.iter().any(|a| a.starts_with("--max-connections")) =>
         {
             let mut args = args.clone();
             args.extend([
                 "--max-connections".to_owned(),
-                (load.connections + 64).to_string(),
+                (needed + 64).to_string(),
             ]);
             Launch::Serve {
                 exe: exe.clone(),
@@ -279,6 +306,8 @@ struct Sampler {
     pid: u32,
     /// The server's open descriptors before any connection.
     start_fds: usize,
+    /// `--idle-connections` established (the server holds a descriptor for each).
+    idle_open: u64,
     /// (when, server, load generator) at the window's start.
     at_start: Option<(Instant, ProcSample, ProcSample)>,
     /// (when, server, load generator) at the window's end.
@@ -293,11 +322,10 @@ impl Sampler {
     }
 }
 
-impl Observer for Sampler {
-    fn all_connected(&mut self, open: u64) {
-        // A connect completes at the SYN-ACK, before the server has accepted; wait (bounded)
-        // until the server holds a descriptor for each connection, so the hold measures
-        // accepted connections.
+impl Sampler {
+    /// A connect completes at the SYN-ACK, before the server has accepted; waits (bounded)
+    /// until the server holds a descriptor for each of `open` connections.
+    fn wait_for_accepts(&self, open: u64) {
         let deadline = Instant::now() + ACCEPT_WAIT;
         let want = self.start_fds + open as usize;
         while Instant::now() < deadline {
@@ -306,6 +334,19 @@ impl Observer for Sampler {
                 _ => break,
             }
         }
+    }
+}
+
+impl Observer for Sampler {
+    fn idle_connections_open(&mut self, open: u64) {
+        // The load starts with every silent connection accepted.
+        self.idle_open = open;
+        self.wait_for_accepts(open);
+    }
+
+    fn all_connected(&mut self, open: u64) {
+        // The hold measures accepted connections.
+        self.wait_for_accepts(self.idle_open + open);
     }
 
     fn window_start(&mut self) {
@@ -402,6 +443,9 @@ mod report_tests {
                     hold_secs: 1.0,
                     echo_secs: 0.01,
                 }),
+                idle_connections: 0,
+                idle_connections_opened: 0,
+                idle_connections_kept: 0,
             },
             server_cpu_secs: Some(cpu * rate / 1e6),
             server_cpu_per_msg_us: (!idle).then_some(cpu),

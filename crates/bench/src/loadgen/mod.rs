@@ -22,12 +22,17 @@
 //! - `connection`: `Conn`, one connection: connect, and `pump`, which moves and verifies its
 //!   bytes;
 //! - `tally`: the measured `Window` and each thread's `ThreadStats`;
-//! - `shared`: what the coordinator (`run`, here) and the threads share.
+//! - `shared`: what the coordinator (`run`, here) and the threads share;
+//! - `silent`: `Silent`, the `--idle-connections`: opened before the load, never written to,
+//!   checked at the end.
 
 mod connection;
 mod driver;
 mod shared;
+mod silent;
 mod tally;
+
+pub(crate) use self::silent::sources_needed as idle_sources_needed;
 
 use std::io;
 use std::sync::Arc;
@@ -37,13 +42,17 @@ use std::time::{Duration, Instant};
 
 use self::driver::Driver;
 use self::shared::{PHASE_ECHO, PHASE_STOP, Shared};
+use self::silent::Silent;
 use self::tally::{ThreadStats, Window};
 use crate::pattern::Pattern;
-use crate::report::{IdleFigures, Latency, RunReport};
+use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
 use crate::spec::LoadSpec;
 
 /// Hooks the comparison runner uses to sample the server at the window's edges.
 pub trait Observer {
+    /// `--idle-connections`: `open` silent connections are established, before any load
+    /// (the warm-up starts when this returns).
+    fn idle_connections_open(&mut self, _open: u64) {}
     /// Idle only: every connection attempt has settled and `open` connections are open;
     /// the hold starts when this returns.
     fn all_connected(&mut self, _open: u64) {}
@@ -67,6 +76,12 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let pattern = Arc::new(Pattern::new());
     let shared = Arc::new(Shared::new());
+    let mut silent_errors = ErrorCounts::default();
+    let silent = Silent::open(spec, &mut silent_errors)?;
+    let idle_opened = silent.len() as u64;
+    if spec.idle_connections > 0 {
+        observer.idle_connections_open(idle_opened);
+    }
     let start = Instant::now();
     let window = if spec.scenario.is_timed() {
         let from = start + spec.warmup;
@@ -147,6 +162,8 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     if let Some(e) = failure {
         return Err(e);
     }
+    let idle_kept = silent.check_and_close(&mut silent_errors);
+    total.errors.merge(&silent_errors);
 
     let (duration_secs, rate_secs, idle) = match idle {
         Some((connect, hold, echo_from)) => {
@@ -194,6 +211,9 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
         connections_opened: total.opened,
         errors: total.errors,
         idle,
+        idle_connections: spec.idle_connections,
+        idle_connections_opened: idle_opened,
+        idle_connections_kept: idle_kept,
     })
 }
 
