@@ -220,7 +220,7 @@ fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario])
                     "{} ({} at {} idle)",
                     cell.label,
                     crate::summary::NOT_SERVED,
-                    short_number(n as f64)
+                    crate::report::thousands(n as u64)
                 ),
                 None => cell.label.clone(),
             };

@@ -286,10 +286,7 @@ fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
                 && !args.iter().any(|a| a.starts_with("--max-connections")) =>
         {
             let mut args = args.clone();
-            args.extend([
-                "--max-connections".to_owned(),
-                (needed + 64).to_string(),
-            ]);
+            args.extend(["--max-connections".to_owned(), (needed + 64).to_string()]);
             Launch::Serve {
                 exe: exe.clone(),
                 args,
@@ -538,6 +535,94 @@ mod report_tests {
         assert!(charts.iter().any(|&(file, _)| file == "workers.svg"));
         let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
         assert!(workers.contains("tokio") && workers.contains("reactor"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// The idle-connections sweep in a synthetic report: one section per (scenario, idle
+    /// count), ratios paired within the same idle count, the sweep table with each cell's
+    /// CPU per message and its growth, select's refusal shown as not served with its reason,
+    /// and the chart drawn with a line per model.
+    #[test]
+    fn idle_sweep_table_and_chart() {
+        let cells = vec![
+            cell("epoll", "epoll", None),
+            cell("poll", "poll", None),
+            cell("select", "select", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let counts = [0usize, 5000];
+        let loads: Vec<LoadSpec> = counts
+            .iter()
+            .map(|&n| LoadSpec {
+                duration: Duration::from_secs(1),
+                idle_connections: n,
+                ..LoadSpec::new(target, Scenario::Pingpong)
+            })
+            .collect();
+        let out = std::env::temp_dir().join(format!("rp-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells: cells.clone(),
+            loads: loads.clone(),
+            repeat: 1,
+            baseline: "epoll".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let at = |label: &str, idle: usize, cpu: f64| {
+            let mut r = result(label, Scenario::Pingpong, 0, 1000.0, cpu);
+            r.report.idle_connections = idle;
+            r
+        };
+        let mut refused = RunResult::not_started(
+            &cells[2],
+            &loads[1],
+            0,
+            2,
+            "invalid `--max-connections`: FD_SETSIZE",
+        );
+        refused.report.idle_connections = 5000;
+        let runs = vec![
+            at("epoll", 0, 4.0),
+            at("poll", 0, 3.0),
+            at("select", 0, 3.5),
+            at("epoll", 5000, 4.0),
+            at("poll", 5000, 12.0),
+            refused,
+        ];
+        let report = build(&spec, runs, SystemTime::now());
+        assert_eq!(report.swept_scenarios(), vec![Scenario::Pingpong]);
+        assert_eq!(report.idle_counts(Scenario::Pingpong), vec![0, 5000]);
+        let poll = report.find_at(Scenario::Pingpong, 5000, "poll").unwrap();
+        assert_eq!(
+            poll.cpu_ratio.unwrap().median,
+            3.0,
+            "paired with epoll at 5000"
+        );
+        assert_eq!(
+            report
+                .find(Scenario::Pingpong, "poll")
+                .unwrap()
+                .idle_connections,
+            0
+        );
+
+        write_report(&out, &report).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("plus 5,000 idle connections"), "{md}");
+        assert!(md.contains("| server | 0 idle | 5,000 idle |"), "{md}");
+        assert!(md.contains("| epoll | 4.00 µs | 4.00 µs (1.00×) |"), "{md}");
+        assert!(md.contains("| poll | 3.00 µs | 12.0 µs (4.00×) |"), "{md}");
+        assert!(md.contains("| select | 3.50 µs | not served |"), "{md}");
+        assert!(
+            md.contains("- select at 5,000 idle: server: did not start: invalid `--max-connections`: FD_SETSIZE"),
+            "{md}"
+        );
+        let svg = std::fs::read_to_string(out.join("idle_sweep.svg")).unwrap();
+        for legend in ["epoll", "poll", "select (not served at 5,000 idle)"] {
+            assert!(svg.contains(legend), "{legend} in the sweep chart: {svg}");
+        }
+        assert!(md.contains("(idle_sweep.svg)"), "{md}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }

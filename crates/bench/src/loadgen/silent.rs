@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::connection::{connect, connect_status, describe_connect_error, io_failure, Outcome};
+use super::connection::{Outcome, connect, connect_status, describe_connect_error, io_failure};
 use crate::report::{ErrorCounts, ErrorKind};
 use crate::spec::LoadSpec;
 
@@ -38,7 +38,12 @@ fn source(spec: &LoadSpec, i: usize) -> Option<Ipv4Addr> {
     match spec.target {
         SocketAddr::V4(t) if t.ip().is_loopback() => {
             let host = usize::from(spec.source_addrs) + 1 + i / PER_SOURCE;
-            Some(Ipv4Addr::new(127, 0, 0, u8::try_from(host).unwrap_or(u8::MAX)))
+            Some(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                u8::try_from(host).unwrap_or(u8::MAX),
+            ))
         }
         _ => None,
     }
@@ -182,7 +187,10 @@ mod tests {
         let mut spec = LoadSpec::new("127.0.0.1:9".parse().unwrap(), Scenario::Pingpong);
         spec.source_addrs = 3;
         assert_eq!(source(&spec, 0), Some(Ipv4Addr::new(127, 0, 0, 4)));
-        assert_eq!(source(&spec, PER_SOURCE - 1), Some(Ipv4Addr::new(127, 0, 0, 4)));
+        assert_eq!(
+            source(&spec, PER_SOURCE - 1),
+            Some(Ipv4Addr::new(127, 0, 0, 4))
+        );
         assert_eq!(source(&spec, PER_SOURCE), Some(Ipv4Addr::new(127, 0, 0, 5)));
         spec.target = "[::1]:9".parse().unwrap();
         assert_eq!(source(&spec, 0), None);
