@@ -449,7 +449,8 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
         md,
         "The load generator runs on the same machine as the server, so msg/s largely shows how \
          the cores were shared between them. **Server CPU per message** (user + system time \
-         of the server process over the measured window, from `/proc/PID/stat`, divided by \
+         of the server process and its reaped children — the fork model's connections — over \
+         the measured window, from `/proc/PID/stat`, divided by \
          the messages echoed in it) is the figure that compares servers fairly; \
          **switches** are the server's context switches (all threads) per message, the cost \
          of sleeping and being woken. Latency is from the write carrying a message's first \
@@ -613,7 +614,11 @@ fn sweep_markdown(md: &mut String, report: &CompareReport) {
                         return "–".to_owned();
                     };
                     if s.runs == 0 {
-                        if let Some(why) = s.error_notes.first() {
+                        if let Some(note) = s.error_notes.first() {
+                            // The server's own one-line error, when its log gave one.
+                            let why = note
+                                .rsplit_once("its log says: ")
+                                .map_or(note.as_str(), |(_, t)| t.trim_end_matches(')'));
                             reasons.push(format!(
                                 "{} at {} idle: {why}",
                                 cell.label,
