@@ -74,9 +74,14 @@ now() { date +%s.%N; }
 # waiting for the echo. Rounds alternate epoll and epoll-et so drifts of the machine hit both.
 cmd_levels() {
     local n=${1:?levels N [ROUNDS]} rounds=${2:-3}
+    local order
     for round in $(seq "$rounds"); do
-        for model in epoll epoll-et; do
+        # ABBA: each model goes first in every other round.
+        if ((round % 2)); then order="epoll epoll-et"; else order="epoll-et epoll"; fi
+        for model in $order; do
             start_server "$model" --model "$model" --log-level warn
+            # One untimed client first, so both timings start with the binary in the cache.
+            "$BIN" client "$ADDR" --send 'hello world' --timeout 5 >/dev/null
             local t0 t1
             t0=$(now)
             for _ in $(seq "$n"); do
