@@ -9,7 +9,7 @@
 #   scripts/experiments.sh half-close [MODEL]  peer close and half-close, what the server sees
 #   scripts/experiments.sh time-wait           who keeps TIME_WAIT; why connrate still works
 #   scripts/experiments.sh backlog BACKLOG N   a burst beyond the backlog while the server is stopped
-#   scripts/experiments.sh daemon              --daemon --supervise: kill the server, then the daemon
+#   scripts/experiments.sh daemon [TERM|KILL]  --daemon --supervise: kill the server, then the daemon
 #   scripts/experiments.sh quick               all of the above with tiny counts (CI runs this)
 #
 # Loopback only, every wait bounded. Binaries: $REACTOR_POOL (default
@@ -352,14 +352,19 @@ cmd_daemon() {
     "$BIN" client "$addr" --send 'after' --timeout 10 >/dev/null && echo "    echo works again"
     python3 -c "import sys; print(f'    restarted as {sys.argv[1]} after {float(sys.argv[3])-float(sys.argv[2]):.2f} s; supervisor still {sys.argv[4]}')" "$new" "$t0" "$t1" "$sup"
     grep -m2 -iE 'exit|restart|signal' "$log" | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    log: /' || true
-    echo "--- kill -KILL $sup (the daemon itself):"
-    kill -KILL "$sup"
-    for _ in $(seq 100); do kill -0 "$new" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$new" 2>/dev/null; then
-        echo "    server $new is still running"
+    local sig=${1:-TERM}
+    echo "--- kill -$sig $sup (the daemon itself):"
+    kill "-$sig" "$sup"
+    for _ in $(seq 200); do
+        kill -0 "$new" 2>/dev/null || kill -0 "$sup" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$new" 2>/dev/null || kill -0 "$sup" 2>/dev/null; then
+        echo "    still running: $(ps -o pid=,comm= -p "$sup","$new" | tr '\n' ' ')"
         return 1
     fi
-    echo "    supervisor gone, server $new gone too (SIGTERM on its parent's death); port closed: $("$BIN" client "$addr" --send x --timeout 1 >/dev/null 2>&1 && echo no || echo yes)"
+    echo "    supervisor and server $new both gone; pid file $([[ -e $pidfile ]] && echo left behind || echo removed); port closed: $("$BIN" client "$addr" --send x --timeout 1 >/dev/null 2>&1 && echo no || echo yes)"
+    grep -iE 'stop|drain|exit' "$log" | tail -2 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    log: /' || true
 }
 
 cmd_quick() {
@@ -376,7 +381,8 @@ cmd_quick() {
     echo "=== half-close";    cmd_half_close
     echo "=== time-wait";     TW_SECS=0.5 cmd_time_wait
     echo "=== backlog";       cmd_backlog 4 12
-    echo "=== daemon";        cmd_daemon
+    echo "=== daemon";        cmd_daemon TERM
+    echo "=== daemon, KILL";  cmd_daemon KILL
 }
 
 case ${1:-} in
@@ -388,7 +394,7 @@ case ${1:-} in
     half-close) shift; cmd_half_close "$@" ;;
     time-wait) cmd_time_wait ;;
     backlog) shift; cmd_backlog "$@" ;;
-    daemon) cmd_daemon ;;
+    daemon) shift; cmd_daemon "$@" ;;
     quick) cmd_quick ;;
     *) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac
