@@ -7,6 +7,7 @@
 use std::error::Error;
 use std::path::Path;
 
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -160,7 +161,7 @@ fn swept_timed(report: &CompareReport) -> Vec<Scenario> {
 }
 
 /// Server CPU per message against idle connections: one panel per swept scenario, a line
-/// per cell (median, min–max whiskers). A cell not served at some counts has no point there,
+/// per cell (median, min–max whiskers), log scale. A cell not served at some counts has no point there,
 /// and its legend entry says from which count on.
 fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) -> Result<()> {
     let height = TITLE_HEIGHT + PANEL_HEIGHT * scenarios.len() as u32;
@@ -174,13 +175,21 @@ fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario])
     for (&sc, area) in scenarios.iter().zip(areas.iter()) {
         let counts = report.idle_counts(sc);
         let max_x = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-        let top = report
+        // Log scale: poll's cost grows a hundredfold while epoll's stays flat; on a linear
+        // axis the flat lines would merge at the bottom.
+        let values = report
             .summary
             .iter()
             .filter(|s| s.scenario == sc)
-            .filter_map(|s| s.server_cpu_per_msg_us.map(|m| m.max))
-            .fold(0.0f64, f64::max);
-        let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+            .filter_map(|s| s.server_cpu_per_msg_us)
+            .flat_map(|m| [m.min, m.max])
+            .filter(|v| *v > 0.0);
+        let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if hi > 0.0 {
+            (lo / 1.5, hi * 1.5)
+        } else {
+            (0.1, 10.0)
+        };
         let load = report
             .scenarios
             .iter()
@@ -192,13 +201,16 @@ fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario])
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(-max_x * 0.03..max_x * 1.03, 0f64..top)?;
+            .build_cartesian_2d(
+                -max_x * 0.03..max_x * 1.03,
+                (lo..hi).log_scale().with_key_points(log_key_points(lo, hi)),
+            )?;
         chart
             .configure_mesh()
             .x_desc("idle connections")
             .x_label_formatter(&|x| short_number(*x))
-            .y_desc(format!("µs per {}", sc.unit()))
-            .y_label_formatter(&|v| format!("{v:.1}"))
+            .y_desc(format!("µs per {} (log scale)", sc.unit()))
+            .y_label_formatter(&|v| short_number(*v))
             .light_line_style(BLACK.mix(0.04))
             .draw()?;
         for (i, cell) in report.cells.iter().enumerate() {
@@ -261,6 +273,22 @@ fn caption(report: &CompareReport, sc: Scenario) -> String {
         .find(|s| s.scenario == sc)
         .map(|s| format!("{sc}: {}", s.describe()))
         .unwrap_or_else(|| sc.to_string())
+}
+
+/// 1, 2, 5, 10, 20, 50, ... within `lo..=hi`: labels for a log axis.
+fn log_key_points(lo: f64, hi: f64) -> Vec<f64> {
+    let mut points = Vec::new();
+    let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if (lo..=hi).contains(&v) {
+                points.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    points
 }
 
 /// 1234567 → "1.23M".
@@ -591,6 +619,12 @@ mod tests {
         assert_eq!(short_number(4.5), "4.5");
         assert_eq!(short_number(5.0), "5");
         assert_eq!(short_number(0.25), "0.25");
+    }
+
+    #[test]
+    fn log_axis_labels_are_one_two_five() {
+        assert_eq!(log_key_points(1.2, 60.0), vec![2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_key_points(0.5, 1.0), vec![0.5, 1.0]);
     }
 
     #[test]
