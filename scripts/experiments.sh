@@ -2,6 +2,7 @@
 # The socket-programming notes' experiments, rerun on reactor-pool (docs/experiments.md).
 #
 #   scripts/experiments.sh levels N [ROUNDS]   N sequential client processes, epoll vs epoll-et
+#   scripts/experiments.sh syscalls MODEL SECS system calls per connection under connrate (strace)
 #   scripts/experiments.sh fd-setsize          select and descriptors >= FD_SETSIZE
 #   scripts/experiments.sh fork-zombies SECS   zombies without reaping; none with the fork model
 #   scripts/experiments.sh threads N...        thread per connection: memory and switches
@@ -93,6 +94,35 @@ cmd_levels() {
                 "$model" "$n" "$t0" "$t1" "$round"
         done
     done
+}
+
+# syscalls MODEL SECS: one client at a time (connrate --connections 1) for SECS seconds with
+# strace counting the server's system calls; prints them per connection.
+cmd_syscalls() {
+    local model=${1:?syscalls MODEL SECS} secs=${2:-2}
+    command -v strace >/dev/null || { echo "experiments: syscalls needs strace" >&2; return 2; }
+    start_server "$model" --model "$model" --log-level warn
+    strace -c -f -qq -p "$PID" -o "$TMP/strace-c.txt" &
+    local tracer=$!
+    sleep 0.5
+    "$(dirname "$BIN")/reactor-pool-bench" --target "$ADDR" --scenario connrate --connections 1 \
+        --duration "$secs" --warmup 0 --no-progress --json >"$TMP/sys.json" 2>/dev/null || true
+    sleep 0.2
+    kill -INT "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+    stop_server "$PID"
+    python3 - "$TMP/sys.json" "$TMP/strace-c.txt" "$model" <<'PY'
+import json, sys
+n = json.load(open(sys.argv[1]))["connections_opened"]
+calls = {}
+for line in open(sys.argv[2]):
+    f = line.split()
+    if len(f) >= 5 and f[-1] not in ("syscall", "total") and f[3].isdigit():
+        calls[f[-1]] = int(f[3])
+total = sum(calls.values())
+print(f"{sys.argv[3]}: {n} connections under strace, {total / max(n, 1):.2f} system calls per connection:")
+print("    " + ", ".join(f"{k} {v / max(n, 1):.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])))
+PY
 }
 
 # fd-setsize: select cannot watch descriptors >= FD_SETSIZE (1024). Asked for more
@@ -374,6 +404,9 @@ cmd_quick() {
     echo "=== levels, connrate"
     "$bench" --compare --models epoll,epoll-et --scenarios connrate --connections 1 \
         --duration 0.3 --warmup 0.1 --repeat 1 --no-progress --out "$TMP/levels" | grep -E '^\| epoll'
+    if command -v strace >/dev/null; then
+        echo "=== syscalls";  cmd_syscalls epoll 0.3; cmd_syscalls epoll-et 0.3
+    fi
     echo "=== fd-setsize";    cmd_fd_setsize
     echo "=== fork-zombies";  cmd_fork_zombies 1
     echo "=== threads";       THREADS_SECS=0.3 cmd_threads 10
@@ -387,6 +420,7 @@ cmd_quick() {
 
 case ${1:-} in
     levels) shift; cmd_levels "$@" ;;
+    syscalls) shift; cmd_syscalls "$@" ;;
     fd-setsize) cmd_fd_setsize ;;
     fork-zombies) shift; cmd_fork_zombies "$@" ;;
     threads) shift; cmd_threads "$@" ;;

@@ -48,6 +48,10 @@ use crate::pattern::Pattern;
 use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
 use crate::spec::LoadSpec;
 
+/// How long before a timed window's end `Observer::window_end` is called (at most a tenth of
+/// the window).
+pub const SAMPLE_LEAD: Duration = Duration::from_millis(50);
+
 /// Hooks the comparison runner uses to sample the server at the window's edges.
 pub trait Observer {
     /// `--idle-connections`: `open` silent connections are established, before any load
@@ -58,7 +62,8 @@ pub trait Observer {
     fn all_connected(&mut self, _open: u64) {}
     /// The measured window starts now (idle: the hold begins).
     fn window_start(&mut self) {}
-    /// The measured window ends now (idle: the hold ends, before the echoes).
+    /// The measured window ends now (timed scenarios: up to `SAMPLE_LEAD` before its end,
+    /// while every connection is still open; idle: the hold ends, before the echoes).
     fn window_end(&mut self) {}
     /// Called about five times a second with the time since start and messages so far.
     fn tick(&mut self, _elapsed: Duration, _messages: u64) {}
@@ -120,13 +125,14 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     if spec.scenario.is_timed() {
         wait_until(start + spec.warmup, start, &shared, observer);
         observer.window_start();
-        wait_until(
-            start + spec.warmup + spec.duration,
-            start,
-            &shared,
-            observer,
-        );
+        let end = start + spec.warmup + spec.duration;
+        // Reported a little early: at the end the threads start closing connections, and a
+        // thread-per-connection server's threads exit with them, taking their context-switch
+        // counters out of a sample taken after.
+        let lead = SAMPLE_LEAD.min(spec.duration / 10);
+        wait_until(end - lead, start, &shared, observer);
         observer.window_end();
+        wait_until(end, start, &shared, observer);
     } else {
         // Threads exit early only if they have nothing left to do (every connect failed).
         while shared.settled.load(Ordering::Acquire) < spec.connections
