@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use reactor_pool::config::{Config, Model};
+use reactor_pool::Model;
+use reactor_pool::config::Config;
 
 use crate::args::{BenchArgs, BenchError, check_fd_limit};
 use crate::chart;
