@@ -7,6 +7,8 @@
 //! - [`shutdown`]: `ShutdownHandle`, the graceful-shutdown protocol.
 //! - [`reactor`]: the acceptor, round-robin dispatch and the worker pool.
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
+//! - [`udp`]: UDP echo in the reactor's workers (`SO_REUSEPORT`, `recvmmsg`/`sendmmsg`),
+//!   with the loop-refusal rule and a per-source rate limit.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
@@ -40,6 +42,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod sys;
+pub mod udp;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Model, Overrides};

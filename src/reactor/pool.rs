@@ -14,6 +14,7 @@ use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
+use crate::udp::UdpEcho;
 use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
 /// The reactor-pool model: a bound listener waiting for [`ReactorServer::run`].
@@ -31,6 +32,8 @@ pub struct ReactorServer {
     live: Arc<LiveSettings>,
     /// Counters, one block per worker (`config.workers` of them).
     stats: Arc<Stats>,
+    /// With `udp`: one `SO_REUSEPORT` UDP socket per worker, on the listener's address.
+    udp: Vec<std::net::UdpSocket>,
 }
 
 impl ReactorServer {
@@ -51,6 +54,14 @@ impl ReactorServer {
                 addr: config.listen,
                 source,
             })?;
+        let udp = if config.udp {
+            crate::udp::bind(local_addr, config.workers).map_err(|source| BindError {
+                addr: local_addr,
+                source,
+            })?
+        } else {
+            Vec::new()
+        };
         Ok(ReactorServer {
             config: config.clone(),
             listener,
@@ -58,6 +69,7 @@ impl ReactorServer {
             shutdown,
             live,
             stats,
+            udp,
         })
     }
 
@@ -67,7 +79,8 @@ impl ReactorServer {
     }
 
     /// Serves until shutdown is requested and every worker has drained.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
+        let mut udp = std::mem::take(&mut self.udp).into_iter();
         let config = &self.config;
         let active = Arc::new(AtomicUsize::new(0));
         let mut links = Vec::with_capacity(config.workers);
@@ -80,7 +93,15 @@ impl ReactorServer {
                 live: self.live.clone(),
                 stats: self.stats.clone(),
             };
-            let (worker, waker) = Worker::new(settings, rx, active.clone())?;
+            let (mut worker, waker) = Worker::new(settings, rx, active.clone())?;
+            if let Some(socket) = udp.next() {
+                worker.serve_udp(UdpEcho::new(
+                    socket,
+                    id,
+                    self.live.clone(),
+                    self.stats.clone(),
+                ))?;
+            }
             // A reload may shorten the idle timeout: wake the worker so it recomputes its
             // poll timeout instead of sleeping on the old one.
             let wake = waker.clone();

@@ -22,11 +22,13 @@
 //! - [`user`]: the password database and dropping root.
 //! - [`syslog`]: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
+//! - [`mmsg`]: `DatagramBatch`, batched UDP receive and reply (`recvmmsg`/`sendmmsg`).
 
 pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod fs;
+pub mod mmsg;
 pub mod poll;
 pub mod process;
 pub mod rlimit;

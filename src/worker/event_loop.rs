@@ -20,9 +20,12 @@ use super::connection::Connection;
 use super::echo::{Closed, EchoOptions, Moved, Progress};
 use crate::live::LiveSettings;
 use crate::stats::{self, Stats, WorkerStats};
+use crate::udp::UdpEcho;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub const WAKER: Token = Token(usize::MAX);
+/// Token of the worker's UDP echo socket, if it serves UDP.
+pub const UDP: Token = Token(usize::MAX - 1);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
@@ -92,6 +95,10 @@ pub struct Worker {
     next_sweep_ms: u64,
     /// Set when `Stop` arrives: the drain must end by this worker-clock time.
     drain_deadline_ms: Option<u64>,
+    /// UDP echo on this worker's `SO_REUSEPORT` socket; dropped (closed) when the drain starts.
+    udp: Option<UdpEcho>,
+    /// The UDP echo spent its budget (or has an event): serve it again this round.
+    udp_pending: bool,
 }
 
 impl Worker {
@@ -115,8 +122,17 @@ impl Worker {
             epoch: Instant::now(),
             next_sweep_ms: 0,
             drain_deadline_ms: None,
+            udp: None,
+            udp_pending: false,
         };
         Ok((worker, waker))
+    }
+
+    /// Also serves UDP echo: `udp`'s socket joins this worker's poller.
+    pub fn serve_udp(&mut self, mut udp: UdpEcho) -> io::Result<()> {
+        udp.register(self.poll.registry(), UDP)?;
+        self.udp = Some(udp);
+        Ok(())
     }
 
     /// Milliseconds between idle sweeps: fine enough for short timeouts, cheap for long ones.
@@ -148,6 +164,7 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => disconnected |= self.take_commands(now_ms),
+                    UDP => self.udp_pending = true,
                     token => {
                         let fin = event.is_read_closed() || event.is_error();
                         self.ready(token, now_ms, fin)
@@ -158,6 +175,9 @@ impl Worker {
             // had an event, so one busy peer cannot starve the rest.
             for token in std::mem::take(&mut self.yielded) {
                 self.ready(token, now_ms, false);
+            }
+            if self.udp_pending {
+                self.udp_pending = self.udp.as_mut().is_some_and(UdpEcho::ready);
             }
             if let Some(interval) = self.sweep_interval_ms() {
                 if now_ms >= self.next_sweep_ms {
@@ -191,7 +211,7 @@ impl Worker {
     /// How long the next `poll` may sleep: not at all if connections yielded, otherwise until
     /// the next idle sweep or the drain deadline, whichever comes first.
     fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
-        if !self.yielded.is_empty() {
+        if !self.yielded.is_empty() || self.udp_pending {
             return Some(Duration::ZERO);
         }
         let mut wake_at = None::<u64>;
@@ -219,6 +239,8 @@ impl Worker {
     }
 
     fn begin_drain(&mut self, now_ms: u64) {
+        // Datagrams have nothing to drain: the UDP socket closes with the listener.
+        self.udp = None;
         if self.drain_deadline_ms.is_none() {
             let timeout = self.settings.live.shutdown_timeout().as_millis() as u64;
             self.drain_deadline_ms = Some(now_ms + timeout);
