@@ -25,6 +25,9 @@ pub use source_limit::SourceLimiter;
 /// carry up to 65,527 bytes; those larger datagrams arrive truncated and are dropped.
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// `SO_RCVBUF` asked for each UDP socket (the kernel doubles it for its bookkeeping).
+pub const RECV_BUFFER: usize = 1 << 20;
+
 /// Binds `count` non-blocking, close-on-exec UDP sockets to `addr` (a port the TCP listener
 /// already holds), all in one `SO_REUSEPORT` group.
 pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
@@ -36,6 +39,9 @@ pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocke
                 socket.set_only_v6(true)?;
             }
             socket.set_reuse_port(true)?;
+            // Room for bursts: the default (rmem_default, often 208 KiB) holds only 256
+            // small datagrams, or three of 64 KiB. The kernel caps it at net.core.rmem_max.
+            socket.set_recv_buffer_size(RECV_BUFFER)?;
             socket.set_nonblocking(true)?;
             socket.bind(&addr.into())?;
             Ok(socket.into())
