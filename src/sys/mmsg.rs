@@ -4,6 +4,12 @@
 //! each datagram it received, so a reply reuses that address as the kernel wrote it (no
 //! conversion on the echo path). The `mmsghdr`/`iovec` arrays are built on the stack for each
 //! call: they hold pointers, and keeping them in the struct would pin it to one thread.
+//!
+//! Replies of equal size to the same address that sit next to each other in a send go out as
+//! one message with UDP generic segmentation offload (`UDP_SEGMENT`): the kernel routes and
+//! builds them once and cuts them into datagrams at the last moment; the receiver sees the
+//! same datagrams either way. If the kernel refuses it for a route (`EIO` under IPsec,
+//! `EINVAL`/`EOPNOTSUPP` on old kernels), the batch stops using it.
 
 use std::fmt;
 use std::io;
@@ -16,6 +22,13 @@ use super::syscall;
 
 /// Most datagrams one call moves (the arrays built per call have this many entries).
 pub const MAX_SLOTS: usize = 64;
+/// Most datagrams in one segmented message (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one segmented message (one IPv4 datagram's worth).
+const GSO_MAX_BYTES: usize = 65_507;
+/// Room for one `UDP_SEGMENT` control message (`CMSG_SPACE(2)` is 24 on 64-bit Linux), as
+/// `u64`s so it is aligned for `cmsghdr`.
+const CMSG_WORDS: usize = 4;
 
 /// What the kernel said about one received datagram.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,6 +55,8 @@ pub struct DatagramBatch {
     received: Box<[Received]>,
     /// Datagrams the last receive stored (0 before the first, and after an error).
     count: usize,
+    /// Send runs of equal-size replies to one address as one segmented message.
+    gso: bool,
 }
 
 impl fmt::Debug for DatagramBatch {
@@ -50,6 +65,7 @@ impl fmt::Debug for DatagramBatch {
             .field("slots", &self.received.len())
             .field("slot_size", &self.slot_size)
             .field("count", &self.count)
+            .field("gso", &self.gso)
             .finish()
     }
 }
@@ -67,6 +83,7 @@ impl DatagramBatch {
                 .into_boxed_slice(),
             received: vec![Received::default(); slots].into_boxed_slice(),
             count: 0,
+            gso: true,
         }
     }
 
@@ -163,7 +180,41 @@ impl DatagramBatch {
     /// `sendmmsg` (at most [`MAX_SLOTS`] of them), without waiting (`MSG_DONTWAIT`).
     /// Returns how many of `which`, from the start, were sent; an error means `which[0]`
     /// was not. Retries `EINTR`. Panics if an index is not below [`len`](Self::len).
-    pub fn send_back(&self, fd: BorrowedFd<'_>, which: &[usize]) -> io::Result<usize> {
+    pub fn send_back(&mut self, fd: BorrowedFd<'_>, which: &[usize]) -> io::Result<usize> {
+        loop {
+            match self.send_once(fd, which) {
+                Err((e, true))
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    // The first message was segmented and the kernel refused that: send
+                    // every datagram on its own from now on.
+                    self.gso = false;
+                }
+                Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err((e, _)) => return Err(e),
+                Ok(sent) => return Ok(sent),
+            }
+        }
+    }
+
+    /// Whether datagrams `a` and `b` came from the same address.
+    fn same_source(&self, a: usize, b: usize) -> bool {
+        let len = self.received[a].addr_len as usize;
+        // SAFETY: sockaddr_storage is plain data, fully initialized (zeroed at creation, then
+        // written by the kernel), and `len` is at most its size (the kernel's address length).
+        let bytes = |i: usize| unsafe {
+            std::slice::from_raw_parts((&raw const self.addrs[i]).cast::<u8>(), len)
+        };
+        len <= mem::size_of::<libc::sockaddr_storage>()
+            && self.received[b].addr_len as usize == len
+            && bytes(a) == bytes(b)
+    }
+
+    /// One `sendmmsg`. An error says whether the first message was segmented.
+    fn send_once(&self, fd: BorrowedFd<'_>, which: &[usize]) -> Result<usize, (io::Error, bool)> {
         let n = which.len().min(MAX_SLOTS);
         if n == 0 {
             return Ok(0);
@@ -172,36 +223,78 @@ impl DatagramBatch {
         let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { mem::zeroed() };
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { mem::zeroed() };
-        for (k, &i) in which[..n].iter().enumerate() {
-            let payload = self.payload(i);
-            // The kernel only reads through these pointers (sendmmsg writes `msg_len` only).
-            iov[k] = libc::iovec {
-                iov_base: payload.as_ptr().cast_mut().cast(),
-                iov_len: payload.len(),
-            };
-            let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = (&raw const self.addrs[i]).cast_mut().cast();
-            h.msg_namelen = self.received[i].addr_len;
-            h.msg_iov = &raw mut iov[k];
-            h.msg_iovlen = 1;
-        }
-        loop {
-            // SAFETY: the first `n` headers each point at one live iovec of this frame
-            // (describing bytes of `self.data`, borrowed for the call) and at a source
-            // address of `self.addrs` with the length the kernel gave it; `n <= MAX_SLOTS`.
-            let res = unsafe {
-                syscall!(sendmmsg(
-                    fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    n as libc::c_uint,
-                    libc::MSG_DONTWAIT
-                ))
-            };
-            match res {
-                Ok(sent) => return Ok(sent as usize),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+        let mut cmsgs = [[0u64; CMSG_WORDS]; MAX_SLOTS];
+        // Datagrams carried by each message.
+        let mut carried = [0usize; MAX_SLOTS];
+        let (mut k, mut m) = (0, 0);
+        while k < n {
+            let first = which[k];
+            let len = self.payload(first).len();
+            let mut count = 1;
+            if self.gso && len > 0 {
+                while k + count < n
+                    && count < GSO_MAX_SEGMENTS
+                    && (count + 1) * len <= GSO_MAX_BYTES
+                    && self.payload(which[k + count]).len() == len
+                    && self.same_source(first, which[k + count])
+                {
+                    count += 1;
+                }
             }
+            for j in k..k + count {
+                let payload = self.payload(which[j]);
+                // The kernel only reads through these pointers (sendmmsg writes `msg_len`).
+                iov[j] = libc::iovec {
+                    iov_base: payload.as_ptr().cast_mut().cast(),
+                    iov_len: payload.len(),
+                };
+            }
+            let h = &mut hdrs[m].msg_hdr;
+            h.msg_name = (&raw const self.addrs[first]).cast_mut().cast();
+            h.msg_namelen = self.received[first].addr_len;
+            h.msg_iov = &raw mut iov[k];
+            h.msg_iovlen = count as _;
+            if count > 1 {
+                let cmsg = &mut cmsgs[m];
+                // SAFETY: `cmsg` is 32 bytes, aligned for cmsghdr, and CMSG_SPACE(2) (24 on
+                // 64-bit Linux) fits in it; the header is written at its start and the
+                // segment size right after it, at CMSG_LEN(0), within the buffer.
+                unsafe {
+                    let space = libc::CMSG_SPACE(mem::size_of::<u16>() as u32) as usize;
+                    debug_assert!(space <= mem::size_of_val(cmsg));
+                    let hdr = cmsg.as_mut_ptr().cast::<libc::cmsghdr>();
+                    (*hdr).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    (*hdr).cmsg_level = libc::SOL_UDP;
+                    (*hdr).cmsg_type = libc::UDP_SEGMENT;
+                    let data = cmsg
+                        .as_mut_ptr()
+                        .cast::<u8>()
+                        .add(libc::CMSG_LEN(0) as usize)
+                        .cast::<u16>();
+                    data.write_unaligned(len as u16);
+                    h.msg_control = cmsg.as_mut_ptr().cast();
+                    h.msg_controllen = space as _;
+                }
+            }
+            carried[m] = count;
+            m += 1;
+            k += count;
+        }
+        // SAFETY: the first `m` headers each point at live iovecs of this frame (describing
+        // bytes of `self.data`, borrowed for the call), at a source address of `self.addrs`
+        // with the length the kernel gave it, and at most at one control buffer of this
+        // frame holding one UDP_SEGMENT message; `m <= MAX_SLOTS`.
+        let res = unsafe {
+            syscall!(sendmmsg(
+                fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                m as libc::c_uint,
+                libc::MSG_DONTWAIT
+            ))
+        };
+        match res {
+            Ok(sent) => Ok(carried[..sent as usize].iter().sum()),
+            Err(e) => Err((e, carried[0] > 1)),
         }
     }
 }
