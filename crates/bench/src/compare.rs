@@ -19,6 +19,7 @@ use crate::loadgen::{self, Observer};
 use crate::measurement::RunResult;
 use crate::procfs::{self, ProcSample};
 use crate::report::thousands;
+use crate::scenario::Scenario;
 use crate::server_process::{Exit, Launch, ServerProcess};
 use crate::spec::LoadSpec;
 use crate::summary::{self, CompareReport};
@@ -268,6 +269,14 @@ fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
                 args,
             }
         }
+        Launch::Serve { exe, args } if load.scenario == Scenario::Udp => {
+            let mut args = args.clone();
+            args.push("--udp".to_owned());
+            Launch::Serve {
+                exe: exe.clone(),
+                args,
+            }
+        }
         other => other.clone(),
     }
 }
@@ -349,6 +358,33 @@ mod report_tests {
     use crate::scenario::Scenario;
     use crate::summary::build;
 
+    #[test]
+    fn the_udp_scenario_starts_serve_with_udp_and_leaves_peers_alone() {
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let serve = Cell {
+            launch: Launch::Serve {
+                exe: "reactor-pool".into(),
+                args: vec!["--workers".into(), "1".into()],
+            },
+            ..cell("reactor/w1", "reactor", Some(1))
+        };
+        let args = |launch: Launch| match launch {
+            Launch::Serve { args, .. } => args,
+            Launch::Peer { .. } => panic!("serve expected"),
+        };
+        let udp = LoadSpec::new(target, Scenario::Udp);
+        assert!(args(launch_for(&serve, &udp)).contains(&"--udp".to_owned()));
+        let tcp = LoadSpec::new(target, Scenario::Pingpong);
+        assert!(!args(launch_for(&serve, &tcp)).contains(&"--udp".to_owned()));
+        let peer = Cell {
+            launch: Launch::Peer {
+                command: "x {addr}".into(),
+            },
+            ..serve
+        };
+        assert_eq!(launch_for(&peer, &udp), peer.launch);
+    }
+
     fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
         Cell {
             label: label.to_owned(),
@@ -402,6 +438,7 @@ mod report_tests {
                     hold_secs: 1.0,
                     echo_secs: 0.01,
                 }),
+                udp: None,
             },
             server_cpu_secs: Some(cpu * rate / 1e6),
             server_cpu_per_msg_us: (!idle).then_some(cpu),

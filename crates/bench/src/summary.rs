@@ -101,6 +101,10 @@ impl ScenarioInfo {
                 "{} concurrent clients, each: connect, {} B echo, close; {} s after {} s warm-up",
                 self.connections, self.size, self.duration_secs, self.warmup_secs
             ),
+            Scenario::Udp => format!(
+                "{} UDP sockets × {} B datagrams, depth {}, {} s after {} s warm-up",
+                self.connections, self.size, self.depth, self.duration_secs, self.warmup_secs
+            ),
             Scenario::Pipeline | Scenario::Stream => format!(
                 "{} connections × {} B, depth {}, {} s after {} s warm-up",
                 self.connections, self.size, self.depth, self.duration_secs, self.warmup_secs
