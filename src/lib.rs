@@ -10,6 +10,8 @@
 //! - [`udp`]: UDP echo in the reactor's workers (`SO_REUSEPORT`, `recvmmsg`/`sendmmsg`),
 //!   with the loop-refusal rule and a per-source rate limit.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
+//! - [`policy`]: the rules every server shares, one home each: close reasons, the interest
+//!   rule, loop housekeeping, admission.
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
 //!   blocking), one file each, on the raw syscalls of [`sys`].
@@ -34,6 +36,7 @@ pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod policy;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;
