@@ -51,6 +51,18 @@ fn udp_metric(metrics: SocketAddr, name: &str) -> f64 {
     scrape(metrics, &format!("reactor_pool_udp_{name}"))
 }
 
+/// Waits until every `(sample, value)` of the UDP counters holds at once. A worker adds a
+/// batch's counts after sending its echoes, so a client may see an echo a moment before the
+/// counters do.
+#[track_caller]
+fn wait_udp(metrics: SocketAddr, want: &[(&str, f64)]) {
+    wait_until("the UDP counters", || {
+        let body = http(metrics, "GET", "/metrics").body;
+        want.iter()
+            .all(|(name, value)| metric(&body, &format!("reactor_pool_udp_{name}")) == Some(*value))
+    });
+}
+
 fn dropped(metrics: SocketAddr, reason: &str) -> f64 {
     udp_metric(
         metrics,
@@ -76,10 +88,15 @@ fn echoes_every_size_whole_and_counts_it() {
         }
     }
     let n = 4.0 * SIZES.len() as f64;
-    wait_metric(metrics, "reactor_pool_udp_datagrams_echoed_total", n);
-    assert_eq!(udp_metric(metrics, "datagrams_received_total"), n);
-    assert_eq!(udp_metric(metrics, "bytes_received_total"), bytes as f64);
-    assert_eq!(udp_metric(metrics, "bytes_echoed_total"), bytes as f64);
+    wait_udp(
+        metrics,
+        &[
+            ("datagrams_received_total", n),
+            ("datagrams_echoed_total", n),
+            ("bytes_received_total", bytes as f64),
+            ("bytes_echoed_total", bytes as f64),
+        ],
+    );
     for reason in ["loop", "truncated", "rate_limit", "send_failed"] {
         assert_eq!(dropped(metrics, reason), 0.0, "{reason}");
     }
@@ -115,8 +132,13 @@ fn ipv6_echoes_and_drops_oversized_datagrams_as_truncated() {
         b"after",
         "no partial echo came first"
     );
-    assert_eq!(udp_metric(metrics, "datagrams_received_total"), 8.0);
-    assert_eq!(udp_metric(metrics, "datagrams_echoed_total"), 6.0);
+    wait_udp(
+        metrics,
+        &[
+            ("datagrams_received_total", 8.0),
+            ("datagrams_echoed_total", 6.0),
+        ],
+    );
     p.stop();
 }
 
@@ -151,7 +173,7 @@ fn privileged_source_ports_are_refused() {
         "the privileged port got {got:?}"
     );
     p.wait_stderr("privileged source port", 1);
-    assert_eq!(udp_metric(metrics, "datagrams_echoed_total"), 1.0);
+    wait_udp(metrics, &[("datagrams_echoed_total", 1.0)]);
     p.stop();
 }
 
@@ -175,11 +197,16 @@ fn rate_limit_bounds_echoes_per_source_and_reload_changes_it() {
     for i in 0..40u8 {
         s.send(&[i; 8]).unwrap();
     }
-    wait_metric(metrics, "reactor_pool_udp_datagrams_received_total", 40.0);
+    wait_until("40 datagrams echoed or rate-limited", || {
+        let body = http(metrics, "GET", "/metrics").body;
+        let m = |n: &str| metric(&body, &format!("reactor_pool_udp_{n}")).unwrap();
+        m("datagrams_echoed_total") + m("datagrams_dropped_total{reason=\"rate_limit\"}") == 40.0
+    });
     let window = start.elapsed().as_secs_f64();
     let echoed = udp_metric(metrics, "datagrams_echoed_total");
     let limited = dropped(metrics, "rate_limit");
     assert_eq!(echoed + limited, 40.0);
+    assert_eq!(udp_metric(metrics, "datagrams_received_total"), 40.0);
     assert!(
         echoed >= 5.0 && echoed <= 5.0 + (5.0 * window).ceil(),
         "{echoed} echoed in {window:.3} s"
@@ -200,7 +227,7 @@ fn rate_limit_bounds_echoes_per_source_and_reload_changes_it() {
     for i in 0..40u8 {
         assert_eq!(round_trip(&s, &[i; 8]), [i; 8]);
     }
-    assert_eq!(udp_metric(metrics, "datagrams_echoed_total"), echoed + 40.0);
+    wait_udp(metrics, &[("datagrams_echoed_total", echoed + 40.0)]);
     assert_eq!(dropped(metrics, "rate_limit"), limited);
     p.stop();
 }
