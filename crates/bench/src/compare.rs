@@ -354,7 +354,7 @@ mod report_tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport, UdpFigures};
     use crate::scenario::Scenario;
     use crate::summary::build;
 
@@ -383,6 +383,43 @@ mod report_tests {
             ..serve
         };
         assert_eq!(launch_for(&peer, &udp), peer.launch);
+    }
+
+    #[test]
+    fn the_udp_table_is_followed_by_what_udp_did_to_the_datagrams() {
+        let cells = vec![
+            cell("reactor/w1", "reactor", Some(1)),
+            cell("baseline", "baseline", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads: vec![LoadSpec::new(target, Scenario::Udp)],
+            repeat: 2,
+            baseline: "baseline".into(),
+            out: std::env::temp_dir(),
+            progress: false,
+        };
+        let mut runs = Vec::new();
+        for rep in 0..2 {
+            for (label, lost) in [("reactor/w1", 0), ("baseline", 3)] {
+                let mut r = result(label, Scenario::Udp, rep, 1000.0, 1.0);
+                r.report.udp = Some(UdpFigures {
+                    sent: 1000,
+                    echoed: 1000 - lost,
+                    lost,
+                    ..UdpFigures::default()
+                });
+                runs.push(r);
+            }
+        }
+        let report = build(&spec, runs, SystemTime::now());
+        let md = summary::markdown(&report, &[]);
+        assert!(
+            md.contains("- baseline: 2,000 sent, 6 lost (0 late), 0 duplicated, 0 reordered"),
+            "{md}"
+        );
+        assert!(md.contains("- reactor/w1: 2,000 sent, 0 lost"), "{md}");
     }
 
     fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
