@@ -260,7 +260,8 @@ impl UdpEcho {
     }
 
     fn log_drop(&mut self, reason: UdpDrop, source: Option<SocketAddr>, now: Instant) {
-        let source = source.map_or_else(|| "?".to_owned(), |s| s.to_string());
+        // Formatted only if a line is written: drops may come by the million.
+        let source = SourceText(source);
         match reason {
             UdpDrop::Loop => {
                 if let Some(suppressed) = self.loop_log.check(now) {
@@ -283,6 +284,18 @@ impl UdpEcho {
                 }
             }
             UdpDrop::SendFailed => {}
+        }
+    }
+}
+
+/// A datagram's source for a log line ("?" if it had no inet address).
+struct SourceText(Option<SocketAddr>);
+
+impl std::fmt::Display for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("?"),
         }
     }
 }
