@@ -477,7 +477,7 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
         if info.scenario == Scenario::Udp {
             let _ = writeln!(
                 md,
-                "\nWhat UDP did to the datagrams (all runs of each server):"
+                "\nWhat UDP did to the datagrams (all runs of each server; `serve` cells ran with `--udp`):"
             );
             for s in &rows {
                 let mut total = UdpFigures::default();
