@@ -23,6 +23,8 @@
 //! - [`syslog`]: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
 //! - [`mmsg`]: `DatagramBatch`, batched UDP receive and reply (`recvmmsg`/`sendmmsg`).
+//! - [`uring`]: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
+//!   in-flight memory it owns until the kernel lets go.
 
 pub mod epoll;
 pub mod eventfd;
@@ -36,6 +38,7 @@ pub mod select;
 pub mod signal;
 pub mod socket;
 pub mod syslog;
+pub mod uring;
 pub mod user;
 
 use std::time::Duration;
