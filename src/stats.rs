@@ -1,8 +1,8 @@
 //! `Stats`: the server's counters, written lock-free on the hot path and summed on demand.
 //!
-//! Each worker owns one [`WorkerStats`] and the acceptor one [`AcceptorStats`], each on its own
+//! Each worker owns one `WorkerStats` and the acceptor one `AcceptorStats`, each on its own
 //! cache line, so a worker's `Relaxed` increments never contend with another thread's. Only
-//! the owner writes a block; a scrape reads every block and sums them ([`Stats::snapshot`]).
+//! the owner writes a block; a scrape reads every block and sums them (`Stats::snapshot`).
 //! Counters from different blocks are read at slightly different instants, which is the usual
 //! Prometheus contract: each counter is monotonic, a scrape is not a transaction.
 
@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::policy::CloseReason;
+use crate::close::CloseReason;
 
 /// Why a UDP datagram got no echo, as counted in `reactor_pool_udp_datagrams_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UdpDrop {
+pub(crate) enum UdpDrop {
     /// From source port 0 or below 1024: echoing it could start a loop with another service.
     Loop,
     /// Larger than the receive slot (`MSG_TRUNC`); a partial echo would be a wrong echo.
@@ -27,7 +27,7 @@ pub enum UdpDrop {
 
 impl UdpDrop {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [UdpDrop; 4] = [
+    pub(crate) const ALL: [UdpDrop; 4] = [
         UdpDrop::Loop,
         UdpDrop::Truncated,
         UdpDrop::RateLimit,
@@ -35,7 +35,7 @@ impl UdpDrop {
     ];
 
     /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UdpDrop::Loop => "loop",
             UdpDrop::Truncated => "truncated",
@@ -51,27 +51,27 @@ impl UdpDrop {
 
 /// One worker's UDP echo counters (all zero unless `udp` is on).
 #[derive(Debug, Default)]
-pub struct UdpStats {
+pub(crate) struct UdpStats {
     /// Datagrams received.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Datagrams echoed.
-    pub echoed: AtomicU64,
+    pub(crate) echoed: AtomicU64,
     /// Datagrams not echoed, indexed by [`UdpDrop`].
     dropped: [AtomicU64; UdpDrop::ALL.len()],
     /// Payload bytes received (of datagrams received whole).
-    pub bytes_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
     /// Payload bytes echoed.
-    pub bytes_echoed: AtomicU64,
+    pub(crate) bytes_echoed: AtomicU64,
     /// `recvmmsg` calls that returned datagrams.
-    pub recv_calls: AtomicU64,
+    pub(crate) recv_calls: AtomicU64,
     /// `sendmmsg` calls.
-    pub send_calls: AtomicU64,
+    pub(crate) send_calls: AtomicU64,
 }
 
 impl UdpStats {
     /// Counts `n` datagrams dropped for `reason`.
     #[inline]
-    pub fn dropped(&self, reason: UdpDrop, n: u64) {
+    pub(crate) fn dropped(&self, reason: UdpDrop, n: u64) {
         if n != 0 {
             self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
         }
@@ -80,41 +80,41 @@ impl UdpStats {
 
 /// Counters written only by one worker thread.
 #[derive(Debug, Default)]
-pub struct WorkerStats {
+pub(crate) struct WorkerStats {
     /// Connections handed to this worker.
-    pub connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     /// Connections this worker has open now.
-    pub active: AtomicU64,
+    pub(crate) active: AtomicU64,
     /// Connections this worker closed, indexed by [`CloseReason`] (`Limit` stays 0 here).
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Bytes read from peers.
-    pub bytes_read: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
     /// Bytes written back to peers.
-    pub bytes_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
     /// Times a connection's unsent bytes reached `buffer_size` and reading from it paused.
-    pub backpressure_pauses: AtomicU64,
+    pub(crate) backpressure_pauses: AtomicU64,
     /// This worker's UDP echo.
-    pub udp: UdpStats,
+    pub(crate) udp: UdpStats,
 }
 
 impl WorkerStats {
     /// Counts a new connection (handed over and now open).
     #[inline]
-    pub fn opened(&self) {
+    pub(crate) fn opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts the close of an open connection.
     #[inline]
-    pub fn closed(&self, reason: CloseReason) {
+    pub(crate) fn closed(&self, reason: CloseReason) {
         self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts bytes moved by one drive of a connection.
     #[inline]
-    pub fn moved(&self, read: u64, written: u64) {
+    pub(crate) fn moved(&self, read: u64, written: u64) {
         if read != 0 {
             self.bytes_read.fetch_add(read, Ordering::Relaxed);
         }
@@ -126,13 +126,13 @@ impl WorkerStats {
 
 /// Counters written only by the acceptor thread.
 #[derive(Debug, Default)]
-pub struct AcceptorStats {
+pub(crate) struct AcceptorStats {
     /// Connections returned by `accept(2)`, including those then closed for the limit.
-    pub accepted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
-    pub rejected_limit: AtomicU64,
+    pub(crate) rejected_limit: AtomicU64,
     /// `accept(2)` failures other than `WouldBlock`, `Interrupted` and `ConnectionAborted`.
-    pub accept_errors: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// Every counter of one server.
@@ -146,56 +146,56 @@ pub struct Stats {
 
 /// The counters summed at one moment, plus the per-worker gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Connections accepted by the listener.
-    pub accepted: u64,
+    pub(crate) accepted: u64,
     /// Connections open now, summed over workers.
-    pub active: u64,
+    pub(crate) active: u64,
     /// Connections closed, by reason, in [`CloseReason::ALL`] order.
-    pub closed: [u64; CloseReason::ALL.len()],
+    pub(crate) closed: [u64; CloseReason::ALL.len()],
     /// Bytes read from peers.
-    pub bytes_read: u64,
+    pub(crate) bytes_read: u64,
     /// Bytes written to peers.
-    pub bytes_written: u64,
+    pub(crate) bytes_written: u64,
     /// `accept(2)` failures.
-    pub accept_errors: u64,
+    pub(crate) accept_errors: u64,
     /// Times reading paused because a connection's buffer was full.
-    pub backpressure_pauses: u64,
+    pub(crate) backpressure_pauses: u64,
     /// Per worker: (connections handed over, connections open now).
-    pub workers: Vec<(u64, u64)>,
+    pub(crate) workers: Vec<(u64, u64)>,
     /// UDP echo, summed over workers.
-    pub udp: UdpSnapshot,
+    pub(crate) udp: UdpSnapshot,
 }
 
 /// The UDP counters summed over workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UdpSnapshot {
+pub(crate) struct UdpSnapshot {
     /// Datagrams received.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Datagrams echoed.
-    pub echoed: u64,
+    pub(crate) echoed: u64,
     /// Datagrams dropped, by reason, in [`UdpDrop::ALL`] order.
-    pub dropped: [u64; UdpDrop::ALL.len()],
+    pub(crate) dropped: [u64; UdpDrop::ALL.len()],
     /// Payload bytes received.
-    pub bytes_received: u64,
+    pub(crate) bytes_received: u64,
     /// Payload bytes echoed.
-    pub bytes_echoed: u64,
+    pub(crate) bytes_echoed: u64,
     /// `recvmmsg` calls that returned datagrams.
-    pub recv_calls: u64,
+    pub(crate) recv_calls: u64,
     /// `sendmmsg` calls.
-    pub send_calls: u64,
+    pub(crate) send_calls: u64,
 }
 
 impl UdpSnapshot {
     /// Datagrams dropped for `reason`.
-    pub fn dropped(&self, reason: UdpDrop) -> u64 {
+    pub(crate) fn dropped(&self, reason: UdpDrop) -> u64 {
         self.dropped[reason.index()]
     }
 }
 
 impl Snapshot {
     /// Connections closed for `reason`.
-    pub fn closed(&self, reason: CloseReason) -> u64 {
+    pub(crate) fn closed(&self, reason: CloseReason) -> u64 {
         self.closed[reason.index()]
     }
 }
@@ -212,18 +212,18 @@ impl Stats {
     }
 
     /// The acceptor's counters.
-    pub fn acceptor(&self) -> &AcceptorStats {
+    pub(crate) fn acceptor(&self) -> &AcceptorStats {
         &self.acceptor
     }
 
     /// Worker `id`'s counters. Panics if `id` is not below the worker count given to `new`
     /// (a programming error: workers are created from the same count).
-    pub fn worker(&self, id: usize) -> &WorkerStats {
+    pub(crate) fn worker(&self, id: usize) -> &WorkerStats {
         &self.workers[id]
     }
 
     /// Sums every block.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Snapshot {
             accepted: load(&self.acceptor.accepted),

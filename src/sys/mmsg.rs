@@ -21,7 +21,7 @@ use super::socket::to_socket_addr;
 use super::syscall;
 
 /// Most datagrams one call moves (the arrays built per call have this many entries).
-pub const MAX_SLOTS: usize = 64;
+pub(crate) const MAX_SLOTS: usize = 64;
 /// Most datagrams in one segmented message (the kernel's `UDP_MAX_SEGMENTS`).
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Most payload bytes in one segmented message (one IPv4 datagram's worth).
@@ -43,7 +43,7 @@ struct Received {
 
 /// Buffers for receiving up to `slots` datagrams in one `recvmmsg` and sending any of them
 /// back to their sources in one `sendmmsg`.
-pub struct DatagramBatch {
+pub(crate) struct DatagramBatch {
     /// Bytes per slot: the largest datagram received whole.
     slot_size: usize,
     /// `slots × slot_size` bytes; slot `i` starts at `i * slot_size`. Allocated zeroed, so
@@ -73,7 +73,7 @@ impl fmt::Debug for DatagramBatch {
 impl DatagramBatch {
     /// Buffers for `slots` datagrams (capped at [`MAX_SLOTS`], at least 1) of up to
     /// `slot_size` bytes each.
-    pub fn new(slots: usize, slot_size: usize) -> Self {
+    pub(crate) fn new(slots: usize, slot_size: usize) -> Self {
         let slots = slots.clamp(1, MAX_SLOTS);
         DatagramBatch {
             slot_size,
@@ -88,14 +88,14 @@ impl DatagramBatch {
     }
 
     /// How many datagrams one receive can take.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.received.len()
     }
 
     /// Receives as many datagrams as are queued, up to [`capacity`](Self::capacity), without
     /// waiting (`MSG_DONTWAIT`). Returns how many; `WouldBlock` when none is queued. Retries
     /// `EINTR`. The previous batch is overwritten.
-    pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         self.count = 0;
         let slots = self.capacity();
         // SAFETY: iovec and mmsghdr are plain C structs; all-zero (null pointers, zero
@@ -147,31 +147,21 @@ impl DatagramBatch {
         Ok(got)
     }
 
-    /// Datagrams the last [`recv`](Self::recv) stored.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether the last receive stored nothing.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// The bytes of datagram `i` (of the last receive) held in its slot. Panics if `i` is
-    /// not below [`len`](Self::len).
-    pub fn payload(&self, i: usize) -> &[u8] {
+    /// not below the count the last [`recv`](Self::recv) returned.
+    pub(crate) fn payload(&self, i: usize) -> &[u8] {
         let r = &self.received[..self.count][i];
         &self.data[i * self.slot_size..][..r.len]
     }
 
     /// Whether datagram `i` was larger than its slot (only its start was kept).
-    pub fn is_truncated(&self, i: usize) -> bool {
+    pub(crate) fn is_truncated(&self, i: usize) -> bool {
         self.received[..self.count][i].truncated
     }
 
     /// The source of datagram `i`; `None` for an address family other than IPv4/IPv6 (never
     /// seen on an inet socket).
-    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+    pub(crate) fn source(&self, i: usize) -> Option<SocketAddr> {
         let _ = self.received[..self.count][i];
         to_socket_addr(&self.addrs[i]).ok()
     }
@@ -179,8 +169,9 @@ impl DatagramBatch {
     /// Sends datagram `which[k]`'s payload back to its source, for each `k`, in one
     /// `sendmmsg` (at most [`MAX_SLOTS`] of them), without waiting (`MSG_DONTWAIT`).
     /// Returns how many of `which`, from the start, were sent; an error means `which[0]`
-    /// was not. Retries `EINTR`. Panics if an index is not below [`len`](Self::len).
-    pub fn send_back(&mut self, fd: BorrowedFd<'_>, which: &[usize]) -> io::Result<usize> {
+    /// was not. Retries `EINTR`. Panics if an index is not below the count the last
+    /// [`recv`](Self::recv) returned.
+    pub(crate) fn send_back(&mut self, fd: BorrowedFd<'_>, which: &[usize]) -> io::Result<usize> {
         loop {
             match self.send_once(fd, which) {
                 Err((e, true))

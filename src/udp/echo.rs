@@ -26,14 +26,14 @@ use crate::sys::mmsg::DatagramBatch;
 
 /// Datagrams one `recvmmsg` takes (and one `sendmmsg` returns). Each slot is
 /// [`MAX_DATAGRAM`] bytes of address space, touched only as far as datagrams reach.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// Batches handled per call of [`UdpEcho::ready`]; then TCP connections get their turn.
-pub const BUDGET_BATCHES: usize = 8;
+pub(crate) const BUDGET_BATCHES: usize = 8;
 
 /// What happens to one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Send it back to its source.
     Echo,
     /// Drop it, counted under this reason.
@@ -44,7 +44,7 @@ pub enum Verdict {
 /// then the loop-refusal rule applies, then the rate limit (`rate`, per second per source
 /// address, if any), so only datagrams that would be echoed spend tokens. A source that is
 /// not an inet address cannot be vetted by the rule, so it is refused with the loops.
-pub fn judge(
+pub(crate) fn judge(
     truncated: bool,
     source: Option<SocketAddr>,
     limiter: &mut SourceLimiter,
@@ -67,7 +67,7 @@ pub fn judge(
 
 /// One worker's UDP echo: its socket, batch buffers, rules and counters.
 #[derive(Debug)]
-pub struct UdpEcho {
+pub(crate) struct UdpEcho {
     /// Index of the worker that owns it (logs, stats block).
     worker: usize,
     /// Non-blocking, bound in the `SO_REUSEPORT` group; closed when this is dropped.
@@ -128,7 +128,7 @@ impl Tally {
 
 impl UdpEcho {
     /// Worker `worker`'s echo on `socket` (from [`super::bind`]).
-    pub fn new(
+    pub(crate) fn new(
         socket: std::net::UdpSocket,
         worker: usize,
         live: Arc<LiveSettings>,
@@ -152,14 +152,14 @@ impl UdpEcho {
 
     /// Registers the socket for readability (replies never wait for writability: a reply
     /// the kernel does not take at once is dropped).
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.socket, token, Interest::READABLE)
     }
 
     /// Echoes what is queued, up to [`BUDGET_BATCHES`] batches. Returns whether more may be
     /// queued (the budget ran out): the caller must call again without waiting for an event,
     /// since the poller is edge-triggered.
-    pub fn ready(&mut self) -> bool {
+    pub(crate) fn ready(&mut self) -> bool {
         let rate = self.live.udp_rate_limit();
         if rate.is_none() {
             self.limiter.clear();

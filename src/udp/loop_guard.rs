@@ -9,10 +9,10 @@
 //! is not a port anything can answer from; a datagram claiming it is forged.
 
 /// Source ports below this are refused.
-pub const MIN_SOURCE_PORT: u16 = 1024;
+pub(crate) const MIN_SOURCE_PORT: u16 = 1024;
 
 /// Whether a datagram from `port` must not be echoed: port 0 or any port below 1024.
-pub fn is_loop_risk(port: u16) -> bool {
+pub(crate) fn is_loop_risk(port: u16) -> bool {
     port < MIN_SOURCE_PORT
 }
 

@@ -8,29 +8,27 @@
 //! - [`source_limit`]: `SourceLimiter`, the per-source-address rate limit.
 //! - [`echo`]: `UdpEcho`, one worker's socket, batch buffers, rules and counters.
 
-pub mod echo;
-pub mod loop_guard;
-pub mod source_limit;
+pub(crate) mod echo;
+pub(crate) mod loop_guard;
+pub(crate) mod source_limit;
 
 use std::io;
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub use echo::UdpEcho;
-pub use loop_guard::is_loop_risk;
-pub use source_limit::SourceLimiter;
+pub(crate) use echo::UdpEcho;
 
 /// Largest UDP payload echoed: what one IPv4 datagram can carry (65,535 − 20 − 8). IPv6 can
 /// carry up to 65,527 bytes; those larger datagrams arrive truncated and are dropped.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
 
 /// `SO_RCVBUF` asked for each UDP socket (the kernel doubles it for its bookkeeping).
-pub const RECV_BUFFER: usize = 1 << 20;
+pub(crate) const RECV_BUFFER: usize = 1 << 20;
 
 /// Binds `count` non-blocking, close-on-exec UDP sockets to `addr` (a port the TCP listener
 /// already holds), all in one `SO_REUSEPORT` group.
-pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+pub(crate) fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
     (0..count)
         .map(|_| {
             let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;

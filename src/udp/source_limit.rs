@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Buckets kept per worker (about 100 KiB at most).
-pub const MAX_SOURCES: usize = 4096;
+pub(crate) const MAX_SOURCES: usize = 4096;
 
 /// Least time between two sweeps for room, so a table full of busy sources costs one scan
 /// per interval, not one per datagram.
@@ -71,7 +71,7 @@ fn capacity(rate: u32) -> u64 {
 
 /// Per-source-address token buckets, bounded in number.
 #[derive(Debug, Default)]
-pub struct SourceLimiter {
+pub(crate) struct SourceLimiter {
     /// Buckets of recently seen sources; at most [`MAX_SOURCES`].
     buckets: HashMap<IpAddr, Bucket>,
     /// Shared by every source that found the table full.
@@ -82,13 +82,13 @@ pub struct SourceLimiter {
 
 impl SourceLimiter {
     /// An empty limiter.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SourceLimiter::default()
     }
 
     /// Whether a datagram from `source` may be echoed at `now_ms` (a monotonic millisecond
     /// clock) under `rate` datagrams per second per source; takes its token if so.
-    pub fn allow(&mut self, source: IpAddr, rate: u32, now_ms: u64) -> bool {
+    pub(crate) fn allow(&mut self, source: IpAddr, rate: u32, now_ms: u64) -> bool {
         if let Some(bucket) = self.buckets.get_mut(&source) {
             return bucket.take(rate, now_ms);
         }
@@ -107,7 +107,7 @@ impl SourceLimiter {
     }
 
     /// Forgets every bucket (the limit was turned off: nothing to remember).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if !self.buckets.is_empty() {
             self.buckets = HashMap::new();
         }
@@ -115,7 +115,8 @@ impl SourceLimiter {
     }
 
     /// Sources with a bucket now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.buckets.len()
     }
 

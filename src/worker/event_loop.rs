@@ -18,17 +18,17 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use crate::close::CloseReason;
 use crate::live::LiveSettings;
-use crate::policy::CloseReason;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 use crate::udp::UdpEcho;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Token of the worker's UDP echo socket, if it serves UDP.
-pub const UDP: Token = Token(usize::MAX - 1);
+pub(crate) const UDP: Token = Token(usize::MAX - 1);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ impl Worker {
     }
 
     /// Also serves UDP echo: `udp`'s socket joins this worker's poller.
-    pub fn serve_udp(&mut self, mut udp: UdpEcho) -> io::Result<()> {
+    pub(crate) fn serve_udp(&mut self, mut udp: UdpEcho) -> io::Result<()> {
         udp.register(self.poll.registry(), UDP)?;
         self.udp = Some(udp);
         Ok(())
