@@ -10,6 +10,7 @@ use reactor_pool::config::MAX_WORKERS;
 use serde::Serialize;
 
 use crate::args::{BenchArgs, BenchError, idle_counts, resolve_spec, with_idle};
+use crate::scenario::Scenario;
 use crate::server_process::Launch;
 use crate::spec::LoadSpec;
 
@@ -112,6 +113,11 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     let mut loads = Vec::with_capacity(scenarios.len() * idle.len());
     for &sc in &scenarios {
         let spec = resolve_spec(args, sc, placeholder, true)?;
+        if sc == Scenario::Udp {
+            // Idle connections are TCP: the udp scenario runs once, without them.
+            loads.push(spec);
+            continue;
+        }
         for &n in &idle {
             loads.push(with_idle(&spec, n)?);
         }

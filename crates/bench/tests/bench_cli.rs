@@ -396,6 +396,18 @@ fn idle_connections_flag_is_checked() {
         ]),
         "--idle-connections",
     );
+    assert_usage_error(
+        &run(&[
+            "bench",
+            "--target",
+            "127.0.0.1:9",
+            "--scenario",
+            "udp",
+            "--idle-connections",
+            "10",
+        ]),
+        "`--idle-connections`",
+    );
     let o = run(&[
         "bench",
         "--target",

@@ -24,13 +24,16 @@
 //! - `tally`: the measured `Window` and each thread's `ThreadStats`;
 //! - `shared`: what the coordinator (`run`, here) and the threads share;
 //! - `silent`: `Silent`, the `--idle-connections`: opened before the load, never written to,
-//!   checked at the end.
+//!   checked at the end;
+//! - `udp`: the `udp` scenario, datagrams over connected UDP sockets, with its own
+//!   coordinator and threads.
 
 mod connection;
 mod driver;
 mod shared;
 mod silent;
 mod tally;
+mod udp;
 
 pub(crate) use self::silent::sources_needed as idle_sources_needed;
 
@@ -46,6 +49,7 @@ use self::silent::Silent;
 use self::tally::{ThreadStats, Window};
 use crate::pattern::Pattern;
 use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+use crate::scenario::Scenario;
 use crate::spec::LoadSpec;
 
 /// How long before a timed window's end `Observer::window_end` is called (at most a tenth of
@@ -78,6 +82,9 @@ impl Observer for NoObserver {}
 /// Runs `spec` to completion and reports. Fails only when the load generator itself cannot
 /// run (pollers, threads); every network failure is counted in the report instead.
 pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport> {
+    if spec.scenario == Scenario::Udp {
+        return udp::run(spec, observer);
+    }
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let pattern = Arc::new(Pattern::new());
     let shared = Arc::new(Shared::new());
@@ -220,6 +227,7 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
         idle_connections: spec.idle_connections,
         idle_connections_opened: idle_opened,
         idle_connections_kept: idle_kept,
+        udp: None,
     })
 }
 
