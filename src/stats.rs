@@ -108,8 +108,11 @@ impl WorkerStats {
     /// Counts the close of an open connection.
     #[inline]
     pub(crate) fn closed(&self, reason: CloseReason) {
-        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+        // `active` first, and the close published with Release: a snapshot that sees the
+        // close (Acquire) also sees the connection gone from `active`, so a scrape never
+        // shows a closed connection as still open.
         self.active.fetch_sub(1, Ordering::Relaxed);
+        self.closed[reason.index()].fetch_add(1, Ordering::Release);
     }
 
     /// Counts bytes moved by one drive of a connection.
@@ -232,12 +235,13 @@ impl Stats {
         };
         s.closed[CloseReason::Limit.index()] = load(&self.acceptor.rejected_limit);
         for w in self.workers.iter() {
+            // Closes before `active` (see `WorkerStats::closed`).
+            for (sum, c) in s.closed.iter_mut().zip(w.closed.iter()) {
+                *sum += c.load(Ordering::Acquire);
+            }
             let active = load(&w.active);
             s.active += active;
             s.workers.push((load(&w.connections), active));
-            for (sum, c) in s.closed.iter_mut().zip(w.closed.iter()) {
-                *sum += load(c);
-            }
             s.bytes_read += load(&w.bytes_read);
             s.bytes_written += load(&w.bytes_written);
             s.backpressure_pauses += load(&w.backpressure_pauses);
