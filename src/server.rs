@@ -67,6 +67,15 @@ impl Server {
         } else {
             Vec::new()
         };
+        // Only the reactor serves UDP (config refuses `--udp` for the others).
+        let udp = if config.udp {
+            crate::udp::bind(local_addr, config.workers).map_err(|source| BindError {
+                addr: local_addr,
+                source,
+            })?
+        } else {
+            Vec::new()
+        };
         let signals = match about.signals {
             [] => None,
             signals => Some(SignalPipe::install(signals).map_err(err)?),
@@ -80,6 +89,7 @@ impl Server {
             stats: Arc::new(Stats::new(blocks)),
             signals,
             reload: None,
+            udp,
         };
         Ok(Server { bound, local_addr })
     }

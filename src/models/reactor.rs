@@ -23,6 +23,7 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         shutdown,
         live,
         stats,
+        udp,
         ..
     } = bound;
     crate::reactor::pool::run(
@@ -34,5 +35,6 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         shutdown,
         live,
         stats,
+        udp,
     )
 }

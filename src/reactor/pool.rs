@@ -14,6 +14,7 @@ use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{self, Dispatcher, WorkerLink};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
+use crate::udp::UdpEcho;
 use crate::worker::{EchoOptions, Listening, Worker, WorkerLinks, WorkerSettings};
 
 /// The bound sockets the pool serves on.
@@ -28,16 +29,19 @@ pub(crate) struct Listeners {
 
 /// Serves on `listeners` with `settings.workers` workers (counting in one `stats` block
 /// each), dispatching as `settings.dispatch` says, until shutdown is requested and every
-/// worker has drained.
+/// worker has drained. Each socket of `udp` (one per worker, or none) is served by one
+/// worker.
 pub(crate) fn run(
     listeners: Listeners,
     settings: Settings,
     shutdown: ShutdownHandle,
     live: Arc<LiveSettings>,
     stats: Arc<Stats>,
+    udp: Vec<std::net::UdpSocket>,
 ) -> io::Result<()> {
     let workers = settings.workers;
     let dispatch = settings.dispatch;
+    let mut udp = udp.into_iter();
     let active = Arc::new(AtomicUsize::new(0));
     let Listeners {
         first,
@@ -79,7 +83,10 @@ pub(crate) fn run(
             load: load.clone(),
             listening: listening.take(),
         };
-        let (worker, wakeup) = Worker::new(worker_settings, worker_links)?;
+        let (mut worker, wakeup) = Worker::new(worker_settings, worker_links)?;
+        if let Some(socket) = udp.next() {
+            worker.serve_udp(UdpEcho::new(socket, id, live.clone(), stats.clone()))?;
+        }
         // A reload may shorten the idle timeout: wake the worker so it recomputes its
         // poll timeout instead of sleeping on the old one.
         let wake = wakeup.clone();

@@ -32,11 +32,14 @@ use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::epoll;
+use crate::udp::UdpEcho;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Token of the worker's UDP echo socket, if it serves UDP.
+pub(crate) const UDP: Token = Token(usize::MAX - 1);
 /// Token of the listener a worker accepts on for itself (`reuseport`, `shared`).
-pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 2);
 
 /// A listener a worker accepts on for itself.
 #[derive(Debug)]
@@ -128,6 +131,10 @@ pub struct Worker {
     epoch: Instant,
     /// Idle-sweep schedule and drain deadline (set when `Stop` arrives), on the worker clock.
     housekeeping: Housekeeping,
+    /// UDP echo on this worker's `SO_REUSEPORT` socket; dropped (closed) when the drain starts.
+    udp: Option<UdpEcho>,
+    /// The UDP echo spent its budget (or has an event): serve it again this round.
+    udp_pending: bool,
 }
 
 /// What a worker shares with the rest of the pool, beyond its settings.
@@ -187,8 +194,17 @@ impl Worker {
             yielded: Vec::new(),
             epoch: Instant::now(),
             housekeeping: Housekeeping::new(0, None),
+            udp: None,
+            udp_pending: false,
         };
         Ok((worker, wakeup))
+    }
+
+    /// Also serves UDP echo: `udp`'s socket joins this worker's poller.
+    pub(crate) fn serve_udp(&mut self, mut udp: UdpEcho) -> io::Result<()> {
+        udp.register(self.poll.registry(), UDP)?;
+        self.udp = Some(udp);
+        Ok(())
     }
 
     fn now_ms(&self) -> u64 {
@@ -229,6 +245,7 @@ impl Worker {
                     // The queue is looked at below, every round.
                     WAKER => {}
                     LISTENER => listener_ready = true,
+                    UDP => self.udp_pending = true,
                     token => {
                         let fin = event.is_read_closed() || event.is_error();
                         self.ready(token, now_ms, fin)
@@ -247,6 +264,9 @@ impl Worker {
             // had an event, so one busy peer cannot starve the rest.
             for token in std::mem::take(&mut self.yielded) {
                 self.ready(token, now_ms, false);
+            }
+            if self.udp_pending {
+                self.udp_pending = self.udp.as_mut().is_some_and(UdpEcho::ready);
             }
             if self
                 .housekeeping
@@ -279,13 +299,14 @@ impl Worker {
     }
 
     /// How long the next `poll` may wait: the housekeeping's timeout (none at all while
-    /// connections that yielded are owed a round), shortened to the end of an accept pause.
+    /// connections that yielded, or a UDP echo that spent its budget, are owed a round),
+    /// shortened to the end of an accept pause.
     fn poll_timeout(&mut self, now_ms: u64) -> Option<Duration> {
         let timeout = self.housekeeping.poll_timeout(
             now_ms,
             self.settings.live.idle_timeout(),
             self.conns.len(),
-            !self.yielded.is_empty(),
+            !self.yielded.is_empty() || self.udp_pending,
         );
         // While accepting is paused (descriptor exhaustion), wake when the pause ends.
         match self
@@ -313,6 +334,8 @@ impl Worker {
 
     fn begin_drain(&mut self, now_ms: u64) {
         self.stop_accepting(now_ms);
+        // Datagrams have nothing to drain: the UDP socket closes with the listener.
+        self.udp = None;
         let timeout = self.settings.live.shutdown_timeout();
         if self.housekeeping.begin_drain(now_ms, timeout) {
             debug!(

@@ -21,17 +21,21 @@ pub enum Scenario {
     /// Pingpong on a few long-lived connections (16 by default): how evenly the server's
     /// workers share them shows in the report's balance table.
     Balance,
+    /// Request/response datagrams over `connections` UDP sockets, `depth` in flight on each;
+    /// loss, duplicates and reordering are counted, not errors. The server needs `--udp`.
+    Udp,
 }
 
 impl Scenario {
     /// Every scenario, in the order help and reports list them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Pingpong,
         Scenario::Pipeline,
         Scenario::Connrate,
         Scenario::Idle,
         Scenario::Stream,
         Scenario::Balance,
+        Scenario::Udp,
     ];
 
     /// The name used on the command line and in reports.
@@ -43,6 +47,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Stream => "stream",
             Scenario::Balance => "balance",
+            Scenario::Udp => "udp",
         }
     }
 
@@ -53,13 +58,18 @@ impl Scenario {
             Scenario::Idle => 10_000,
             Scenario::Stream => 4,
             Scenario::Balance => 16,
+            Scenario::Udp => 8,
         }
     }
 
     /// Message size in bytes when `--size` is not given.
     pub fn default_size(self) -> usize {
         match self {
-            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle | Scenario::Balance => 64,
+            Scenario::Pingpong
+            | Scenario::Connrate
+            | Scenario::Idle
+            | Scenario::Balance
+            | Scenario::Udp => 64,
             Scenario::Pipeline => 4096,
             Scenario::Stream => 64 * 1024,
         }
@@ -68,14 +78,14 @@ impl Scenario {
     /// Messages in flight per connection when `--depth` is not given.
     pub fn default_depth(self) -> usize {
         match self {
-            Scenario::Pipeline | Scenario::Stream => 16,
+            Scenario::Pipeline | Scenario::Stream | Scenario::Udp => 16,
             Scenario::Pingpong | Scenario::Connrate | Scenario::Idle | Scenario::Balance => 1,
         }
     }
 
     /// Whether `--depth` means anything for this scenario.
     pub fn uses_depth(self) -> bool {
-        matches!(self, Scenario::Pipeline | Scenario::Stream)
+        matches!(self, Scenario::Pipeline | Scenario::Stream | Scenario::Udp)
     }
 
     /// Whether the run lasts a fixed time (as opposed to idle's connect-hold-echo sequence,
@@ -89,6 +99,7 @@ impl Scenario {
         match self {
             Scenario::Connrate => "conn",
             Scenario::Stream => "chunk",
+            Scenario::Udp => "datagram",
             Scenario::Pingpong | Scenario::Pipeline | Scenario::Idle | Scenario::Balance => "msg",
         }
     }
@@ -133,7 +144,7 @@ mod tests {
     fn unknown_names_list_the_valid_ones() {
         let err = "ping".parse::<Scenario>().unwrap_err();
         assert!(
-            err.contains("pingpong, pipeline, connrate, idle, stream"),
+            err.contains("pingpong, pipeline, connrate, idle, stream, udp"),
             "{err}"
         );
     }
