@@ -34,8 +34,8 @@ impl Scenario {
         Scenario::Connrate,
         Scenario::Idle,
         Scenario::Stream,
-        Scenario::Balance,
         Scenario::Udp,
+        Scenario::Balance,
     ];
 
     /// The name used on the command line and in reports.
@@ -144,7 +144,7 @@ mod tests {
     fn unknown_names_list_the_valid_ones() {
         let err = "ping".parse::<Scenario>().unwrap_err();
         assert!(
-            err.contains("pingpong, pipeline, connrate, idle, stream, udp"),
+            err.contains("pingpong, pipeline, connrate, idle, stream, udp, balance"),
             "{err}"
         );
     }
