@@ -3,6 +3,9 @@
 //!
 //! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
 //!   `Progress` and the rule a loop applies to it live in [`crate::policy::interest`]).
+//! - [`echo_state`]: `EchoState`, the echo as counts and flags (received, sent, the peer's
+//!   FIN → what to send, whether to read, when to finish), which `Echo` and the `uring`
+//!   model's completion driver both run on.
 //! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
 //! - [`connection`]: `Connection`, a socket plus its echo state and timer.
 //! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
@@ -10,6 +13,7 @@
 pub mod buffer;
 pub mod connection;
 pub mod echo;
+pub mod echo_state;
 pub mod event_loop;
 
 #[cfg(test)]
@@ -18,4 +22,5 @@ mod echo_props;
 mod sim_socket;
 
 pub use echo::{Driven, Echo, EchoOptions, Moved, ReadUntil, Transport};
+pub use echo_state::{EchoState, Plan};
 pub use event_loop::{Command, Worker, WorkerSettings};
