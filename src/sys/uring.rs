@@ -434,7 +434,9 @@ impl Ring {
                 self.pool.out += 1;
                 RecvBuf {
                     bid,
-                    len: usize::try_from(result).unwrap_or(0).min(self.pool.size as usize),
+                    len: usize::try_from(result)
+                        .unwrap_or(0)
+                        .min(self.pool.size as usize),
                 }
             });
             let Some(op) = self.ops.get(slot).filter(|op| op.generation == generation) else {

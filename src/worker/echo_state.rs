@@ -79,7 +79,10 @@ impl EchoState {
 
     /// Records `n` bytes received; `n` is at most [`EchoState::room`].
     pub fn received(&mut self, n: usize) {
-        debug_assert!(!self.is_peer_closed(), "bytes after the peer's FIN");
+        debug_assert!(
+            n == 0 || !self.is_peer_closed(),
+            "bytes after the peer's FIN"
+        );
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.unsent = self.unsent.saturating_add(n);
     }

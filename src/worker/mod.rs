@@ -19,6 +19,8 @@ pub mod event_loop;
 #[cfg(test)]
 mod echo_props;
 #[cfg(test)]
+mod echo_state_props;
+#[cfg(test)]
 mod sim_socket;
 
 pub use echo::{Driven, Echo, EchoOptions, Moved, ReadUntil, Transport};
