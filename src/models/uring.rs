@@ -66,9 +66,9 @@ const RING_ENTRIES: u32 = 1024;
 /// Completions handled per round, so the operations they queue fit the submission queue.
 const ROUND_BUDGET: usize = RING_ENTRIES as usize / 4;
 /// Receive buffers in the shared pool (a power of two).
-const POOL_BUFFERS: u16 = 256;
+const POOL_BUFFERS: u16 = 64;
 /// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 4 MiB).
-const MAX_POOL_BUFFER: usize = 16 * 1024;
+const MAX_POOL_BUFFER: usize = 64 * 1024;
 /// Pool buffers one connection may hold for its sends; beyond that it copies.
 const HELD_PER_CONN: u16 = 16;
 /// Pool buffers always left for receives: below this many free, received bytes are copied
