@@ -48,13 +48,12 @@ use std::time::Instant;
 use slab::Slab;
 use tracing::debug;
 
-use super::Bound;
 use super::conn::Conn;
 use super::event_loop::{LoopCore, OpenConns};
-use crate::config::Model;
-use crate::policy::CloseReason;
+use super::{About, Bound, Model};
+use crate::close::CloseReason;
+use crate::close::classify;
 use crate::policy::admission::Accepted;
-use crate::policy::close::classify;
 use crate::policy::interest::{State, Trigger};
 use crate::sys::socket::{Listener, Mode, Stream};
 use crate::sys::uring::{Chunk, Completion, MAX_CHUNKS, OpId, OpKind, RecvBuf, Ring};
@@ -80,8 +79,17 @@ const WAKE: u64 = 1;
 /// Tag of the multishot accept.
 const ACCEPT: u64 = 2;
 
+/// The `uring` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    probe: Some(probe),
+    ..About::new(
+        "one thread, io_uring: multishot accept, multishot receive into a shared \
+         provided-buffer pool, one send in flight per connection; needs Linux 6.0+",
+    )
+};
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     // A completion is reported once, like an edge; nothing here yields, so nothing resumes.
     let core = LoopCore::new(Model::Uring, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let buf_size = core.echo.limit.min(MAX_POOL_BUFFER) as u32;
@@ -564,7 +572,7 @@ impl Uring {
 }
 
 /// Checks, before the server reports that it listens, that io_uring can be used at all.
-pub fn probe() -> io::Result<()> {
+pub(crate) fn probe() -> io::Result<()> {
     crate::sys::uring::probe()
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring is unavailable: {e}")))
 }

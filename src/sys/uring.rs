@@ -33,17 +33,17 @@ const BGID: u16 = 0;
 /// `user_data` of cancellation requests: their own completions are of no interest.
 const CANCEL: u64 = u64::MAX;
 /// Most chunks one send takes (`sendmsg` accepts up to `IOV_MAX`, 1024).
-pub const MAX_CHUNKS: usize = 64;
+pub(crate) const MAX_CHUNKS: usize = 64;
 /// How long dropping the ring waits for cancelled operations to end.
 const DROP_WAIT: Duration = Duration::from_secs(1);
 
 /// Identifies one operation in flight: `slot | generation << 32`, its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpId(u64);
+pub(crate) struct OpId(u64);
 
 /// What kind of operation completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     /// Multishot accept.
     Accept,
     /// Multishot poll for readability.
@@ -87,7 +87,7 @@ impl std::fmt::Debug for SendMem {
 /// Bytes to send: a receive buffer of the pool, held (not recycled) until the send that
 /// reads it completes, or owned memory. Only `bytes[from..]` is still to be sent.
 #[derive(Debug)]
-pub enum Chunk {
+pub(crate) enum Chunk {
     /// A receive buffer, sent as the kernel filled it (no copy).
     Pool {
         /// The buffer; give it back with [`Ring::recycle`] once sent.
@@ -106,20 +106,15 @@ pub enum Chunk {
 
 impl Chunk {
     /// Bytes still to send.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Chunk::Pool { buf, from } => buf.len - from,
             Chunk::Owned { bytes, from } => bytes.len() - from,
         }
     }
 
-    /// Whether nothing is left to send.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Marks `n <= len()` more bytes as sent.
-    pub fn advance(&mut self, n: usize) {
+    pub(crate) fn advance(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         match self {
             Chunk::Pool { from, .. } | Chunk::Owned { from, .. } => *from += n,
@@ -130,7 +125,7 @@ impl Chunk {
 /// A provided buffer the kernel filled and handed over; give it back with
 /// [`Ring::recycle`] (a token dropped without that only shrinks the pool).
 #[derive(Debug)]
-pub struct RecvBuf {
+pub(crate) struct RecvBuf {
     /// Buffer id within the pool.
     bid: u16,
     /// Bytes received into it.
@@ -139,21 +134,14 @@ pub struct RecvBuf {
 
 impl RecvBuf {
     /// Bytes received into the buffer.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the buffer holds no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
 /// One completion.
 #[derive(Debug)]
-pub struct Completion {
-    /// The operation (for a multishot one, the same for each of its completions).
-    pub op: OpId,
+pub(crate) struct Completion {
     /// The caller's tag for the operation.
     pub tag: u64,
     /// Which operation it was.
@@ -174,14 +162,14 @@ pub struct Completion {
 
 impl Completion {
     /// The error a negative result stands for.
-    pub fn error(&self) -> Option<io::Error> {
+    pub(crate) fn error(&self) -> Option<io::Error> {
         (self.result < 0).then(|| io::Error::from_raw_os_error(-self.result))
     }
 }
 
 /// Which optional setup flags the kernel took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setup {
+pub(crate) enum Setup {
     /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (kernel 6.1+).
     DeferTaskrun,
     /// `IORING_SETUP_COOP_TASKRUN` (5.19+).
@@ -191,7 +179,7 @@ pub enum Setup {
 }
 
 /// An io_uring with a provided-buffer pool for receives.
-pub struct Ring {
+pub(crate) struct Ring {
     /// Declared first: dropped (unmapped and closed) before the pool it reads.
     ring: IoUring,
     /// Receive buffers shared by every connection.
@@ -215,14 +203,14 @@ impl std::fmt::Debug for Ring {
 
 /// Checks that io_uring can be set up at all (it is missing on old kernels, and may be
 /// disabled by `kernel.io_uring_disabled` or a seccomp filter).
-pub fn probe() -> io::Result<()> {
+pub(crate) fn probe() -> io::Result<()> {
     IoUring::<squeue::Entry, cqueue::Entry>::new(2).map(drop)
 }
 
 impl Ring {
     /// A ring of `entries` submission slots (completion queue four times that) and a pool of
     /// `buf_count` (a power of two) receive buffers of `buf_size` bytes each.
-    pub fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
+    pub(crate) fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
         let (ring, setup) = build(entries)?;
         // Saves a descriptor lookup per `io_uring_enter`; an old kernel just goes without.
         let _ = ring.submitter().register_ring_fd();
@@ -248,12 +236,13 @@ impl Ring {
     }
 
     /// Which optional setup flags the kernel accepted.
-    pub fn setup(&self) -> Setup {
+    pub(crate) fn setup(&self) -> Setup {
         self.setup
     }
 
-    /// Number of operations in flight.
-    pub fn in_flight(&self) -> usize {
+    /// Number of operations in flight (the tests check that a cancel releases them all).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
     }
 
@@ -283,7 +272,7 @@ impl Ring {
     }
 
     /// Arms a multishot accept on listening socket `fd`.
-    pub fn accept_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn accept_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Accept, tag, None);
         let entry = opcode::AcceptMulti::new(Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
@@ -293,7 +282,7 @@ impl Ring {
     }
 
     /// Arms a multishot poll for readability of `fd`.
-    pub fn poll_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn poll_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Poll, tag, None);
         let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
             .multi(true)
@@ -303,7 +292,7 @@ impl Ring {
     }
 
     /// Arms a multishot receive on `fd` into the buffer pool.
-    pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Recv, tag, None);
         let entry = opcode::RecvMulti::new(Fd(fd), BGID).build().user_data(id.0);
         self.push_or_forget(id, &entry)
@@ -312,7 +301,12 @@ impl Ring {
     /// Sends the bytes of `chunks`, in order, on `fd` (without `SIGPIPE`): one plain send for
     /// one chunk, one `sendmsg` over all of them otherwise (at most [`MAX_CHUNKS`]). The ring
     /// keeps the chunks until the completion hands them back.
-    pub fn send_chunks(&mut self, fd: RawFd, chunks: Vec<Chunk>, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn send_chunks(
+        &mut self,
+        fd: RawFd,
+        chunks: Vec<Chunk>,
+        tag: u64,
+    ) -> io::Result<OpId> {
         debug_assert!(!chunks.is_empty() && chunks.len() <= MAX_CHUNKS);
         let (entry, iov, msg) = if let [one] = &chunks[..] {
             let bytes = self.chunk_bytes(one);
@@ -356,7 +350,7 @@ impl Ring {
     }
 
     /// The bytes of `chunk` still to send.
-    pub fn chunk_bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
+    pub(crate) fn chunk_bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
             Chunk::Pool { buf, from } => &self.pool.data(buf)[*from..],
             Chunk::Owned { bytes, from } => &bytes[*from..],
@@ -364,7 +358,7 @@ impl Ring {
     }
 
     /// Receive buffers the kernel can fill right now (given to it and not yet used).
-    pub fn free_buffers(&self) -> usize {
+    pub(crate) fn free_buffers(&self) -> usize {
         usize::from(self.pool.count) - usize::from(self.pool.out)
     }
 
@@ -381,14 +375,14 @@ impl Ring {
 
     /// Asks the kernel to cancel operation `id` (its last completion still comes, usually
     /// with `ECANCELED`).
-    pub fn cancel(&mut self, id: OpId) -> io::Result<()> {
+    pub(crate) fn cancel(&mut self, id: OpId) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(id.0).build().user_data(CANCEL);
         self.push(&entry)
     }
 
     /// Submits what is queued and waits until at least one completion is ready or `timeout`
     /// passes (`None`: no limit; zero: do not wait). A signal ends the wait early.
-    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let ready = !self.ring.completion().is_empty();
         let result = match timeout {
             _ if ready => self.ring.submit(),
@@ -418,7 +412,7 @@ impl Ring {
 
     /// The next completion, if one is ready. Completions of cancellation requests, and
     /// stray ones no operation matches, are skipped.
-    pub fn next_completion(&mut self) -> Option<Completion> {
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
         loop {
             let cqe = self.ring.completion().next()?;
             let user_data = cqe.user_data();
@@ -458,7 +452,6 @@ impl Ring {
                 // nothing else owns.
                 .then(|| unsafe { OwnedFd::from_raw_fd(result) });
             return Some(Completion {
-                op: OpId(user_data),
                 tag,
                 kind,
                 result,
@@ -471,18 +464,18 @@ impl Ring {
     }
 
     /// The bytes received into `buf`.
-    pub fn data(&self, buf: &RecvBuf) -> &[u8] {
+    pub(crate) fn data(&self, buf: &RecvBuf) -> &[u8] {
         self.pool.data(buf)
     }
 
     /// Gives `buf` back to the kernel for further receives.
-    pub fn recycle(&mut self, buf: RecvBuf) {
+    pub(crate) fn recycle(&mut self, buf: RecvBuf) {
         self.pool.out -= 1;
         self.pool.give(buf.bid);
     }
 
     /// Gives back the pool buffer of a chunk that is done with (an owned one is dropped).
-    pub fn release(&mut self, chunk: Chunk) {
+    pub(crate) fn release(&mut self, chunk: Chunk) {
         if let Chunk::Pool { buf, .. } = chunk {
             self.recycle(buf);
         }
@@ -732,7 +725,7 @@ mod tests {
         let mut sent = c.sent.expect("the chunks back");
         assert_eq!(sent.len(), 1);
         sent[0].advance(4);
-        assert!(sent[0].is_empty());
+        assert_eq!(sent[0].len(), 0);
         let owned = Chunk::Owned {
             bytes: b"xyz".to_vec(),
             from: 0,

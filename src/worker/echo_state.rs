@@ -20,7 +20,7 @@ use super::echo::{EchoOptions, ReadUntil};
 /// Invariant: `unsent <= options.limit` for the options every call passes (a caller that
 /// shrinks `limit` below `unsent` gets no room, never an underflow). Eight bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct EchoState {
+pub(crate) struct EchoState {
     /// Bytes received and not yet sent back (sent means: the kernel took them). At most
     /// `buffer_size`, itself at most 64 MiB, so it fits.
     unsent: u32,
@@ -36,21 +36,21 @@ const READ_CLOSED: u8 = 2;
 
 /// What a completion-driven loop does after any completion ([`EchoState::plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Start a send of this many bytes: every unsent byte not already in flight, oldest
     /// first. Zero while a send is in flight (one at a time keeps the bytes in order) or
     /// nothing waits.
-    pub send: usize,
+    pub(crate) send: usize,
     /// Keep a receive armed (arm one if none is); when false, cancel it: the peer has
     /// closed, or the connection holds `limit` unsent bytes (backpressure).
-    pub receive: bool,
+    pub(crate) receive: bool,
     /// The echo is finished: shut down the write side (FIN) and close.
-    pub finish: bool,
+    pub(crate) finish: bool,
 }
 
 impl EchoState {
     /// A fresh connection.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         EchoState {
             unsent: 0,
             flags: 0,
@@ -58,18 +58,18 @@ impl EchoState {
     }
 
     /// Bytes received and not yet sent.
-    pub fn unsent(&self) -> usize {
+    pub(crate) fn unsent(&self) -> usize {
         self.unsent as usize
     }
 
     /// Whether the peer has closed its write side (its FIN was read).
-    pub fn is_peer_closed(&self) -> bool {
+    pub(crate) fn is_peer_closed(&self) -> bool {
         self.flags & PEER_CLOSED != 0
     }
 
     /// Bytes that may still be received before the bound; zero at the bound (or past it,
     /// should a caller shrink `limit` between calls) and once the peer has closed.
-    pub fn room(&self, options: &EchoOptions) -> usize {
+    pub(crate) fn room(&self, options: &EchoOptions) -> usize {
         if self.is_peer_closed() {
             return 0;
         }
@@ -78,7 +78,7 @@ impl EchoState {
     }
 
     /// Records `n` bytes received; `n` is at most [`EchoState::room`].
-    pub fn received(&mut self, n: usize) {
+    pub(crate) fn received(&mut self, n: usize) {
         debug_assert!(
             n == 0 || !self.is_peer_closed(),
             "bytes after the peer's FIN"
@@ -88,31 +88,31 @@ impl EchoState {
     }
 
     /// Records that `n` of the unsent bytes (the oldest) were sent; `n <= unsent()`.
-    pub fn sent(&mut self, n: usize) {
+    pub(crate) fn sent(&mut self, n: usize) {
         debug_assert!(n <= self.unsent(), "sent more than was received");
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.unsent = self.unsent.saturating_sub(n);
     }
 
     /// Records the peer's FIN (a read returned 0): nothing more will be received.
-    pub fn read_eof(&mut self) {
+    pub(crate) fn read_eof(&mut self) {
         self.flags |= PEER_CLOSED;
     }
 
     /// Records that the poller reported the peer's FIN, a hang-up or an error; see
     /// [`Echo::note_read_closed`](super::Echo::note_read_closed).
-    pub fn note_read_closed(&mut self) {
+    pub(crate) fn note_read_closed(&mut self) {
         self.flags |= READ_CLOSED;
     }
 
     /// Whether a short read still counts as draining the socket under `options`.
-    pub fn short_read_drains(&self, options: &EchoOptions) -> bool {
+    pub(crate) fn short_read_drains(&self, options: &EchoOptions) -> bool {
         options.read_until == ReadUntil::ShortRead && self.flags & READ_CLOSED == 0
     }
 
     /// Interest the connection has given its state (what a level-triggered poller should
     /// watch): read while the peer is open and there is room, write while bytes wait.
-    pub fn wants(&self, options: &EchoOptions) -> Wants {
+    pub(crate) fn wants(&self, options: &EchoOptions) -> Wants {
         Wants {
             read: self.room(options) > 0,
             write: self.unsent > 0,
@@ -120,7 +120,7 @@ impl EchoState {
     }
 
     /// What the interest rule needs to know, read before and after a drive.
-    pub fn state(&self, options: &EchoOptions) -> State {
+    pub(crate) fn state(&self, options: &EchoOptions) -> State {
         State {
             wants: self.wants(options),
             peer_closed: self.is_peer_closed(),
@@ -129,14 +129,14 @@ impl EchoState {
 
     /// Whether the echo is done: the peer's FIN was read and every byte was sent. The write
     /// side is then shut down and the connection closed.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.is_peer_closed() && self.unsent == 0
     }
 
     /// What a completion-driven loop does next, given the bytes of its send in flight
     /// (`in_flight`, zero when none is): send the rest once nothing is in flight, receive
     /// while there is room, finish once everything went out after the FIN.
-    pub fn plan(&self, options: &EchoOptions, in_flight: usize) -> Plan {
+    pub(crate) fn plan(&self, options: &EchoOptions, in_flight: usize) -> Plan {
         debug_assert!(in_flight <= self.unsent());
         Plan {
             send: if in_flight == 0 { self.unsent() } else { 0 },

@@ -18,14 +18,14 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use crate::close::CloseReason;
 use crate::live::LiveSettings;
-use crate::policy::CloseReason;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
