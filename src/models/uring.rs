@@ -27,7 +27,10 @@
 //!   state's `unsent`) has its receive cancelled until it drains (`EchoState::plan`). Bytes
 //!   the kernel delivered before the cancellation landed are not counted as received yet:
 //!   they are copied out of the pool into an overflow buffer (so one stalled peer never pins
-//!   the shared buffers) and taken in, in order, as sends make room.
+//!   the shared buffers) and taken in, in order, as sends make room. A multishot receive has
+//!   no length limit, so this overshoot is bounded only by what the kernel can receive
+//!   before the loop sees the completions: at most the free buffers of the pool, which is
+//!   why the pool is small (1 MiB).
 //!
 //! Limits, the accept pause, idle sweep, drain and the interest rule are the shared ones
 //! ([`LoopCore`], [`Admission`](crate::policy::admission::Admission), which judges each
@@ -64,10 +67,12 @@ use crate::worker::{EchoState, Moved, ReadUntil};
 const RING_ENTRIES: u32 = 1024;
 /// Completions handled per round, so the operations they queue fit the submission queue.
 const ROUND_BUDGET: usize = RING_ENTRIES as usize / 4;
-/// Receive buffers in the shared pool (a power of two).
-const POOL_BUFFERS: u16 = 64;
-/// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 4 MiB).
-const MAX_POOL_BUFFER: usize = 64 * 1024;
+/// Receive buffers in the shared pool (a power of two). Their total bounds what a
+/// connection can receive past `buffer_size` before its cancellation lands; 32 × 32 KiB
+/// measured as well as 64 × 64 KiB or 16 × 64 KiB, and better than 128 × 16 KiB.
+const POOL_BUFFERS: u16 = 32;
+/// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 1 MiB).
+const MAX_POOL_BUFFER: usize = 32 * 1024;
 /// Pool buffers one connection may hold for its sends; beyond that it copies.
 const HELD_PER_CONN: u16 = 16;
 /// Pool buffers always left for receives: below this many free, received bytes are copied
