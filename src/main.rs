@@ -86,6 +86,12 @@ struct ServeArgs {
     /// Stack size of each connection thread (thread model only), in bytes.
     #[arg(long, value_name = "BYTES")]
     thread_stack_size: Option<usize>,
+    /// Also serve UDP echo on the listen address (reactor model).
+    #[arg(long)]
+    udp: bool,
+    /// UDP datagrams per second echoed per source address; 0 means unlimited (the default).
+    #[arg(long, value_name = "N")]
+    udp_rate_limit: Option<u32>,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -106,6 +112,8 @@ impl ServeArgs {
             thread_stack_size: self.thread_stack_size,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
+            udp: self.udp.then_some(true),
+            udp_rate_limit: self.udp_rate_limit,
         }
     }
 }

@@ -175,6 +175,39 @@ pub struct IdleFigures {
     pub echo_secs: f64,
 }
 
+/// What UDP did to the datagrams of the `udp` scenario, over the whole run (warm-up and drain
+/// included). None of these is an error: UDP may lose, duplicate and reorder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UdpFigures {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams whose echo came back, verified.
+    pub echoed: u64,
+    /// Datagrams given up on after the loss timeout.
+    pub lost: u64,
+    /// Echoes of datagrams already counted lost.
+    pub late: u64,
+    /// Further echoes of a datagram already answered.
+    pub duplicates: u64,
+    /// Echoes arriving after the echo of a later datagram of the same socket.
+    pub reordered: u64,
+    /// Sends the kernel refused for lack of buffer space (retried, not lost).
+    pub send_blocked: u64,
+}
+
+impl UdpFigures {
+    /// Adds another thread's counts.
+    pub fn merge(&mut self, o: &UdpFigures) {
+        self.sent += o.sent;
+        self.echoed += o.echoed;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.send_blocked += o.send_blocked;
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
@@ -212,6 +245,14 @@ pub struct RunReport {
     pub errors: ErrorCounts,
     /// Idle scenario only.
     pub idle: Option<IdleFigures>,
+    /// `--idle-connections`: silent connections asked for, held through the whole run.
+    pub idle_connections: usize,
+    /// Of those, how many were established.
+    pub idle_connections_opened: u64,
+    /// Of those, how many were still open and had received nothing at the end.
+    pub idle_connections_kept: u64,
+    /// Udp scenario only: what UDP did to the datagrams.
+    pub udp: Option<UdpFigures>,
 }
 
 impl RunReport {
@@ -235,6 +276,10 @@ impl RunReport {
             connections_opened: 0,
             errors: ErrorCounts::default(),
             idle: None,
+            idle_connections: spec.idle_connections,
+            idle_connections_opened: 0,
+            idle_connections_kept: 0,
+            udp: None,
         }
     }
 }
@@ -287,6 +332,10 @@ impl RunReport {
                 "{} connections × {} B, depth {}",
                 self.connections, self.size, self.depth
             ),
+            Scenario::Udp => format!(
+                "{} UDP sockets × {} B datagrams, depth {}",
+                self.connections, self.size, self.depth
+            ),
             Scenario::Connrate => format!(
                 "{} concurrent clients, connect + {} B echo + close",
                 self.connections, self.size
@@ -304,6 +353,15 @@ impl RunReport {
             self.scenario, self.threads
         );
         let _ = writeln!(t, "target       {}", self.target);
+        if self.idle_connections > 0 {
+            let _ = writeln!(
+                t,
+                "silent       {} idle connections asked for, {} opened, {} open and silent at the end",
+                thousands(self.idle_connections as u64),
+                thousands(self.idle_connections_opened),
+                thousands(self.idle_connections_kept)
+            );
+        }
         if let Some(idle) = &self.idle {
             let _ = writeln!(
                 t,
@@ -318,6 +376,18 @@ impl RunReport {
                 t,
                 "window       {:.1} s after {:.1} s warm-up",
                 self.duration_secs, self.warmup_secs
+            );
+        }
+        if let Some(u) = &self.udp {
+            let _ = writeln!(
+                t,
+                "datagrams    {} sent, {} echoed, {} lost ({} late), {} duplicated, {} reordered (whole run)",
+                thousands(u.sent),
+                thousands(u.echoed),
+                thousands(u.lost),
+                thousands(u.late),
+                thousands(u.duplicates),
+                thousands(u.reordered)
             );
         }
         let _ = writeln!(
@@ -363,14 +433,15 @@ impl RunReport {
     pub const CSV_HEADER: &'static str = "scenario,target,connections,size,depth,threads,\
         source_addrs,warmup_secs,duration_secs,messages,bytes,msgs_per_sec,bytes_per_sec,\
         p50_us,p90_us,p99_us,p999_us,max_us,mean_us,connections_opened,connect_errors,\
-        mismatches,resets,timeouts,other_errors";
+        mismatches,resets,timeouts,other_errors,idle_connections,idle_connections_opened,\
+        idle_connections_kept";
 
     /// One CSV row matching [`RunReport::CSV_HEADER`] (no newline).
     pub fn to_csv_row(&self) -> String {
         let l = &self.latency;
         let e = &self.errors;
         format!(
-            "{},{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{}",
             self.scenario,
             self.target,
             self.connections,
@@ -395,7 +466,10 @@ impl RunReport {
             e.mismatch,
             e.reset,
             e.timeout,
-            e.other
+            e.other,
+            self.idle_connections,
+            self.idle_connections_opened,
+            self.idle_connections_kept
         )
     }
 }
@@ -432,6 +506,10 @@ mod tests {
             connections_opened: 50,
             errors,
             idle: None,
+            idle_connections: 0,
+            idle_connections_opened: 0,
+            idle_connections_kept: 0,
+            udp: None,
         }
     }
 

@@ -9,6 +9,11 @@ use crate::scenario::Scenario;
 /// the runner's pipes and files).
 pub(crate) const FD_RESERVE: usize = 64;
 
+/// Bytes of each `udp` datagram's header: socket id (u32), size (u32), sequence number (u64).
+pub(crate) const UDP_HEADER: usize = 16;
+/// Largest datagram the `udp` scenario sends (the most one IPv4 datagram carries).
+pub(crate) const UDP_MAX_DATAGRAM: usize = 65_507;
+
 /// What to run, fully resolved and validated.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -34,6 +39,9 @@ pub struct LoadSpec {
     pub source_addrs: u8,
     /// Set `TCP_NODELAY` on every connection.
     pub nodelay: bool,
+    /// Extra connections opened before the load starts that stay silent for the whole run
+    /// (`--idle-connections`), spread over source addresses after the active ones.
+    pub idle_connections: usize,
 }
 
 impl LoadSpec {
@@ -51,6 +59,7 @@ impl LoadSpec {
             timeout: Duration::from_secs(5),
             source_addrs: 1,
             nodelay: true,
+            idle_connections: 0,
         }
     }
 
@@ -65,6 +74,6 @@ impl LoadSpec {
 
     /// Descriptors the run needs in this process.
     pub fn fds_needed(&self) -> usize {
-        self.connections + 2 * self.threads + FD_RESERVE
+        self.connections + self.idle_connections + 2 * self.threads + FD_RESERVE
     }
 }
