@@ -186,8 +186,7 @@ impl LoopCore {
         self.drive_over(&mut conn.echo, &mut conn.stream)
     }
 
-    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
-    /// already received, not over the socket); the caller keeps the idle clock.
+    /// [`LoopCore::drive`] over any transport; the caller keeps the idle clock.
     pub(crate) fn drive_over<T: Transport + ?Sized>(
         &mut self,
         echo: &mut Echo,
