@@ -23,12 +23,12 @@ use crate::close::CloseReason;
 use crate::live::LiveSettings;
 use crate::policy::admission::Admission;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
-use crate::policy::interest::{self, Next, Trigger};
+use crate::policy::interest::{self, Next, Progress, State, Trigger};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
+use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -186,8 +186,7 @@ impl LoopCore {
         self.drive_over(&mut conn.echo, &mut conn.stream)
     }
 
-    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
-    /// already received, not over the socket); the caller keeps the idle clock.
+    /// [`LoopCore::drive`] over any transport; the caller keeps the idle clock.
     pub(crate) fn drive_over<T: Transport + ?Sized>(
         &mut self,
         echo: &mut Echo,
@@ -195,14 +194,27 @@ impl LoopCore {
     ) -> Next {
         let before = echo.state(&self.echo);
         let driven = echo.drive(io, &mut self.scratch, &self.echo);
-        let counters = self.stats.worker(0);
-        counters.moved(driven.moved.read, driven.moved.written);
         let next = interest::next(
             driven.progress,
             before,
             echo.state(&self.echo),
             self.trigger,
         );
+        self.count(driven.moved, next);
+        next
+    }
+
+    /// Counts what a completion-driven loop (the `uring` model, which has no drive) moved,
+    /// and whether its state change paused the receive, by the rule a drive goes through.
+    pub(crate) fn completed(&self, moved: Moved, before: State, after: State) {
+        let next = interest::next(Progress::Blocked(after.wants), before, after, self.trigger);
+        self.count(moved, next);
+    }
+
+    /// Counts the bytes moved and a backpressure pause.
+    fn count(&self, moved: Moved, next: Next) {
+        let counters = self.stats.worker(0);
+        counters.moved(moved.read, moved.written);
         if let Next::Wait {
             backpressure_pause: true,
             ..
@@ -210,7 +222,6 @@ impl LoopCore {
         {
             counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
         }
-        next
     }
 
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
