@@ -67,7 +67,10 @@ pub(crate) fn run(
         }
     };
     let mut links = Vec::with_capacity(workers);
-    let mut threads = Vec::with_capacity(workers);
+    // Every worker is created (poller, waker, listener registration) before any starts: a
+    // worker that accepts for itself must not serve while the pool is still opening
+    // descriptors.
+    let mut ready = Vec::with_capacity(workers);
     for (id, listening) in listenings.iter_mut().enumerate() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let worker_settings = WorkerSettings {
@@ -93,15 +96,20 @@ pub(crate) fn run(
         live.on_change(move || {
             let _ = wake.wake();
         });
-        let handle = thread::Builder::new()
-            .name(format!("worker-{id}"))
-            .spawn(move || worker.run())?;
+        ready.push(worker);
         links.push(WorkerLink {
             commands: tx,
             wakeup,
             load,
         });
-        threads.push(handle);
+    }
+    let mut threads = Vec::with_capacity(workers);
+    for (id, worker) in ready.into_iter().enumerate() {
+        threads.push(
+            thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || worker.run())?,
+        );
     }
     let wakeups: Vec<_> = links.iter().map(|l| l.wakeup.clone()).collect();
     let mut result = match acceptor_listener {
