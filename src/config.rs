@@ -23,6 +23,12 @@ pub const MAX_WORKERS: usize = 1024;
 pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
 /// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
 pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
+/// Default longest pause of the `nonblocking` model between idle rounds.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Accepted `poll_interval` range: a zero pause would be a busy loop, and beyond a second
+/// every echo of an idle server waits that long.
+pub const POLL_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_micros(1)..=Duration::from_secs(1);
 
 /// The I/O model that serves connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +50,8 @@ pub enum Model {
     Fork,
     /// Iterative: one connection at a time, blocking I/O.
     Blocking,
+    /// One thread, no readiness API: every socket non-blocking, tried in turn.
+    Nonblocking,
 }
 
 impl Model {
@@ -57,6 +65,7 @@ impl Model {
         Model::Thread,
         Model::Fork,
         Model::Blocking,
+        Model::Nonblocking,
     ];
 
     /// The name used on the command line and in the config file.
@@ -70,6 +79,7 @@ impl Model {
             Model::Thread => "thread",
             Model::Fork => "fork",
             Model::Blocking => "blocking",
+            Model::Nonblocking => "nonblocking",
         }
     }
 
@@ -108,6 +118,10 @@ impl Model {
                 "iterative: serves one connection at a time with blocking I/O; everyone else \
                  waits in the backlog (the baseline)"
             }
+            Model::Nonblocking => {
+                "one thread, no readiness API: tries accept, then every connection's read and \
+                 write in turn; idle rounds back off up to poll_interval (latency vs idle CPU)"
+            }
         }
     }
 
@@ -119,6 +133,11 @@ impl Model {
     /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
     pub fn uses_thread_stack_size(self) -> bool {
         self == Model::Thread
+    }
+
+    /// Whether the model polls without a readiness API, pausing up to `poll_interval`.
+    pub fn uses_poll_interval(self) -> bool {
+        self == Model::Nonblocking
     }
 
     /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
@@ -190,6 +209,8 @@ pub struct Config {
     pub log_level: String,
     /// Stack size of each connection thread of the `thread` model, in bytes.
     pub thread_stack_size: usize,
+    /// Longest pause of the `nonblocking` model after rounds that made no progress.
+    pub poll_interval: Duration,
     /// Config-file settings the chosen model ignores, as messages to log at start-up.
     pub warnings: Vec<String>,
     /// Where the Prometheus metrics endpoint listens; `None` (the default) serves no metrics.
@@ -213,6 +234,7 @@ impl Default for Config {
             nodelay: true,
             log_level: "info".to_owned(),
             thread_stack_size: DEFAULT_THREAD_STACK_SIZE,
+            poll_interval: DEFAULT_POLL_INTERVAL,
             warnings: Vec::new(),
             metrics_listen: None,
             metrics_allow_remote: false,
@@ -239,6 +261,7 @@ struct FileConfig {
     nodelay: Option<bool>,
     log_level: Option<String>,
     thread_stack_size: Option<usize>,
+    poll_interval: Option<DurationValue>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
 }
@@ -268,6 +291,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--thread-stack-size`
     pub thread_stack_size: Option<usize>,
+    /// `--poll-interval`
+    pub poll_interval: Option<Duration>,
     /// `--metrics-listen`
     pub metrics_listen: Option<String>,
     /// `--metrics-allow-remote` sets this to `Some(true)`
@@ -350,6 +375,7 @@ impl Config {
         let in_file = InFile {
             workers: file.workers.is_some(),
             thread_stack_size: file.thread_stack_size.is_some(),
+            poll_interval: file.poll_interval.is_some(),
             max_connections: file.max_connections.is_some(),
         };
         let listen_text = o.listen.clone().or(file.listen);
@@ -439,6 +465,16 @@ impl Config {
                 ),
             });
         }
+        let poll_interval = o
+            .poll_interval
+            .or(file.poll_interval.map(|v| v.0))
+            .unwrap_or(d.poll_interval);
+        if !POLL_INTERVAL_RANGE.contains(&poll_interval) {
+            return Err(ConfigError::Invalid {
+                field: "poll_interval",
+                reason: format!("{poll_interval:?} is out of range (1us..=1s)"),
+            });
+        }
         let metrics_allow_remote = o
             .metrics_allow_remote
             .or(file.metrics_allow_remote)
@@ -480,6 +516,7 @@ impl Config {
             nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
             log_level,
             thread_stack_size,
+            poll_interval,
             warnings,
             metrics_listen,
             metrics_allow_remote,
@@ -492,6 +529,7 @@ impl Config {
 struct InFile {
     workers: bool,
     thread_stack_size: bool,
+    poll_interval: bool,
     max_connections: bool,
 }
 
@@ -522,6 +560,14 @@ fn check_model_fit(
                 format!(
                     "the {model} model starts no connection threads (only the thread model does)"
                 )
+            }),
+        ),
+        (
+            "poll_interval",
+            o.poll_interval.is_some(),
+            file.poll_interval,
+            (!model.uses_poll_interval()).then(|| {
+                format!("the {model} model does not poll (only the nonblocking model does)")
             }),
         ),
         (
@@ -691,6 +737,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert!(c.nodelay);
+        assert_eq!(c.poll_interval, Duration::from_millis(1));
     }
 
     #[test]
@@ -741,7 +788,7 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 8);
+        assert_eq!(Model::ALL.len(), 9);
     }
 
     #[test]
@@ -813,6 +860,33 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            poll_interval: Some(Duration::from_millis(5)),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`poll_interval`"), "{e}");
+        let c = flags(Overrides {
+            model: Some("nonblocking".into()),
+            poll_interval: Some(Duration::from_millis(5)),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(5));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::from_toml("model = \"epoll\"\npoll_interval = \"2ms\"").unwrap();
+        assert!(
+            c.warnings[0].contains("`poll_interval`"),
+            "{:?}",
+            c.warnings
+        );
+        let c = Config::from_toml("model = \"nonblocking\"\npoll_interval = \"250us\"").unwrap();
+        assert_eq!(c.poll_interval, Duration::from_micros(250));
+        for bad in ["poll_interval = 0", "poll_interval = \"2s\""] {
+            let e = Config::from_toml(&format!("model = \"nonblocking\"\n{bad}")).unwrap_err();
+            assert!(e.to_string().contains("`poll_interval`"), "{e}");
+        }
         let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
         assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
     }

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Stack size of each connection thread (thread model only), in bytes.
     #[arg(long, value_name = "BYTES")]
     thread_stack_size: Option<usize>,
+    /// Longest pause between idle rounds (nonblocking model only; seconds or "500us").
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    poll_interval: Option<Duration>,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -95,6 +98,7 @@ impl ServeArgs {
             nodelay: self.no_nodelay.then_some(false),
             log_level: self.log_level.clone(),
             thread_stack_size: self.thread_stack_size,
+            poll_interval: self.poll_interval,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
         }

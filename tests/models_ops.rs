@@ -7,7 +7,15 @@ mod ops_util;
 
 use ops_util::*;
 
-const MODELS: [&str; 6] = ["epoll", "epoll-et", "poll", "select", "thread", "blocking"];
+const MODELS: [&str; 7] = [
+    "epoll",
+    "epoll-et",
+    "poll",
+    "select",
+    "thread",
+    "blocking",
+    "nonblocking",
+];
 
 /// For each model with a metrics endpoint: three clients echo known messages and close, a
 /// fourth resets. The scrape shows 4 accepted, the exact bytes, 3 eof and 1 reset closes,

@@ -173,12 +173,22 @@ impl LoopCore {
     /// Drives `conn`'s echo with the shared scratch buffer, and counts what it moved and
     /// whether it had to stop reading (backpressure).
     pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Progress {
-        conn.last_active_ms = now_ms;
+        self.drive_moved(conn, now_ms).0
+    }
+
+    /// [`LoopCore::drive`], also returning what this drive moved. The idle clock restarts
+    /// only on traffic (bytes or the peer's FIN), so a loop that drives connections without
+    /// an event (a polling loop, a stale signal) does not keep idle ones alive.
+    pub fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Progress, Moved) {
         let was_reading = conn.echo.wants(&self.echo).read;
+        let was_closed = conn.echo.is_peer_closed();
         let mut moved = Moved::default();
         let progress =
             conn.echo
                 .drive_counted(&mut conn.stream, &mut self.scratch, &self.echo, &mut moved);
+        if moved != Moved::default() || conn.echo.is_peer_closed() != was_closed {
+            conn.last_active_ms = now_ms;
+        }
         let counters = self.stats.worker(0);
         counters.moved(moved.read, moved.written);
         if let Progress::Blocked(wants) = progress {
@@ -186,7 +196,7 @@ impl LoopCore {
                 counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
             }
         }
-        progress
+        (progress, moved)
     }
 
     fn sweep_interval_ms(&self) -> Option<u64> {

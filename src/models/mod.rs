@@ -11,18 +11,21 @@
 //! | `thread` | [`thread`] | one thread per connection, blocking I/O |
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
+//! | `nonblocking` | [`nonblocking`] | one thread, no readiness API: tries every socket in turn |
 //!
 //! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
 //! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
 //! others), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
 //! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
-//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
+//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop), [`backoff`] (the
+//! polling loop's pause after idle rounds).
 //!
 //! Every model: serves on the listener [`Server::bind`](crate::Server::bind) made (through
 //! [`crate::listener::bind`]) or a supervisor passed down, closes it the moment shutdown is
 //! requested, finishes open connections within `shutdown_timeout`, then returns.
 
 pub mod accept;
+pub mod backoff;
 pub mod blocking;
 pub mod blocking_io;
 pub mod conn;
@@ -30,6 +33,7 @@ pub mod epoll;
 pub mod epoll_et;
 pub mod event_loop;
 pub mod fork;
+pub mod nonblocking;
 pub mod poll;
 pub mod select;
 pub mod thread;
@@ -156,6 +160,7 @@ impl ModelServer {
             Model::Thread => thread::run(bound),
             Model::Fork => fork::run(bound),
             Model::Blocking => blocking::run(bound),
+            Model::Nonblocking => nonblocking::run(bound),
             Model::Reactor => Err(io::Error::other(
                 "the reactor model is not a raw-syscall model",
             )),
