@@ -52,6 +52,8 @@ pub enum Model {
     Blocking,
     /// One thread, no readiness API: every socket non-blocking, tried in turn.
     Nonblocking,
+    /// One thread, signal-driven I/O (`O_ASYNC`, a real-time signal per readiness change).
+    Sigio,
 }
 
 impl Model {
@@ -66,6 +68,7 @@ impl Model {
         Model::Fork,
         Model::Blocking,
         Model::Nonblocking,
+        Model::Sigio,
     ];
 
     /// The name used on the command line and in the config file.
@@ -80,6 +83,7 @@ impl Model {
             Model::Fork => "fork",
             Model::Blocking => "blocking",
             Model::Nonblocking => "nonblocking",
+            Model::Sigio => "sigio",
         }
     }
 
@@ -121,6 +125,10 @@ impl Model {
             Model::Nonblocking => {
                 "one thread, no readiness API: tries accept, then every connection's read and \
                  write in turn; idle rounds back off up to poll_interval (latency vs idle CPU)"
+            }
+            Model::Sigio => {
+                "one thread, signal-driven I/O: O_ASYNC sockets raise a real-time signal per \
+                 readiness change, read from a signalfd; a queue overflow (SIGIO) rescans"
             }
         }
     }
@@ -788,7 +796,7 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 9);
+        assert_eq!(Model::ALL.len(), 10);
     }
 
     #[test]
@@ -875,7 +883,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.poll_interval, Duration::from_millis(5));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let c = Config::from_toml("model = \"epoll\"\npoll_interval = \"2ms\"").unwrap();
+        let c = Config::from_toml("model = \"sigio\"\npoll_interval = \"2ms\"").unwrap();
         assert!(
             c.warnings[0].contains("`poll_interval`"),
             "{:?}",

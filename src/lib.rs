@@ -10,7 +10,7 @@
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
-//!   blocking, nonblocking), one file each, on the raw syscalls of [`sys`].
+//!   blocking, nonblocking, sigio), one file each, on the raw syscalls of [`sys`].
 //! - [`sys`]: the only home of raw syscalls: small safe wrappers returning `io::Result`.
 //! - [`live`]: `LiveSettings`, the settings a reload changes in a running server.
 //! - [`stats`]: `Stats`, per-worker lock-free counters summed for the metrics endpoint.

@@ -27,7 +27,8 @@ fn models_lists_every_model_one_line_each() {
             "thread",
             "fork",
             "blocking",
-            "nonblocking"
+            "nonblocking",
+            "sigio"
         ]
     );
 }

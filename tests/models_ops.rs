@@ -7,7 +7,7 @@ mod ops_util;
 
 use ops_util::*;
 
-const MODELS: [&str; 7] = [
+const MODELS: [&str; 8] = [
     "epoll",
     "epoll-et",
     "poll",
@@ -15,6 +15,7 @@ const MODELS: [&str; 7] = [
     "thread",
     "blocking",
     "nonblocking",
+    "sigio",
 ];
 
 /// For each model with a metrics endpoint: three clients echo known messages and close, a

@@ -12,6 +12,7 @@
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
 //! | `nonblocking` | [`nonblocking`] | one thread, no readiness API: tries every socket in turn |
+//! | `sigio` | [`sigio`] | one thread, signal-driven: a real-time signal per readiness change |
 //!
 //! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
 //! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
@@ -36,6 +37,7 @@ pub mod fork;
 pub mod nonblocking;
 pub mod poll;
 pub mod select;
+pub mod sigio;
 pub mod thread;
 
 use std::fmt;
@@ -161,6 +163,7 @@ impl ModelServer {
             Model::Fork => fork::run(bound),
             Model::Blocking => blocking::run(bound),
             Model::Nonblocking => nonblocking::run(bound),
+            Model::Sigio => sigio::run(bound),
             Model::Reactor => Err(io::Error::other(
                 "the reactor model is not a raw-syscall model",
             )),

@@ -670,7 +670,8 @@ macro_rules! per_model {
     ($($name:ident),* $(,)?) => {
         $crate::per_model!(@models [$($name),*]
             reactor: Reactor, epoll: Epoll, epoll_et: EpollEt, poll: Poll, select: Select,
-            threads: Thread, fork: Fork, blocking: Blocking, nonblocking: Nonblocking);
+            threads: Thread, fork: Fork, blocking: Blocking, nonblocking: Nonblocking,
+            sigio: Sigio);
     };
     (@models $names:tt $($module:ident: $model:ident),*) => {
         $( $crate::per_model!(@one $module $model $names); )*
