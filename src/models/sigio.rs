@@ -41,7 +41,7 @@ use crate::ratelimit::RateLimit;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::sigio::{self, AsyncOwner, SIGIO};
 use crate::sys::signal::Signo;
-use crate::sys::signalfd::{SigInfo, SignalFd, ThreadMask};
+use crate::sys::signalfd::{self, SigInfo, SignalFd, ThreadMask};
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::{Progress, ReadUntil};
 
@@ -159,7 +159,8 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
         infos.clear();
         ready.clear();
         if take {
-            while infos.len() < SIGNALS_PER_ROUND && signals.read(&mut infos)? > 0 {}
+            // A short batch took everything queued: no read that would return EAGAIN.
+            while infos.len() < SIGNALS_PER_ROUND && signals.read(&mut infos)? == signalfd::BATCH {}
         }
         queued = infos.len() >= SIGNALS_PER_ROUND;
         let mut overflowed = false;

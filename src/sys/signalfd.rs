@@ -77,8 +77,8 @@ pub struct SignalFd {
     fd: OwnedFd,
 }
 
-/// Records one `read` takes at most.
-const BATCH: usize = 64;
+/// Records one [`SignalFd::read`] takes at most; a read that returns fewer left none queued.
+pub const BATCH: usize = 64;
 
 impl SignalFd {
     /// A signalfd accepting `signals`.
