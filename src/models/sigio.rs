@@ -8,8 +8,11 @@
 //!
 //! Readiness signals are edge-like (sent on a change: data arrived, send space freed after
 //! `EAGAIN`, a connection queued), so this loop follows the `epoll-et` model's rules:
-//! - reads drain to `EAGAIN` ([`ReadUntil::WouldBlock`]) and accepts to `EAGAIN`; a FIN
-//!   raises the same signal as data (`POLL_IN`), so `si_band` need not be told apart;
+//! - reads drain to `EAGAIN` ([`ReadUntil::WouldBlock`]) and accepts to `EAGAIN`. A FIN
+//!   raises the same `POLL_IN` band as data, so, unlike `EPOLLRDHUP`, nothing tells the loop
+//!   that a short read may have taken the FIN with the last bytes (a connection paused by
+//!   backpressure or its read budget when the FIN's own signal came would then wait
+//!   forever): a short read proves nothing here, and costs one `EAGAIN` read per drive;
 //! - a connection that spent its read budget ([`Progress::Yielded`]) is driven again next
 //!   round without a signal; one paused by backpressure stopped after a write hit `EAGAIN`,
 //!   which arms the `POLL_OUT` signal that resumes it;
@@ -21,9 +24,10 @@
 //! - a signal may name a descriptor that was closed after it was queued, possibly reused
 //!   since by a new connection: see [`FdIndex`].
 //!
-//! The cost against `epoll`: a wait is `poll` + `read(signalfd)` instead of one
-//! `epoll_wait`, every accepted socket takes three `fcntl`s, and the kernel allocates a
-//! queue entry per event.
+//! The cost against `epoll`: one more `recv` per drive (the `EAGAIN`), a wait is `poll` +
+//! `read(signalfd)` instead of one `epoll_wait`, every accepted socket takes three `fcntl`s,
+//! and the kernel allocates a queue entry per event (measured in pingpong, 50 × 64 B: 3.1
+//! syscalls per message against epoll's 2.0, 1.07× its CPU per message).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
