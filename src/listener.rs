@@ -6,14 +6,8 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-
-/// How long accepting pauses after `accept` failed for lack of descriptors or memory (or a
-/// model could not start a thread or process for a connection): retrying at once would fail
-/// again, and spin. Every model's accept loop uses it.
-pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The listening socket could not be set up. Shown to the user, who exits 1.
 #[derive(Debug)]

@@ -14,12 +14,12 @@
 //! | `nonblocking` | [`nonblocking`] | one thread, no readiness API: tries every socket in turn |
 //! | `sigio` | [`sigio`] | one thread, signal-driven: a real-time signal per readiness change |
 //!
-//! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
-//! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
-//! others), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
-//! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
-//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop), [`backoff`] (the
-//! polling loop's pause after idle rounds).
+//! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
+//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and
+//! `Transport` for raw sockets), [`event_loop`] (`LoopCore`: clock, idle sweep, shutdown
+//! wake-up and drain deadline of the single-threaded loops), [`blocking_io`] (`Registry` of
+//! live sockets, the blocking serve loop), [`backoff`] (the polling loop's pause after idle
+//! rounds).
 //!
 //! Every model: serves on the listener [`Server::bind`](crate::Server::bind) made (through
 //! [`crate::listener::bind`]) or a supervisor passed down, closes it the moment shutdown is

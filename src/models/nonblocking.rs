@@ -11,7 +11,7 @@
 //!
 //! Level semantics without a poller: a short read counts as drained
 //! ([`ReadUntil::ShortRead`]), since the next round tries again anyway; a connection that
-//! spent its read budget ([`Progress::Yielded`]) or is paused by backpressure is simply
+//! spent its read budget (`Progress::Yielded`) or is paused by backpressure is simply
 //! driven again next round. Shutdown and reload need no wake-up: the loop re-reads both each
 //! round, and no sleep is longer than `poll_interval`.
 
@@ -20,13 +20,15 @@ use std::thread;
 use std::time::Instant;
 
 use super::Bound;
-use super::accept::Accepted;
 use super::backoff::{Backoff, Pause};
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Moved, Progress, ReadUntil};
+use crate::worker::{Moved, ReadUntil};
 
 /// Connections accepted per round, so a connect flood cannot starve open connections (the
 /// next round takes more).
@@ -34,27 +36,29 @@ const ACCEPT_BUDGET: usize = 64;
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Nonblocking, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(
+        Model::Nonblocking,
+        &bound,
+        Trigger::Level,
+        ReadUntil::ShortRead,
+    )?;
     let mut backoff = Backoff::new(bound.config.poll_interval);
     let mut listener = Some(bound.listener);
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         let now = core.now_ms();
         let mut progressed = false;
-        if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+        if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
             progressed |= accept(&mut core, l, &mut conns, now, ACCEPT_BUDGET) > 0;
         }
         let mut i = 0;
         while i < conns.len() {
-            let (progress, moved) = core.drive_moved(&mut conns[i], now);
-            let reason = match progress {
-                Progress::Done(closed) => CloseReason::from(closed),
-                Progress::Yielded => {
-                    progressed = true;
-                    i += 1;
-                    continue;
-                }
-                Progress::Blocked(_) => {
+            // The interest is not used: every connection is tried every round. One that
+            // yielded (read budget spent) moved bytes, so the next round comes at once.
+            let (next, moved) = core.drive_moved(&mut conns[i], now);
+            let reason = match next {
+                Next::Close(reason) => reason,
+                Next::Wait { .. } => {
                     progressed |= moved != Moved::default();
                     i += 1;
                     continue;
@@ -68,7 +72,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept(&mut core, l, &mut conns, now, usize::MAX);
             }
             listener = None;
@@ -97,7 +101,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
 }
 
 /// Accepts up to `budget` connections; returns how many (the pause, if accepting fails, is
-/// the gate's).
+/// admission's).
 fn accept(
     core: &mut LoopCore,
     l: &Listener,
@@ -107,7 +111,8 @@ fn accept(
 ) -> usize {
     let mut accepted = 0;
     while accepted < budget {
-        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+        let Accepted::Conn(stream) = core.admission.accept(l, Mode::NonBlocking, conns.len())
+        else {
             break;
         };
         core.admit(&stream);

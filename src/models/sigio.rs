@@ -13,7 +13,7 @@
 //!   that a short read may have taken the FIN with the last bytes (a connection paused by
 //!   backpressure or its read budget when the FIN's own signal came would then wait
 //!   forever): a short read proves nothing here, and costs one `EAGAIN` read per drive;
-//! - a connection that spent its read budget ([`Progress::Yielded`]) is driven again next
+//! - a connection that spent its read budget (`Progress::Yielded`) is driven again next
 //!   round without a signal; one paused by backpressure stopped after a write hit `EAGAIN`,
 //!   which arms the `POLL_OUT` signal that resumes it;
 //! - a fresh connection is driven once at once: bytes that arrived before `O_ASYNC` was set
@@ -37,17 +37,19 @@ use slab::Slab;
 use tracing::warn;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::ratelimit::RateLimit;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::sigio::{self, AsyncOwner, SIGIO};
 use crate::sys::signal::Signo;
 use crate::sys::signalfd::{self, SigInfo, SignalFd, ThreadMask};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil};
+use crate::worker::ReadUntil;
 
 /// Signals taken per round at most, so housekeeping and accepts keep running under a flood
 /// (the rest are taken next round, without waiting).
@@ -122,7 +124,7 @@ impl FdIndex {
 
 /// The loop proper; every descriptor it opens or is given is closed when it returns.
 fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Sigio, &bound, ReadUntil::WouldBlock)?;
+    let mut core = LoopCore::new(Model::Sigio, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let owner = AsyncOwner::this_thread(signo);
     owner.attach(bound.listener.as_fd())?;
     let mut listener = Some(AsyncListener(bound.listener));
@@ -143,7 +145,8 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
     let mut ready: Vec<usize> = Vec::new();
     let mut overflow_log = RateLimit::new(Duration::from_secs(1));
     loop {
-        let accept_now = accept_owed && listener.is_some() && !core.gate.is_paused(Instant::now());
+        let accept_now =
+            accept_owed && listener.is_some() && !core.admission.is_paused(Instant::now());
         let busy = !resume.is_empty() || accept_now || queued;
         let mut take = true;
         if !busy {
@@ -193,7 +196,7 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
             accept_owed |= rescan(&core, &conns, l, &mut ready);
         }
         if let Some(l) = &listener {
-            if accept_owed && !core.gate.is_paused(Instant::now()) {
+            if accept_owed && !core.admission.is_paused(Instant::now()) {
                 accept_owed = accept_all(
                     &mut core, &owner, &l.0, &mut conns, &mut index, &mut ready, now,
                 );
@@ -208,15 +211,16 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
+            // The interest is not used: there is no registration to change.
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::from(closed),
-                Progress::Yielded => {
+                Next::Close(reason) => reason,
+                Next::Wait { resume: true, .. } => {
                     resume.push(key);
                     continue;
                 }
                 // Blocked: every path that stops here saw EAGAIN (a read, or a write, which
                 // arms the POLL_OUT signal), so a signal will come when that changes.
-                Progress::Blocked(_) => continue,
+                Next::Wait { resume: false, .. } => continue,
             };
             let conn = conns.remove(key);
             index.remove(conn.stream.as_raw_fd());
@@ -224,7 +228,7 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 let mut fresh = Vec::new();
                 accept_all(
                     &mut core, &owner, &l.0, &mut conns, &mut index, &mut fresh, now,
@@ -257,7 +261,7 @@ fn rescan(
     let mut fds: Vec<PollFd> = Vec::with_capacity(conns.len() + 1);
     let mut keys: Vec<usize> = Vec::with_capacity(conns.len());
     for (key, conn) in conns {
-        let wants = conn.echo.wants(&core.echo);
+        let wants = conn.echo.state(&core.echo).wants;
         let events =
             (if wants.read { poll::READ } else { 0 }) | (if wants.write { poll::WRITE } else { 0 });
         fds.push(poll::entry(conn.stream.as_raw_fd(), events));
@@ -297,7 +301,7 @@ fn accept_all(
     now: u64,
 ) -> bool {
     loop {
-        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+        match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
                 core.admit(&stream);
                 match owner.attach_new(stream.as_fd()) {
