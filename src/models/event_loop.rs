@@ -186,15 +186,15 @@ impl LoopCore {
     }
 
     /// [`LoopCore::drive`], also returning what this drive moved. The idle clock restarts
-    /// only on traffic (bytes or the peer's FIN), so a loop that drives connections without
-    /// an event (a polling loop, a stale signal) does not keep idle ones alive.
+    /// only on traffic ([`housekeeping::is_activity`]), so a loop that drives connections
+    /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
     pub fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
         let before = conn.echo.state(&self.echo);
         let driven = conn
             .echo
             .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let after = conn.echo.state(&self.echo);
-        if driven.moved != Moved::default() || after.peer_closed != before.peer_closed {
+        if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
             conn.last_active_ms = now_ms;
         }
         let counters = self.stats.worker(0);
