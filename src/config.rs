@@ -54,6 +54,8 @@ pub enum Model {
     Nonblocking,
     /// One thread, signal-driven I/O (`O_ASYNC`, a real-time signal per readiness change).
     Sigio,
+    /// One thread, io_uring completions (multishot accept and receive).
+    Uring,
 }
 
 impl Model {
@@ -69,6 +71,7 @@ impl Model {
         Model::Blocking,
         Model::Nonblocking,
         Model::Sigio,
+        Model::Uring,
     ];
 
     /// The name used on the command line and in the config file.
@@ -84,6 +87,7 @@ impl Model {
             Model::Blocking => "blocking",
             Model::Nonblocking => "nonblocking",
             Model::Sigio => "sigio",
+            Model::Uring => "uring",
         }
     }
 
@@ -129,6 +133,10 @@ impl Model {
             Model::Sigio => {
                 "one thread, signal-driven I/O: O_ASYNC sockets raise a real-time signal per \
                  readiness change, read from a signalfd; a queue overflow (SIGIO) rescans"
+            }
+            Model::Uring => {
+                "one thread, io_uring: multishot accept, multishot receive into a shared \
+                 provided-buffer pool, one send in flight per connection; needs Linux 6.0+"
             }
         }
     }
@@ -796,7 +804,7 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 10);
+        assert_eq!(Model::ALL.len(), 11);
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! Proves the command-line side of the comparison models: `reactor-pool models` lists all
-//! eight, and the rule for settings a model cannot honour holds (a flag is rejected with
+//! Proves the command-line side of the comparison models: `reactor-pool models` lists every
+//! one, and the rule for settings a model cannot honour holds (a flag is rejected with
 //! exit 2 naming the field; the same setting from a config file is ignored with a warning).
 
 mod util;
 
 use util::{Binary, assert_same, echo_all, run};
 
-/// `models` prints one line per model, starting with its name, for all eight models.
+/// `models` prints one line per model, starting with its name, for every model.
 #[test]
 fn models_lists_every_model_one_line_each() {
     let out = run(&["models"]);
@@ -28,7 +28,8 @@ fn models_lists_every_model_one_line_each() {
             "fork",
             "blocking",
             "nonblocking",
-            "sigio"
+            "sigio",
+            "uring"
         ]
     );
 }
@@ -88,7 +89,7 @@ fn file_settings_a_model_ignores_are_warnings() {
         "workers = 3\nthread_stack_size = 65536\npoll_interval = \"2ms\"\n",
     )
     .unwrap();
-    let server = Binary::spawn(&[
+    let mut server = Binary::spawn(&[
         "serve".into(),
         "--config".into(),
         path.display().to_string(),

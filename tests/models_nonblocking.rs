@@ -9,29 +9,23 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use util::{Binary, assert_same, connect, read_n};
+use util::{Binary, assert_same, connect, cpu_time_precise_of, read_n};
 
 /// Fifty connections each echo once, then stay open and silent for a second, the
 /// measurement window. The server must use under a quarter of that second of CPU; then every
 /// connection echoes again.
 #[test]
 fn idle_server_with_open_connections_does_not_spin() {
-    let server = Binary::spawn(&[
-        "serve".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--model".into(),
-        "nonblocking".into(),
-    ]);
+    let mut server = Binary::spawn(&["serve", "--listen", "127.0.0.1:0", "--model", "nonblocking"]);
     let mut conns: Vec<TcpStream> = (0..50).map(|_| connect(server.addr)).collect();
     for s in &mut conns {
         s.write_all(b"x").unwrap();
         assert_eq!(read_n(s, 1), b"x");
     }
-    let cpu_before = server.cpu_time();
+    let cpu_before = cpu_time_precise_of(server.pid());
     let wall = Instant::now();
     std::thread::sleep(Duration::from_secs(1)); // the measurement window, not synchronisation
-    let cpu = server.cpu_time().saturating_sub(cpu_before);
+    let cpu = cpu_time_precise_of(server.pid()).saturating_sub(cpu_before);
     let elapsed = wall.elapsed();
     eprintln!("nonblocking: {cpu:?} of CPU in {elapsed:?} idle with 50 connections");
     assert!(

@@ -7,7 +7,7 @@ mod ops_util;
 
 use ops_util::*;
 
-const MODELS: [&str; 8] = [
+const MODELS: [&str; 9] = [
     "epoll",
     "epoll-et",
     "poll",
@@ -16,6 +16,7 @@ const MODELS: [&str; 8] = [
     "blocking",
     "nonblocking",
     "sigio",
+    "uring",
 ];
 
 /// For each model with a metrics endpoint: three clients echo known messages and close, a
@@ -54,8 +55,8 @@ fn reload_reaches_an_event_loop_models_open_connections() {
     let dir = TempDir::new("models-reload");
     let base = "listen = \"127.0.0.1:0\"\nmodel = \"epoll\"\n";
     let config = dir.write("c.toml", &format!("{base}idle_timeout = 0\n"));
-    let mut p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
-    let addr = p.listening();
+    let mut p = Binary::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let addr = p.addr;
     let mut open = connect(addr);
     echo_on(&mut open, b"before\n");
     dir.write("c.toml", &format!("{base}idle_timeout = \"300ms\"\n"));
@@ -74,8 +75,8 @@ fn fork_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = TempDir::new("models-fork-reload");
     let base = "listen = \"127.0.0.1:0\"\nmodel = \"fork\"\n";
     let config = dir.write("c.toml", &format!("{base}max_connections = 100\n"));
-    let mut p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
-    let addr = p.listening();
+    let mut p = Binary::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let addr = p.addr;
     let mut open = connect(addr);
     echo_on(&mut open, b"before\n");
     dir.write("c.toml", &format!("{base}max_connections = 1\n"));

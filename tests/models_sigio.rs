@@ -7,30 +7,28 @@ mod util;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use reactor_pool::Model;
-use util::{BIN, Binary, Spec, assert_same, connect, payload, read_n};
+use util::{Binary, Spec, assert_same, connect, payload, read_n};
 
 /// Starts the binary with at most `limit` queued signals.
 fn spawn_with_sigpending(spec: &Spec, limit: u64) -> Binary {
-    let mut cmd = Command::new(BIN);
-    cmd.args(spec.args());
-    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-    // which is async-signal-safe; it touches no memory shared with the parent's threads.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_SIGPENDING, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Binary::spawn_command(&mut cmd)
+    Binary::spawn_with(&spec.args(), |cmd| {
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe; it touches no memory shared with the parent's threads.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_SIGPENDING, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
 }
 
 /// Sixteen clients at once, each sending thirty messages of up to 20 KB (several segments,
@@ -38,7 +36,7 @@ fn spawn_with_sigpending(spec: &Spec, limit: u64) -> Binary {
 /// lost all the time; every byte must still come back, and the server must say it rescanned.
 #[test]
 fn queue_overflow_is_recovered_by_rescanning() {
-    let server = spawn_with_sigpending(&Spec::new(Model::Sigio), 1);
+    let mut server = spawn_with_sigpending(&Spec::new(Model::Sigio), 1);
     let clients: Vec<_> = (0..16u64)
         .map(|c| {
             let addr = server.addr;

@@ -28,7 +28,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, Moved, ReadUntil};
+use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -190,16 +190,36 @@ impl LoopCore {
     /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
     pub fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
         let before = conn.echo.state(&self.echo);
-        let driven = conn
-            .echo
-            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
+        let (next, moved) = self.drive_over_moved(&mut conn.echo, &mut conn.stream);
         let after = conn.echo.state(&self.echo);
-        if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
+        if housekeeping::is_activity(moved.read + moved.written, before, after) {
             conn.last_active_ms = now_ms;
         }
+        (next, moved)
+    }
+
+    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
+    /// already received, not over the socket); the caller keeps the idle clock.
+    pub fn drive_over<T: Transport + ?Sized>(&mut self, echo: &mut Echo, io: &mut T) -> Next {
+        self.drive_over_moved(echo, io).0
+    }
+
+    /// [`LoopCore::drive_over`], also returning what the drive moved.
+    fn drive_over_moved<T: Transport + ?Sized>(
+        &mut self,
+        echo: &mut Echo,
+        io: &mut T,
+    ) -> (Next, Moved) {
+        let before = echo.state(&self.echo);
+        let driven = echo.drive(io, &mut self.scratch, &self.echo);
         let counters = self.stats.worker(0);
         counters.moved(driven.moved.read, driven.moved.written);
-        let next = interest::next(driven.progress, before, after, self.trigger);
+        let next = interest::next(
+            driven.progress,
+            before,
+            echo.state(&self.echo),
+            self.trigger,
+        );
         if let Next::Wait {
             backpressure_pause: true,
             ..

@@ -13,6 +13,7 @@
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
 //! | `nonblocking` | [`nonblocking`] | one thread, no readiness API: tries every socket in turn |
 //! | `sigio` | [`sigio`] | one thread, signal-driven: a real-time signal per readiness change |
+//! | `uring` | [`uring`] | one thread, io_uring completions, batched submissions |
 //!
 //! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
 //! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and
@@ -39,6 +40,7 @@ pub mod poll;
 pub mod select;
 pub mod sigio;
 pub mod thread;
+pub mod uring;
 
 use std::fmt;
 use std::io;
@@ -115,6 +117,9 @@ impl ModelServer {
             .set_nonblocking(true)
             .and_then(|()| std_listener.local_addr())
             .map_err(err)?;
+        if config.model == Model::Uring {
+            uring::probe().map_err(err)?;
+        }
         let signals = match config.model {
             Model::Fork => Some(SignalPipe::install(fork::SIGNALS).map_err(err)?),
             _ => None,
@@ -164,6 +169,7 @@ impl ModelServer {
             Model::Blocking => blocking::run(bound),
             Model::Nonblocking => nonblocking::run(bound),
             Model::Sigio => sigio::run(bound),
+            Model::Uring => uring::run(bound),
             Model::Reactor => Err(io::Error::other(
                 "the reactor model is not a raw-syscall model",
             )),
