@@ -13,9 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 #[derive(Debug)]
 pub struct BindError {
     /// The address that was asked for.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// What the OS said.
-    pub source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 impl fmt::Display for BindError {
@@ -31,7 +31,7 @@ impl std::error::Error for BindError {
 }
 
 /// Binds a non-blocking, close-on-exec listening socket with `SO_REUSEADDR` and `backlog`.
-pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
+pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
     let make = || -> io::Result<TcpListener> {
         // socket2 creates sockets with SOCK_CLOEXEC on Linux.
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use reactor_pool::Model;
 use reactor_pool::client::{self, ClientArgs};
-use reactor_pool::config::{Model, Overrides, parse_duration};
+use reactor_pool::config::{Overrides, parse_duration};
 use reactor_pool::ops::{self, OpsArgs};
 
 /// Exit code for bad arguments or configuration.
@@ -126,8 +127,9 @@ fn main() -> ExitCode {
         )),
         Command::Client(args) => ExitCode::from(client::run(&args)),
         Command::Models => {
+            let width = Model::ALL.iter().map(|m| m.name().len()).max().unwrap_or(0);
             for model in Model::ALL {
-                println!("{:<10} {}", model.name(), model.describe());
+                println!("{:<width$} {}", model.name(), model.describe());
             }
             ExitCode::SUCCESS
         }

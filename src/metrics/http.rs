@@ -31,7 +31,7 @@ const LINGER: Duration = Duration::from_millis(250);
 
 /// A bound metrics endpoint, not yet serving.
 #[derive(Debug)]
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     /// Listening, non-blocking.
     listener: TcpListener,
     /// The bound address (port 0 resolved).
@@ -40,7 +40,7 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Binds `addr` (before privileges are dropped, so a low port works too).
-    pub fn bind(addr: SocketAddr) -> Result<MetricsServer, BindError> {
+    pub(crate) fn bind(addr: SocketAddr) -> Result<MetricsServer, BindError> {
         let listener = listener::bind(addr, 64)?;
         let local_addr = listener
             .local_addr()
@@ -52,12 +52,12 @@ impl MetricsServer {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// Serves scrapes of `source` on a thread named `metrics` until `shutdown` is requested.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self,
         source: MetricsSource,
         shutdown: &ShutdownHandle,

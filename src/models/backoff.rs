@@ -11,11 +11,11 @@ use std::time::Duration;
 
 /// The first sleep after the yield (Linux's default timer slack is 50 µs, so a shorter
 /// sleep would not be shorter).
-pub const FIRST_SLEEP: Duration = Duration::from_micros(50);
+pub(crate) const FIRST_SLEEP: Duration = Duration::from_micros(50);
 
 /// What to do before the next round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pause {
+pub(crate) enum Pause {
     /// Go again at once: the last round made progress.
     None,
     /// Give the CPU to anyone waiting, then go again.
@@ -26,7 +26,7 @@ pub enum Pause {
 
 /// The back-off state of one loop.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// The longest sleep (`poll_interval`); never zero.
     max: Duration,
     /// Rounds without progress since the last progress.
@@ -38,7 +38,7 @@ pub struct Backoff {
 impl Backoff {
     /// A back-off whose sleeps grow up to `max` (a zero `max` is raised to 1 µs: a loop
     /// that never sleeps would spin).
-    pub fn new(max: Duration) -> Backoff {
+    pub(crate) fn new(max: Duration) -> Backoff {
         let max = max.max(Duration::from_micros(1));
         Backoff {
             max,
@@ -48,7 +48,7 @@ impl Backoff {
     }
 
     /// Records a round and says what to do before the next one.
-    pub fn after_round(&mut self, progressed: bool) -> Pause {
+    pub(crate) fn after_round(&mut self, progressed: bool) -> Pause {
         if progressed {
             self.idle_rounds = 0;
             self.next_sleep = FIRST_SLEEP.min(self.max);

@@ -17,8 +17,8 @@ use slab::Slab;
 use tracing::{error, info};
 
 use super::Bound;
+use super::Model;
 use super::conn::{Conn, log_close};
-use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::Admission;
@@ -32,7 +32,7 @@ use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
-pub trait OpenConns {
+pub(crate) trait OpenConns {
     /// How many are open.
     fn count(&self) -> usize;
     /// Takes every connection out (the loop is ending).
@@ -61,17 +61,17 @@ impl OpenConns for Vec<Conn> {
 
 /// Shared state of a single-threaded loop.
 #[derive(Debug)]
-pub struct LoopCore {
+pub(crate) struct LoopCore {
     /// The model, for logs.
-    pub model: Model,
+    pub(crate) model: Model,
     /// Echo tunables; `limit` is `buffer_size`.
-    pub echo: EchoOptions,
+    pub(crate) echo: EchoOptions,
     /// How the model's poller reports readiness (for the interest rule).
     trigger: Trigger,
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
-    pub scratch: Box<[u8]>,
+    pub(crate) scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
-    pub admission: Admission,
+    pub(crate) admission: Admission,
     /// Written by the shutdown callback; the loop watches it for readability.
     wake: Arc<EventFd>,
     /// The shutdown trigger.
@@ -90,7 +90,7 @@ pub struct LoopCore {
 impl LoopCore {
     /// Creates the wake-up eventfd and registers it with the shutdown trigger and with the
     /// live settings (a reload).
-    pub fn new(
+    pub(crate) fn new(
         model: Model,
         bound: &Bound,
         trigger: Trigger,
@@ -107,7 +107,7 @@ impl LoopCore {
         bound.shutdown.on_shutdown(wake_up);
         let echo = EchoOptions {
             read_until,
-            ..EchoOptions::new(bound.config.buffer_size)
+            ..EchoOptions::new(bound.settings.buffer_size)
         };
         let core = LoopCore {
             model,
@@ -126,17 +126,17 @@ impl LoopCore {
     }
 
     /// Milliseconds since the loop started.
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
     /// The wake-up descriptor to watch for readability.
-    pub fn wake_fd(&self) -> RawFd {
+    pub(crate) fn wake_fd(&self) -> RawFd {
         self.wake.as_raw_fd()
     }
 
     /// Resets the wake-up descriptor after it was reported readable.
-    pub fn take_wake(&self) {
+    pub(crate) fn take_wake(&self) {
         // Reading a non-blocking eventfd cannot fail in a way that matters: at worst the
         // loop wakes once more.
         let _ = self.wake.drain();
@@ -144,12 +144,12 @@ impl LoopCore {
 
     /// True once, when shutdown has been requested and the drain has not started: the loop
     /// must now close its listener and call [`LoopCore::begin_drain`].
-    pub fn should_stop_accepting(&self) -> bool {
+    pub(crate) fn should_stop_accepting(&self) -> bool {
         !self.housekeeping.is_draining() && self.shutdown.is_requested()
     }
 
     /// Starts the drain: open connections get `shutdown_timeout` to finish.
-    pub fn begin_drain(&mut self, now_ms: u64, open: usize) {
+    pub(crate) fn begin_drain(&mut self, now_ms: u64, open: usize) {
         if self
             .housekeeping
             .begin_drain(now_ms, self.live.shutdown_timeout())
@@ -164,7 +164,7 @@ impl LoopCore {
 
     /// Configures and counts a freshly accepted socket; every admitted connection is later
     /// passed to [`LoopCore::closed`] exactly once.
-    pub fn admit(&self, stream: &Stream) {
+    pub(crate) fn admit(&self, stream: &Stream) {
         self.counters().opened();
         if self.live.nodelay() {
             // The peer may already be gone; the first read will tell.
@@ -173,7 +173,7 @@ impl LoopCore {
     }
 
     /// Logs and counts the close of an admitted connection.
-    pub fn closed(&self, reason: CloseReason, pending: usize) {
+    pub(crate) fn closed(&self, reason: CloseReason, pending: usize) {
         self.counters().closed(reason);
         log_close(self.model, reason, pending);
     }
@@ -181,14 +181,14 @@ impl LoopCore {
     /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
     /// reading paused (backpressure), and returns what the loop must do next
     /// ([`interest::next`]).
-    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
+    pub(crate) fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
         self.drive_moved(conn, now_ms).0
     }
 
     /// [`LoopCore::drive`], also returning what this drive moved. The idle clock restarts
     /// only on traffic ([`housekeeping::is_activity`]), so a loop that drives connections
     /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
-    pub fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
+    pub(crate) fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
         let before = conn.echo.state(&self.echo);
         let (next, moved) = self.drive_over_moved(&mut conn.echo, &mut conn.stream);
         let after = conn.echo.state(&self.echo);
@@ -200,7 +200,11 @@ impl LoopCore {
 
     /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
     /// already received, not over the socket); the caller keeps the idle clock.
-    pub fn drive_over<T: Transport + ?Sized>(&mut self, echo: &mut Echo, io: &mut T) -> Next {
+    pub(crate) fn drive_over<T: Transport + ?Sized>(
+        &mut self,
+        echo: &mut Echo,
+        io: &mut T,
+    ) -> Next {
         self.drive_over_moved(echo, io).0
     }
 
@@ -233,7 +237,7 @@ impl LoopCore {
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
     /// (connections yielded), otherwise until the next idle sweep, the drain deadline or the
     /// end of an accept pause, whichever is first; `None` (forever) if there is none.
-    pub fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
+    pub(crate) fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
         let mut timeout =
             self.housekeeping
                 .poll_timeout(now_ms, self.live.idle_timeout(), open, busy);
@@ -244,19 +248,19 @@ impl LoopCore {
     }
 
     /// Whether the idle sweep is due now; if so, schedules the next one.
-    pub fn sweep_due(&mut self, now_ms: u64) -> bool {
+    pub(crate) fn sweep_due(&mut self, now_ms: u64) -> bool {
         self.housekeeping
             .sweep_due(now_ms, self.live.idle_timeout())
     }
 
     /// Whether `conn` has been idle for `idle_timeout`.
-    pub fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
+    pub(crate) fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
         housekeeping::is_idle(self.live.idle_timeout(), conn.last_active_ms, now_ms)
     }
 
     /// Closes every connection of `conns` idle for `idle_timeout` (for loops whose tokens are
     /// slab keys: removal moves no other connection).
-    pub fn sweep_idle(&self, conns: &mut Slab<Conn>, now_ms: u64) {
+    pub(crate) fn sweep_idle(&self, conns: &mut Slab<Conn>, now_ms: u64) {
         conns.retain(|_, c| {
             let idle = self.is_idle(c, now_ms);
             if idle {
@@ -269,7 +273,7 @@ impl LoopCore {
     /// The end of a round: whether the loop must now return, because it is draining and
     /// every connection has finished, or the drain deadline passed (the connections left are
     /// then closed here).
-    pub fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
+    pub(crate) fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
         let open = conns.count();
         match self.housekeeping.drain(now_ms, open) {
             Drain::Running => false,

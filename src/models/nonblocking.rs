@@ -19,11 +19,10 @@ use std::io;
 use std::thread;
 use std::time::Instant;
 
-use super::Bound;
 use super::backoff::{Backoff, Pause};
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound, Model};
 use crate::policy::CloseReason;
 use crate::policy::admission::Accepted;
 use crate::policy::interest::{Next, Trigger};
@@ -34,15 +33,24 @@ use crate::worker::{Moved, ReadUntil};
 /// next round takes more).
 const ACCEPT_BUDGET: usize = 64;
 
+/// The `nonblocking` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    uses_poll_interval: true,
+    ..About::new(
+        "one thread, no readiness API: tries accept, then every connection's read and \
+         write in turn; idle rounds back off up to poll_interval (latency vs idle CPU)",
+    )
+};
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(
         Model::Nonblocking,
         &bound,
         Trigger::Level,
         ReadUntil::ShortRead,
     )?;
-    let mut backoff = Backoff::new(bound.config.poll_interval);
+    let mut backoff = Backoff::new(bound.settings.poll_interval);
     let mut listener = Some(bound.listener);
     let mut conns: Vec<Conn> = Vec::new();
     loop {

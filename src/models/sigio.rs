@@ -36,10 +36,9 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use tracing::warn;
 
-use super::Bound;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound, Model};
 use crate::policy::CloseReason;
 use crate::policy::admission::Accepted;
 use crate::policy::interest::{Next, Trigger};
@@ -55,8 +54,14 @@ use crate::worker::ReadUntil;
 /// (the rest are taken next round, without waiting).
 const SIGNALS_PER_ROUND: usize = 256;
 
+/// The `sigio` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About::new(
+    "one thread, signal-driven I/O: O_ASYNC sockets raise a real-time signal per \
+     readiness change, read from a signalfd; a queue overflow (SIGIO) rescans",
+);
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let signo = sigio::readiness_signal();
     // Blocked before any descriptor names this thread, so no signal is ever delivered the
     // ordinary way (with no handler, a real-time signal would end the process).

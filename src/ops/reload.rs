@@ -20,7 +20,7 @@ use crate::live::LiveSettings;
 
 /// The outcome of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadOutcome {
+pub(super) struct ReloadOutcome {
     /// Settings that took effect.
     pub applied: Vec<&'static str>,
     /// Settings that changed in the file but need a restart.
@@ -29,7 +29,7 @@ pub struct ReloadOutcome {
 
 /// Re-reads the config file on request and applies what can be applied.
 #[derive(Debug)]
-pub struct Reloader {
+pub(super) struct Reloader {
     /// The config file (absolute); `None` when the server runs on flags alone.
     path: Option<PathBuf>,
     /// Command-line values, which keep beating the file after a reload.
@@ -44,7 +44,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for a server started with `current`.
-    pub fn new(
+    pub(super) fn new(
         path: Option<PathBuf>,
         overrides: Overrides,
         current: Config,
@@ -61,7 +61,7 @@ impl Reloader {
     }
 
     /// Handles one SIGHUP. Returns the outcome, or the reason the file was rejected.
-    pub fn reload(&mut self) -> Result<ReloadOutcome, String> {
+    pub(super) fn reload(&mut self) -> Result<ReloadOutcome, String> {
         notify("RELOADING=1");
         let result = self.reload_inner();
         notify("READY=1");

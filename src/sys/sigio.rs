@@ -15,7 +15,7 @@ use super::signal::Signo;
 use super::syscall;
 
 /// The overflow signal: the real-time queue was full, events were lost.
-pub const SIGIO: Signo = libc::SIGIO;
+pub(crate) const SIGIO: Signo = libc::SIGIO;
 
 // Not in the `libc` crate for glibc targets; the values are the kernel's generic ones
 // (include/uapi/asm-generic/fcntl.h), which every architecture this builds for uses.
@@ -35,13 +35,13 @@ struct FOwnerEx {
 
 /// The signal readiness is reported with: the first real-time signal the C library leaves
 /// to applications (glibc keeps the first two for itself).
-pub fn readiness_signal() -> Signo {
+pub(crate) fn readiness_signal() -> Signo {
     libc::SIGRTMIN()
 }
 
 /// Who receives a descriptor's I/O signals, and which signal.
 #[derive(Debug, Clone, Copy)]
-pub struct AsyncOwner {
+pub(crate) struct AsyncOwner {
     /// The receiving thread's id.
     tid: libc::pid_t,
     /// The real-time signal.
@@ -50,7 +50,7 @@ pub struct AsyncOwner {
 
 impl AsyncOwner {
     /// The calling thread, with `signo`.
-    pub fn this_thread(signo: Signo) -> AsyncOwner {
+    pub(crate) fn this_thread(signo: Signo) -> AsyncOwner {
         AsyncOwner {
             // SAFETY: gettid has no preconditions and cannot fail.
             tid: unsafe { libc::gettid() },
@@ -65,7 +65,7 @@ impl AsyncOwner {
     /// `O_ASYNC` is cleared first: a descriptor inherited with it already set (a listener
     /// shared with a supervisor) would keep the kernel's record of the old descriptor number,
     /// and `si_fd` would name it.
-    pub fn attach(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    pub(crate) fn attach(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let fd = fd.as_raw_fd();
         let owner = FOwnerEx {
             kind: F_OWNER_TID,
@@ -84,7 +84,7 @@ impl AsyncOwner {
 
     /// [`AsyncOwner::attach`] for a socket fresh from `accept4`, which cannot have
     /// `O_ASYNC` yet (one `fcntl` fewer).
-    pub fn attach_new(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+    pub(crate) fn attach_new(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let fd = fd.as_raw_fd();
         let owner = FOwnerEx {
             kind: F_OWNER_TID,
@@ -101,7 +101,7 @@ impl AsyncOwner {
 
 /// Turns `fd`'s I/O signals off (status flags back to `O_NONBLOCK`), for a descriptor that
 /// outlives its owner's use of it (a listener shared with a supervisor).
-pub fn detach(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn detach(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: fcntl with an integer argument on a descriptor the caller borrows.
     unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK)) }.map(drop)
 }

@@ -11,13 +11,13 @@ use super::syscall;
 /// One signal taken from a [`SignalFd`]: which, and for I/O signals which descriptor and
 /// what happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SigInfo {
+pub(crate) struct SigInfo {
     /// The signal number.
-    pub signo: Signo,
+    pub(crate) signo: Signo,
     /// `si_fd`: the descriptor an I/O signal (`F_SETSIG`) is about; meaningless otherwise.
-    pub fd: RawFd,
+    pub(crate) fd: RawFd,
     /// `si_band`: the `poll` bits of the event (`POLLIN`, `POLLOUT`, `POLLERR`, `POLLHUP`, ...).
-    pub band: u32,
+    pub(crate) band: u32,
 }
 
 /// An all-zero-then-filled `sigset_t` holding `signals`.
@@ -36,7 +36,7 @@ fn sigset(signals: &[Signo]) -> io::Result<libc::sigset_t> {
 /// The calling thread's signal mask with some signals added; restores the previous mask on
 /// drop. It is `!Send` (a mask belongs to one thread): drop it on the thread that made it.
 #[derive(Debug)]
-pub struct ThreadMask {
+pub(crate) struct ThreadMask {
     /// The mask before blocking.
     previous: libc::sigset_t,
     /// Ties the guard to its thread.
@@ -45,7 +45,7 @@ pub struct ThreadMask {
 
 impl ThreadMask {
     /// Blocks `signals` for the calling thread only (other threads keep their masks).
-    pub fn block(signals: &[Signo]) -> io::Result<ThreadMask> {
+    pub(crate) fn block(signals: &[Signo]) -> io::Result<ThreadMask> {
         let set = sigset(signals)?;
         // SAFETY: sigset_t is plain data, written by pthread_sigmask below.
         let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -72,17 +72,17 @@ impl Drop for ThreadMask {
 /// thread that reads it (or for the process). The signals must be blocked ([`ThreadMask`]),
 /// or they would be delivered the ordinary way instead.
 #[derive(Debug)]
-pub struct SignalFd {
+pub(crate) struct SignalFd {
     /// The descriptor (non-blocking, close-on-exec).
     fd: OwnedFd,
 }
 
 /// Records one [`SignalFd::read`] takes at most; a read that returns fewer left none queued.
-pub const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 
 impl SignalFd {
     /// A signalfd accepting `signals`.
-    pub fn new(signals: &[Signo]) -> io::Result<SignalFd> {
+    pub(crate) fn new(signals: &[Signo]) -> io::Result<SignalFd> {
         let set = sigset(signals)?;
         let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
         // SAFETY: -1 asks for a new descriptor; `set` is a valid sigset_t for the call.
@@ -94,7 +94,7 @@ impl SignalFd {
 
     /// Takes up to 64 pending signals (one `read`), appending them to `out`; returns how
     /// many. 0 means none was pending (`EAGAIN`) or the read was interrupted.
-    pub fn read(&self, out: &mut Vec<SigInfo>) -> io::Result<usize> {
+    pub(crate) fn read(&self, out: &mut Vec<SigInfo>) -> io::Result<usize> {
         // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value to overwrite.
         let mut buf: [libc::signalfd_siginfo; BATCH] = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -128,7 +128,7 @@ impl SignalFd {
 
     /// Takes every pending signal and forgets it (before unblocking them: a real-time signal
     /// delivered the ordinary way, with no handler, ends the process).
-    pub fn discard_pending(&self) {
+    pub(crate) fn discard_pending(&self) {
         let mut sink = Vec::new();
         while matches!(self.read(&mut sink), Ok(n) if n > 0) {
             sink.clear();

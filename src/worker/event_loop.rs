@@ -25,7 +25,7 @@ use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
