@@ -18,8 +18,8 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use crate::close::CloseReason;
 use crate::live::LiveSettings;
-use crate::policy::CloseReason;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
