@@ -23,7 +23,7 @@ use super::backoff::{Backoff, Pause};
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use super::{About, Bound, Model};
-use crate::policy::CloseReason;
+use crate::close::CloseReason;
 use crate::policy::admission::Accepted;
 use crate::policy::interest::{Next, Trigger};
 use crate::sys::socket::{Listener, Mode};
