@@ -68,6 +68,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
     pub metrics_allow_remote: bool,
+    /// Also serve UDP echo on the listen address (reactor model only).
+    pub udp: bool,
+    /// UDP datagrams per second echoed per source address; 0 (the default) is unlimited.
+    pub udp_rate_limit: u32,
 }
 
 impl Default for Config {
@@ -88,6 +92,8 @@ impl Default for Config {
             warnings: Vec::new(),
             metrics_listen: None,
             metrics_allow_remote: false,
+            udp: false,
+            udp_rate_limit: 0,
         }
     }
 }
@@ -114,6 +120,8 @@ struct FileConfig {
     poll_interval: Option<DurationValue>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
+    udp: Option<bool>,
+    udp_rate_limit: Option<u32>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -147,6 +155,10 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `--metrics-allow-remote` sets this to `Some(true)`
     pub metrics_allow_remote: Option<bool>,
+    /// `--udp` sets this to `Some(true)`
+    pub udp: Option<bool>,
+    /// `--udp-rate-limit`
+    pub udp_rate_limit: Option<u32>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -239,6 +251,7 @@ impl Config {
             thread_stack_size: file.thread_stack_size.is_some(),
             poll_interval: file.poll_interval.is_some(),
             max_connections: file.max_connections.is_some(),
+            udp: file.udp == Some(true),
         };
         let listen_text = o.listen.clone().or(file.listen);
         let listen = match listen_text {
@@ -366,6 +379,8 @@ impl Config {
             }
             other => other,
         };
+        // A model without UDP echo has refused the flag above, or warned about the file.
+        let udp = o.udp.or(file.udp).unwrap_or(d.udp) && model.uses_workers();
         Ok(Config {
             listen,
             workers,
@@ -382,6 +397,11 @@ impl Config {
             warnings,
             metrics_listen,
             metrics_allow_remote,
+            udp,
+            udp_rate_limit: o
+                .udp_rate_limit
+                .or(file.udp_rate_limit)
+                .unwrap_or(d.udp_rate_limit),
         })
     }
 }
@@ -393,6 +413,8 @@ struct InFile {
     thread_stack_size: bool,
     poll_interval: bool,
     max_connections: bool,
+    /// `udp = true` (turning it off is honoured by every model).
+    udp: bool,
 }
 
 /// The rule for settings the chosen model cannot honour: given as a flag, the setting is an
@@ -445,6 +467,15 @@ fn check_model_fit(
                          below FD_SETSIZE); {max_connections} cannot be honoured"
                     )
                 }),
+        ),
+        (
+            "udp",
+            o.udp == Some(true),
+            file.udp,
+            // The UDP echo runs inside the reactor's workers (a socket per worker).
+            (!model.uses_workers()).then(|| {
+                format!("the {model} model serves TCP only (UDP echo runs in the reactor model)")
+            }),
         ),
     ];
     let mut warnings = Vec::new();
@@ -631,6 +662,8 @@ mod tests {
             ("backlog = 0", "`backlog`"),
             ("max_connections = 0", "`max_connections`"),
             ("nodelay = 3", "`nodelay`"),
+            ("udp = \"yes\"", "`udp`"),
+            ("udp_rate_limit = -1", "`udp_rate_limit`"),
             ("metrics_listen = \"0.0.0.0:9707\"", "`metrics_listen`"),
             ("metrics_listen = \"here\"", "`metrics_listen`"),
             ("[section]\nx = 1", "section"),
@@ -748,6 +781,21 @@ mod tests {
             let e = Config::from_toml(&format!("model = \"nonblocking\"\n{bad}")).unwrap_err();
             assert!(e.to_string().contains("`poll_interval`"), "{e}");
         }
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            udp: Some(true),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`udp`"), "{e}");
+        let c = Config::from_toml("model = \"poll\"\nudp = true").unwrap();
+        assert!(!c.udp, "ignored, not kept");
+        assert!(c.warnings[0].contains("`udp`"), "{:?}", c.warnings);
+        let c = Config::from_toml("model = \"poll\"\nudp = false").unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::from_toml("udp = true\nudp_rate_limit = 50").unwrap();
+        assert!(c.udp);
+        assert_eq!(c.udp_rate_limit, 50);
         let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
         assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
     }

@@ -7,7 +7,7 @@
 //! with a timeout computed from the old `idle_timeout` recomputes it at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -23,6 +23,8 @@ pub struct LiveSettings {
     shutdown_timeout_ms: AtomicU64,
     /// Set `TCP_NODELAY` on connections accepted from now on.
     nodelay: AtomicBool,
+    /// UDP datagrams per second echoed per source address; 0 is off.
+    udp_rate_limit: AtomicU32,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
     wakers: Wakers,
     /// Reloads that were applied.
@@ -38,6 +40,7 @@ impl fmt::Debug for LiveSettings {
             .field("max_connections", &self.max_connections())
             .field("shutdown_timeout", &self.shutdown_timeout())
             .field("nodelay", &self.nodelay())
+            .field("udp_rate_limit", &self.udp_rate_limit())
             .finish()
     }
 }
@@ -50,6 +53,7 @@ impl LiveSettings {
             max_connections: AtomicUsize::new(0),
             shutdown_timeout_ms: AtomicU64::new(0),
             nodelay: AtomicBool::new(false),
+            udp_rate_limit: AtomicU32::new(0),
             wakers: Wakers::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -67,6 +71,8 @@ impl LiveSettings {
         self.shutdown_timeout_ms
             .store(millis(config.shutdown_timeout), Ordering::Relaxed);
         self.nodelay.store(config.nodelay, Ordering::Relaxed);
+        self.udp_rate_limit
+            .store(config.udp_rate_limit, Ordering::Relaxed);
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
@@ -123,6 +129,15 @@ impl LiveSettings {
     #[inline]
     pub(crate) fn nodelay(&self) -> bool {
         self.nodelay.load(Ordering::Relaxed)
+    }
+
+    /// UDP datagrams per second echoed per source address; `None` when unlimited.
+    #[inline]
+    pub fn udp_rate_limit(&self) -> Option<u32> {
+        match self.udp_rate_limit.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
     }
 }
 

@@ -89,6 +89,12 @@ struct ServeArgs {
     /// Longest pause between idle rounds (nonblocking model only; seconds or "500us").
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     poll_interval: Option<Duration>,
+    /// Also serve UDP echo on the listen address (reactor model).
+    #[arg(long)]
+    udp: bool,
+    /// UDP datagrams per second echoed per source address; 0 means unlimited (the default).
+    #[arg(long, value_name = "N")]
+    udp_rate_limit: Option<u32>,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -110,6 +116,8 @@ impl ServeArgs {
             poll_interval: self.poll_interval,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
+            udp: self.udp.then_some(true),
+            udp_rate_limit: self.udp_rate_limit,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! command-line overrides. An unreadable or invalid file is rejected as a whole and the
 //! running config kept. Otherwise the settings that can change at run time take effect at
 //! once, without touching open connections: `log_level`, `idle_timeout` (also for connections
-//! already open), `max_connections`, `shutdown_timeout`, `nodelay` (for new connections). Every
-//! other changed setting is logged as needing a restart, and stays as it was.
+//! already open), `max_connections`, `shutdown_timeout`, `nodelay` (for new connections),
+//! `udp_rate_limit`. Every other changed setting is logged as needing a restart, and stays as
+//! it was.
 
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -117,7 +118,8 @@ impl Reloader {
             thread_stack_size,
             poll_interval,
             metrics_listen,
-            metrics_allow_remote
+            metrics_allow_remote,
+            udp
         );
         let mut next = old.clone();
         macro_rules! live {
@@ -133,7 +135,13 @@ impl Reloader {
                 }
             )*};
         }
-        live!(idle_timeout, max_connections, shutdown_timeout, nodelay);
+        live!(
+            idle_timeout,
+            max_connections,
+            shutdown_timeout,
+            nodelay,
+            udp_rate_limit
+        );
         if new.log_level != old.log_level {
             match self.logging.set_level(&new.log_level) {
                 Ok(true) => {
