@@ -23,12 +23,12 @@ use crate::close::CloseReason;
 use crate::live::LiveSettings;
 use crate::policy::admission::Admission;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
-use crate::policy::interest::{self, Next, Trigger};
+use crate::policy::interest::{self, Next, Progress, State, Trigger};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
+use crate::worker::{EchoOptions, Moved, ReadUntil};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -190,40 +190,29 @@ impl LoopCore {
     /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
     pub(crate) fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
         let before = conn.echo.state(&self.echo);
-        let (next, moved) = self.drive_over_moved(&mut conn.echo, &mut conn.stream);
+        let driven = conn
+            .echo
+            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let after = conn.echo.state(&self.echo);
-        if housekeeping::is_activity(moved.read + moved.written, before, after) {
+        if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
             conn.last_active_ms = now_ms;
         }
-        (next, moved)
+        let next = interest::next(driven.progress, before, after, self.trigger);
+        self.count(driven.moved, next);
+        (next, driven.moved)
     }
 
-    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
-    /// already received, not over the socket); the caller keeps the idle clock.
-    pub(crate) fn drive_over<T: Transport + ?Sized>(
-        &mut self,
-        echo: &mut Echo,
-        io: &mut T,
-    ) -> Next {
-        self.drive_over_moved(echo, io).0
+    /// Counts what a completion-driven loop (the `uring` model, which has no drive) moved,
+    /// and whether its state change paused the receive, by the rule a drive goes through.
+    pub(crate) fn completed(&self, moved: Moved, before: State, after: State) {
+        let next = interest::next(Progress::Blocked(after.wants), before, after, self.trigger);
+        self.count(moved, next);
     }
 
-    /// [`LoopCore::drive_over`], also returning what the drive moved.
-    fn drive_over_moved<T: Transport + ?Sized>(
-        &mut self,
-        echo: &mut Echo,
-        io: &mut T,
-    ) -> (Next, Moved) {
-        let before = echo.state(&self.echo);
-        let driven = echo.drive(io, &mut self.scratch, &self.echo);
+    /// Counts the bytes moved and a backpressure pause.
+    fn count(&self, moved: Moved, next: Next) {
         let counters = self.stats.worker(0);
-        counters.moved(driven.moved.read, driven.moved.written);
-        let next = interest::next(
-            driven.progress,
-            before,
-            echo.state(&self.echo),
-            self.trigger,
-        );
+        counters.moved(moved.read, moved.written);
         if let Next::Wait {
             backpressure_pause: true,
             ..
@@ -231,7 +220,6 @@ impl LoopCore {
         {
             counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
         }
-        (next, driven.moved)
     }
 
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
