@@ -6,10 +6,22 @@
 //! once, without touching open connections: `log_level`, `idle_timeout` (also for connections
 //! already open), `max_connections`, `shutdown_timeout`, `nodelay` (for new connections). Every
 //! other changed setting is logged as needing a restart, and stays as it was.
+//!
+//! Reading the file never blocks on what the path names (see [`read_config_file`]: a FIFO or
+//! a device is refused, the size is bounded). A regular file on a hung network mount can
+//! still block in the kernel, so the signal thread hands reloads to a [`ReloadThread`] and
+//! stays free to act on SIGTERM. The `fork` model's parent, which must stay single-threaded,
+//! reloads on its own thread, with the same non-blocking read.
+//!
+//! [`read_config_file`]: crate::config::read_config_file
 
 use std::fmt::Debug;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Sender, TrySendError};
 
 use tracing::{error, info, warn};
 
@@ -154,5 +166,44 @@ impl Reloader {
             path.display()
         );
         Ok(outcome)
+    }
+}
+
+/// Runs reloads on a thread of their own, one at a time, so whoever asks (the signal thread)
+/// never waits for one.
+#[derive(Debug)]
+pub struct ReloadThread {
+    /// One pending request at most: requests that arrive while one is pending are merged
+    /// into it (it reads the file as it is when it runs).
+    requests: Sender<()>,
+}
+
+impl ReloadThread {
+    /// Starts the thread. It ends when the `ReloadThread` is dropped and no reload runs; it is
+    /// never joined, since a reload stuck in the kernel must not hold up the exit.
+    pub fn spawn(mut reloader: Reloader) -> io::Result<ReloadThread> {
+        let (requests, pending) = crossbeam_channel::bounded::<()>(1);
+        thread::Builder::new()
+            .name("reload".to_owned())
+            .spawn(move || {
+                for () in pending {
+                    // Errors were logged by the reloader; the old config stays in force.
+                    let _ = reloader.reload();
+                }
+            })?;
+        Ok(ReloadThread { requests })
+    }
+
+    /// Asks for a reload; returns at once.
+    pub fn request(&self) {
+        match self.requests.try_send(()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(())) => {
+                info!("a reload is already pending; it will read the latest file");
+            }
+            Err(TrySendError::Disconnected(())) => {
+                error!("the reload thread has stopped; SIGHUP ignored");
+            }
+        }
     }
 }
