@@ -197,6 +197,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
     pub metrics_allow_remote: bool,
+    /// Set `SO_REUSEPORT` on the listener, so several processes can serve one port (the
+    /// kernel spreads connections over them).
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -216,6 +219,7 @@ impl Default for Config {
             warnings: Vec::new(),
             metrics_listen: None,
             metrics_allow_remote: false,
+            reuse_port: false,
         }
     }
 }
@@ -241,6 +245,7 @@ struct FileConfig {
     thread_stack_size: Option<usize>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
+    reuse_port: Option<bool>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -272,6 +277,8 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `--metrics-allow-remote` sets this to `Some(true)`
     pub metrics_allow_remote: Option<bool>,
+    /// `--reuse-port` sets this to `Some(true)`
+    pub reuse_port: Option<bool>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -477,6 +484,7 @@ impl Config {
             warnings,
             metrics_listen,
             metrics_allow_remote,
+            reuse_port: o.reuse_port.or(file.reuse_port).unwrap_or(d.reuse_port),
         })
     }
 }

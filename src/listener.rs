@@ -38,10 +38,25 @@ impl std::error::Error for BindError {
 
 /// Binds a non-blocking, close-on-exec listening socket with `SO_REUSEADDR` and `backlog`.
 pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
+    bind_with(addr, backlog, false)
+}
+
+/// As [`bind`], with `SO_REUSEPORT` when `reuse_port` is set: several processes (of the same
+/// user) can then listen on one port, and the kernel spreads new connections over them by a
+/// hash of the connection's addresses, which is how one host runs N instances behind one
+/// port. A process that stops takes only the connections queued on its own socket with it.
+pub fn bind_with(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> Result<TcpListener, BindError> {
     let make = || -> io::Result<TcpListener> {
         // socket2 creates sockets with SOCK_CLOEXEC on Linux.
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Stack size of each connection thread (thread model only), in bytes.
     #[arg(long, value_name = "BYTES")]
     thread_stack_size: Option<usize>,
+    /// Set SO_REUSEPORT on the listener, so several instances can share one port.
+    #[arg(long)]
+    reuse_port: bool,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -97,6 +100,7 @@ impl ServeArgs {
             thread_stack_size: self.thread_stack_size,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
+            reuse_port: self.reuse_port.then_some(true),
         }
     }
 }

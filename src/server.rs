@@ -37,7 +37,7 @@ impl Server {
     /// Binds the listening socket for `config.model`. Connections queue in the backlog from
     /// here on; they are served once [`Server::run`] is called.
     pub fn bind(config: &Config) -> Result<Server, BindError> {
-        let listener = listener::bind(config.listen, config.backlog)?;
+        let listener = listener::bind_with(config.listen, config.backlog, config.reuse_port)?;
         Server::from_listener(config, listener)
     }
 

@@ -267,7 +267,11 @@ pub fn serve(config_path: Option<&Path>, overrides: &Overrides, ops: &OpsArgs) -
         _ => None,
     };
     if ops.supervise && inherited.is_none() {
-        let listener = match crate::listener::bind(plan.config.listen, plan.config.backlog) {
+        let listener = match crate::listener::bind_with(
+            plan.config.listen,
+            plan.config.backlog,
+            plan.config.reuse_port,
+        ) {
             Ok(listener) => listener,
             Err(e) => {
                 reporter.fail(EXIT_FAILURE, &e.to_string());

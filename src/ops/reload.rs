@@ -128,7 +128,8 @@ impl Reloader {
             buffer_size,
             thread_stack_size,
             metrics_listen,
-            metrics_allow_remote
+            metrics_allow_remote,
+            reuse_port
         );
         let mut next = old.clone();
         macro_rules! live {
