@@ -200,6 +200,13 @@ pub struct Config {
     /// Set `SO_REUSEPORT` on the listener, so several processes can serve one port (the
     /// kernel spreads connections over them).
     pub reuse_port: bool,
+    /// `SO_KEEPALIVE` on accepted connections, probing after this long without traffic (whole
+    /// seconds); `None` (the default) leaves keepalive off. Finds peers that vanished without
+    /// FIN or RST while the connection is idle.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on accepted connections: close when sent data stays unacknowledged
+    /// this long; `None` (the default) keeps the kernel's retransmission limit.
+    pub tcp_user_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -220,6 +227,8 @@ impl Default for Config {
             metrics_listen: None,
             metrics_allow_remote: false,
             reuse_port: false,
+            tcp_keepalive: None,
+            tcp_user_timeout: None,
         }
     }
 }
@@ -246,6 +255,8 @@ struct FileConfig {
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
     reuse_port: Option<bool>,
+    tcp_keepalive: Option<DurationValue>,
+    tcp_user_timeout: Option<DurationValue>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -279,6 +290,10 @@ pub struct Overrides {
     pub metrics_allow_remote: Option<bool>,
     /// `--reuse-port` sets this to `Some(true)`
     pub reuse_port: Option<bool>,
+    /// `--tcp-keepalive`
+    pub tcp_keepalive: Option<Duration>,
+    /// `--tcp-user-timeout`
+    pub tcp_user_timeout: Option<Duration>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -440,6 +455,18 @@ impl Config {
                 ),
             });
         }
+        let tcp_keepalive = o
+            .tcp_keepalive
+            .or(file.tcp_keepalive.map(|v| v.0))
+            .filter(|t| !t.is_zero())
+            .map(check_keepalive)
+            .transpose()?;
+        let tcp_user_timeout = o
+            .tcp_user_timeout
+            .or(file.tcp_user_timeout.map(|v| v.0))
+            .filter(|t| !t.is_zero())
+            .map(check_user_timeout)
+            .transpose()?;
         let metrics_allow_remote = o
             .metrics_allow_remote
             .or(file.metrics_allow_remote)
@@ -485,8 +512,46 @@ impl Config {
             metrics_listen,
             metrics_allow_remote,
             reuse_port: o.reuse_port.or(file.reuse_port).unwrap_or(d.reuse_port),
+            tcp_keepalive,
+            tcp_user_timeout,
         })
     }
+}
+
+/// Largest `tcp_keepalive`: the kernel's limit for `TCP_KEEPIDLE` (`MAX_TCP_KEEPIDLE`).
+pub const MAX_TCP_KEEPALIVE: Duration = Duration::from_secs(32_767);
+
+/// `tcp_keepalive` (not 0): `TCP_KEEPIDLE` counts whole seconds, so a fraction is rounded up
+/// and anything under a second is an error rather than a silent 1.
+fn check_keepalive(t: Duration) -> Result<Duration, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        field: "tcp_keepalive",
+        reason,
+    };
+    if t < Duration::from_secs(1) {
+        return Err(invalid(format!(
+            "{t:?} is below TCP keepalive's 1 s resolution (use 1 or more, or 0 for off)"
+        )));
+    }
+    let whole = Duration::from_secs(t.as_secs() + u64::from(t.subsec_nanos() > 0));
+    if whole > MAX_TCP_KEEPALIVE {
+        return Err(invalid(format!(
+            "{t:?} is over the kernel's limit of {} s",
+            MAX_TCP_KEEPALIVE.as_secs()
+        )));
+    }
+    Ok(whole)
+}
+
+/// `tcp_user_timeout` (not 0): the kernel takes milliseconds in an `int`.
+fn check_user_timeout(t: Duration) -> Result<Duration, ConfigError> {
+    if t.as_millis() > i32::MAX as u128 {
+        return Err(ConfigError::Invalid {
+            field: "tcp_user_timeout",
+            reason: format!("{t:?} is over the kernel's limit of {} ms", i32::MAX),
+        });
+    }
+    Ok(t)
 }
 
 /// Which model-dependent settings the config file gave.
@@ -856,6 +921,31 @@ mod tests {
         );
         let c = Config::from_toml("idle_timeout = 1e-3").unwrap();
         assert_eq!(c.idle_timeout, Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn tcp_keepalive_and_user_timeout_are_validated() {
+        let c = Config::from_toml("tcp_keepalive = 60\ntcp_user_timeout = \"30s\"").unwrap();
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(60)));
+        assert_eq!(c.tcp_user_timeout, Some(Duration::from_secs(30)));
+        let c = Config::from_toml("tcp_keepalive = 1.2\ntcp_user_timeout = 0").unwrap();
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(2)), "rounded up");
+        assert_eq!(c.tcp_user_timeout, None);
+        assert_eq!(
+            Config::from_toml("tcp_keepalive = 0")
+                .unwrap()
+                .tcp_keepalive,
+            None
+        );
+        for (text, field) in [
+            ("tcp_keepalive = \"500ms\"", "`tcp_keepalive`"),
+            ("tcp_keepalive = 40000", "`tcp_keepalive`"),
+            ("tcp_user_timeout = \"30d\"", "`tcp_user_timeout`"),
+            ("tcp_user_timeout = 3000000", "`tcp_user_timeout`"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

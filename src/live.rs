@@ -27,6 +27,10 @@ pub struct LiveSettings {
     shutdown_timeout_ms: AtomicU64,
     /// Set `TCP_NODELAY` on connections accepted from now on.
     nodelay: AtomicBool,
+    /// TCP keepalive idle time in whole seconds for connections accepted from now on; 0: off.
+    tcp_keepalive_secs: AtomicU64,
+    /// `TCP_USER_TIMEOUT` in milliseconds for connections accepted from now on; 0: unset.
+    tcp_user_timeout_ms: AtomicU64,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
     wakers: Mutex<Vec<WakeFn>>,
     /// Reloads that were applied.
@@ -42,6 +46,8 @@ impl fmt::Debug for LiveSettings {
             .field("max_connections", &self.max_connections())
             .field("shutdown_timeout", &self.shutdown_timeout())
             .field("nodelay", &self.nodelay())
+            .field("tcp_keepalive", &self.tcp_keepalive())
+            .field("tcp_user_timeout", &self.tcp_user_timeout())
             .finish()
     }
 }
@@ -54,6 +60,8 @@ impl LiveSettings {
             max_connections: AtomicUsize::new(0),
             shutdown_timeout_ms: AtomicU64::new(0),
             nodelay: AtomicBool::new(false),
+            tcp_keepalive_secs: AtomicU64::new(0),
+            tcp_user_timeout_ms: AtomicU64::new(0),
             wakers: Mutex::new(Vec::new()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -71,6 +79,15 @@ impl LiveSettings {
         self.shutdown_timeout_ms
             .store(millis(config.shutdown_timeout), Ordering::Relaxed);
         self.nodelay.store(config.nodelay, Ordering::Relaxed);
+        // Validated: whole seconds, at least 1; at least 1 ms.
+        self.tcp_keepalive_secs.store(
+            config.tcp_keepalive.map_or(0, |t| t.as_secs().max(1)),
+            Ordering::Relaxed,
+        );
+        self.tcp_user_timeout_ms.store(
+            config.tcp_user_timeout.map_or(0, |t| millis(t).max(1)),
+            Ordering::Relaxed,
+        );
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
@@ -130,6 +147,24 @@ impl LiveSettings {
     #[inline]
     pub fn nodelay(&self) -> bool {
         self.nodelay.load(Ordering::Relaxed)
+    }
+
+    /// TCP keepalive idle time for new connections; `None`: keepalive off.
+    #[inline]
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        match self.tcp_keepalive_secs.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        }
+    }
+
+    /// `TCP_USER_TIMEOUT` for new connections; `None`: the kernel's default.
+    #[inline]
+    pub fn tcp_user_timeout(&self) -> Option<Duration> {
+        match self.tcp_user_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 }
 

@@ -80,6 +80,15 @@ struct ServeArgs {
     /// Set SO_REUSEPORT on the listener, so several instances can share one port.
     #[arg(long)]
     reuse_port: bool,
+    /// Turn on TCP keepalive for accepted connections: probe a peer after SECS without
+    /// traffic (whole seconds; interval and count derived); 0 or absent: off.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    tcp_keepalive: Option<Duration>,
+    /// Set TCP_USER_TIMEOUT on accepted connections: close one whose sent data stays
+    /// unacknowledged SECS; 0 or absent: the kernel's default.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    tcp_user_timeout: Option<Duration>,
+
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -101,6 +110,8 @@ impl ServeArgs {
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
             reuse_port: self.reuse_port.then_some(true),
+            tcp_keepalive: self.tcp_keepalive,
+            tcp_user_timeout: self.tcp_user_timeout,
         }
     }
 }

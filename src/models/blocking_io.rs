@@ -84,14 +84,12 @@ impl Transport for Timed<'_> {
     }
 }
 
-/// Socket options of a connection about to be served with blocking calls: `TCP_NODELAY`,
-/// and the idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload
-/// applies to connections accepted after it).
+/// Socket options of a connection about to be served with blocking calls: those of every
+/// model ([`configure_accepted`](crate::listener::configure_accepted)), and the idle timeout
+/// as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to connections
+/// accepted after it).
 pub fn prepare(stream: &Stream, live: &LiveSettings) -> io::Result<()> {
-    if live.nodelay() {
-        // The peer may already be gone; the first read will tell.
-        let _ = stream.set_nodelay(true);
-    }
+    crate::listener::configure_accepted(stream, live);
     stream.set_timeouts(live.idle_timeout())
 }
 

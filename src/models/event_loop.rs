@@ -158,10 +158,7 @@ impl LoopCore {
     /// passed to [`LoopCore::closed`] exactly once.
     pub fn admit(&self, stream: &Stream) {
         self.counters().opened();
-        if self.live.nodelay() {
-            // The peer may already be gone; the first read will tell.
-            let _ = stream.set_nodelay(true);
-        }
+        crate::listener::configure_accepted(stream, &self.live);
     }
 
     /// Logs and counts the close of an admitted connection.

@@ -145,7 +145,14 @@ impl Reloader {
                 }
             )*};
         }
-        live!(idle_timeout, max_connections, shutdown_timeout, nodelay);
+        live!(
+            idle_timeout,
+            max_connections,
+            shutdown_timeout,
+            nodelay,
+            tcp_keepalive,
+            tcp_user_timeout
+        );
         if new.log_level != old.log_level {
             match self.logging.set_level(&new.log_level) {
                 Ok(true) => {

@@ -237,12 +237,7 @@ impl Worker {
 
     fn add(&mut self, stream: TcpStream, now_ms: u64) {
         self.stats().opened();
-        if self.settings.live.nodelay() {
-            if let Err(e) = stream.set_nodelay(true) {
-                // The peer may already be gone; the first read will tell.
-                debug!(worker = self.settings.id, error = %e, "TCP_NODELAY failed");
-            }
-        }
+        crate::listener::configure_accepted(&stream, &self.settings.live);
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         match Connection::register(stream, self.poll.registry(), token, now_ms) {
