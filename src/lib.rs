@@ -18,7 +18,6 @@
 //! - [`ops`]: running it for real: daemon, supervisor, signals and reload, privilege drop,
 //!   pid file, syslog/file logging, systemd readiness.
 //! - [`client`]: `reactor-pool client`, a line-at-a-time echo client.
-//! - [`bench`]: the load generator and the comparison runner (`reactor-pool bench`).
 //!
 //! Threads of the reactor model:
 //! ```text
@@ -26,7 +25,6 @@
 //!   listener, mio::Poll                                 mio::Poll, Slab<Connection>
 //! ```
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod listener;

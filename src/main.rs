@@ -1,6 +1,8 @@
 //! The `reactor-pool` command line: parse, then hand over to the library (`ops::serve` for the
 //! server and its process management, `client::run` for the client).
 
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,8 +34,14 @@ enum Command {
     Models,
     /// Send lines from stdin (or --send TEXT) to an echo server and print the echoes.
     Client(ClientArgs),
-    /// Load an echo server and measure it, or compare servers (--compare).
-    Bench(Box<reactor_pool::bench::BenchArgs>),
+    /// Load an echo server and measure it, or compare servers (--compare): runs the
+    /// `reactor-pool-bench` binary next to this one with the same arguments.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments for `reactor-pool-bench` (see `reactor-pool bench --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<OsString>,
+    },
 }
 
 // A later occurrence of a flag overrides an earlier one: the supervisor appends absolute paths
@@ -134,8 +142,33 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench(args) => reactor_pool::bench::main(&args),
+        Command::Bench { args } => bench(&args),
     }
+}
+
+/// `reactor-pool bench ARGS`: replaces this process with the sibling `reactor-pool-bench`
+/// (built from `crates/bench`), which keeps the load generator's dependencies out of the
+/// server. Returns only when that fails.
+fn bench(args: &[OsString]) -> ExitCode {
+    const BENCH_BIN: &str = "reactor-pool-bench";
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("reactor-pool: bench: cannot find this program's path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bench = exe.with_file_name(BENCH_BIN);
+    let e = std::process::Command::new(&bench).args(args).exec();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        eprintln!(
+            "reactor-pool: bench: {} is missing; build it with `cargo build --release -p {BENCH_BIN}`",
+            bench.display()
+        );
+    } else {
+        eprintln!("reactor-pool: bench: cannot run {}: {e}", bench.display());
+    }
+    ExitCode::FAILURE
 }
 
 /// Prints clap's help and version normally; squeezes real errors into one line, exit 2.

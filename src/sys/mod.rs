@@ -1,6 +1,6 @@
 //! The only home of raw syscalls: small safe wrappers over the `libc` crate, used by the
 //! comparison models in [`crate::models`], by process management in [`crate::ops`] and by the
-//! load generator in [`crate::bench`].
+//! load generator (the `reactor-pool-bench` crate, `crates/bench`).
 //!
 //! Every wrapper returns `io::Result` (through the one `syscall!` macro where the call
 //! reports errors as `-1`/`errno`), every descriptor is wrapped in an `OwnedFd` the moment the

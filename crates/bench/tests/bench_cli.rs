@@ -1,23 +1,82 @@
 //! `reactor-pool bench` from the command line: bad arguments exit 2 with one line naming the
 //! flag (before any connection is made), runs print a table, JSON or CSV, counted errors
-//! exit 1, and `--compare` writes a report directory whose files exist and parse.
+//! exit 1, and `--compare` writes a report directory whose files exist and parse; the
+//! `reactor-pool-bench` binary run directly behaves the same. (The server's side of the
+//! hand-over, a missing bench binary, is tested in the server package: `tests/bench_exec.rs`.)
+//!
+//! These tests run the server binary, `reactor-pool`, from the same target directory as
+//! `reactor-pool-bench`: `cargo test` (whole workspace) builds both.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
+/// The bench binary this package builds.
+const BENCH: &str = env!("CARGO_BIN_EXE_reactor-pool-bench");
+/// Longest any one command may run; the longest (a compare) takes a few seconds.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Runs `reactor-pool ARGS` to completion, bounded by the command's own flags.
+/// The server binary, `reactor-pool`, next to the bench binary.
+fn server_bin() -> PathBuf {
+    let bin = PathBuf::from(BENCH).with_file_name("reactor-pool");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the whole workspace's tests (`cargo test`), or \
+         `cargo build -p reactor-pool` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `reactor-pool ARGS` to completion, killing it after `RUN_DEADLINE`.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
+    run_program(&server_bin(), args)
+}
+
+/// Runs `program ARGS` to completion, killing it after `RUN_DEADLINE`.
+fn run_program(program: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .expect("run reactor-pool")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let stdout = read_all(child.stdout.take().unwrap());
+    let stderr = read_all(child.stderr.take().unwrap());
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {args:?} still running after {RUN_DEADLINE:?}",
+                program.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Reads a child's pipe to its end on a thread, so neither pipe can fill and stall it.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
 }
 
 fn stderr(o: &Output) -> String {
@@ -36,7 +95,7 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(server_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
@@ -45,7 +104,7 @@ impl Serve {
             .expect("spawn serve");
         let out = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        thread::spawn(move || {
             let mut line = String::new();
             let _ = BufReader::new(out).read_line(&mut line);
             let _ = tx.send(line);
@@ -137,6 +196,39 @@ fn bad_flags_are_usage_errors() {
     );
 }
 
+/// The bench binary run directly behaves as `reactor-pool bench`: same one-line usage
+/// errors, exit 2.
+#[test]
+fn the_bench_binary_runs_directly_too() {
+    let o = run_program(
+        BENCH.as_ref(),
+        &["--target", "127.0.0.1:9", "--scenario", "nope"],
+    );
+    assert_usage_error(&o, "unknown scenario");
+    assert_usage_error(&run_program(BENCH.as_ref(), &[]), "--target");
+}
+
+/// `--compare` runs the server binary next to the bench binary; without it, one line says
+/// how to build it, exit 1.
+#[test]
+fn compare_without_the_server_binary_is_explained() {
+    let dir = temp_dir("no-server");
+    let lone = dir.join("reactor-pool-bench");
+    if std::fs::hard_link(BENCH, &lone).is_err() {
+        std::fs::copy(BENCH, &lone).unwrap();
+    }
+    let o = run_program(&lone, &["--compare", "--models", "reactor"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("reactor-pool is missing")
+            && err.contains("cargo build --release -p reactor-pool"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A closed port: the table is still printed, the connect errors are in it, exit 1.
 #[test]
 fn counted_errors_exit_1_with_the_report() {
@@ -224,7 +316,10 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn compare_writes_a_report_that_parses() {
     let out = temp_dir("compare");
-    let peer = format!("self={BIN} serve --workers 1 --log-level warn --listen {{addr}}");
+    let peer = format!(
+        "self={} serve --workers 1 --log-level warn --listen {{addr}}",
+        server_bin().display()
+    );
     let o = run(&[
         "bench",
         "--compare",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// A point-in-time sample of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ProcSample {
+pub(crate) struct ProcSample {
     /// User plus system CPU time of every thread of the process so far.
     pub cpu: Duration,
     /// Resident memory now (`VmRSS`), bytes.
@@ -21,7 +21,7 @@ pub struct ProcSample {
 }
 
 /// Samples process `pid` (`None`: this process).
-pub fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
+pub(crate) fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
     let dir = proc_dir(pid);
     let stat = fs::read_to_string(format!("{dir}/stat"))?;
     let ticks = parse_stat_cpu_ticks(&stat).ok_or_else(|| {
@@ -57,7 +57,7 @@ fn context_switches(dir: &str) -> u64 {
 }
 
 /// Number of open descriptors of process `pid`.
-pub fn open_fds(pid: u32) -> io::Result<usize> {
+pub(crate) fn open_fds(pid: u32) -> io::Result<usize> {
     Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
@@ -96,24 +96,24 @@ fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
 }
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/PID/stat` (100 nearly always).
-pub fn clock_ticks_per_second() -> u64 {
-    crate::sys::process::clock_ticks_per_second().unwrap_or(100)
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    reactor_pool::sys::process::clock_ticks_per_second().unwrap_or(100)
 }
 
 /// The open-files limit of this process: (soft, hard).
-pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    crate::sys::rlimit::nofile()
+pub(crate) fn nofile_limit() -> io::Result<(u64, u64)> {
+    reactor_pool::sys::rlimit::nofile()
 }
 
 /// Makes sure this process may open `needed` descriptors: raises the soft limit up to the
 /// hard limit if that is enough. Returns the limit in force, or says what the limit is
 /// ("the open-files limit (RLIMIT_NOFILE) is 20000") when it cannot cover `needed`.
-pub fn ensure_nofile(needed: u64) -> Result<u64, String> {
+pub(crate) fn ensure_nofile(needed: u64) -> Result<u64, String> {
     let (soft, hard) = nofile_limit().map_err(|e| format!("cannot read RLIMIT_NOFILE: {e}"))?;
     if needed <= soft {
         return Ok(soft);
     }
-    if needed <= hard && crate::sys::rlimit::set_nofile(needed, hard).is_ok() {
+    if needed <= hard && reactor_pool::sys::rlimit::set_nofile(needed, hard).is_ok() {
         return Ok(needed);
     }
     Err(format!("the open-files limit (RLIMIT_NOFILE) is {hard}"))

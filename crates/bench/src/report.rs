@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::scenario::Scenario;
+use crate::scenario::Scenario;
+use crate::spec::LoadSpec;
 
 /// Latency percentiles of the messages completed in the measured window, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -215,7 +216,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// A report of a run that never happened (its server did not start): zero everywhere.
-    pub fn empty(spec: &super::loadgen::LoadSpec) -> RunReport {
+    pub fn empty(spec: &LoadSpec) -> RunReport {
         RunReport {
             scenario: spec.scenario,
             target: spec.target.to_string(),
@@ -239,7 +240,7 @@ impl RunReport {
 }
 
 /// Formats a count with thousands separators.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
@@ -252,7 +253,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// "12.3 MB/s"-style rendering of a rate in bytes per second (decimal units).
-pub fn bytes_rate(bps: f64) -> String {
+pub(crate) fn bytes_rate(bps: f64) -> String {
     let units = ["B/s", "kB/s", "MB/s", "GB/s"];
     let mut v = bps;
     let mut i = 0;
@@ -264,7 +265,7 @@ pub fn bytes_rate(bps: f64) -> String {
 }
 
 /// Microseconds with a sensible number of digits.
-pub fn micros(us: f64) -> String {
+pub(crate) fn micros(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
     } else if us >= 1000.0 {

@@ -1,45 +1,16 @@
-//! `reactor-pool bench`: a load generator for echo servers, and a runner that compares
-//! servers (models × worker counts × scenarios, plus external peers) and writes a report.
-//!
-//! - [`scenario`]: `Scenario`, the traffic shapes and their default sizes.
-//! - [`pattern`]: `Pattern`, the per-connection byte stream that makes every echo checkable.
-//! - [`loadgen`]: `LoadSpec` and `run`, the mio-based load generator (few threads, many
-//!   nonblocking connections), with an `Observer` hook at the measured window's edges.
-//! - [`report`]: `RunReport`, one run's figures, as a table, JSON or CSV.
-//! - [`procfs`]: CPU time, RSS and open descriptors of a process; the open-files limit.
-//! - [`server_process`]: `ServerProcess`, a server spawned for one measurement.
-//! - [`compare`]: the comparison runner (`--compare`).
-//! - [`summary`]: medians, spreads and ratios of a comparison; its Markdown and JSON.
-//! - [`chart`]: the comparison's SVG charts (plotters).
+//! `BenchArgs`, the `reactor-pool bench` flags, and their validation into a [`LoadSpec`]
+//! (the comparison runner checks its own flags: `compare_spec::resolve`).
 
-pub mod chart;
-pub mod compare;
-pub mod loadgen;
-pub mod pattern;
-pub mod procfs;
-pub mod report;
-pub mod scenario;
-pub mod server_process;
-pub mod summary;
-
-use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use reactor_pool::config::parse_duration;
 
-use crate::config::parse_duration;
-pub use loadgen::{LoadSpec, NoObserver, Observer};
-pub use report::RunReport;
-pub use scenario::Scenario;
-
-/// Exit code for bad arguments.
-const EXIT_USAGE: u8 = 2;
-/// Exit code for failures at run time, and for runs that counted errors.
-const EXIT_FAILURE: u8 = 1;
+use crate::procfs;
+use crate::scenario::Scenario;
+use crate::spec::LoadSpec;
 
 /// Largest message size accepted.
 const MAX_SIZE: usize = 16 << 20;
@@ -47,9 +18,6 @@ const MAX_SIZE: usize = 16 << 20;
 const MAX_DEPTH: usize = 4096;
 /// Most load-generator threads.
 const MAX_THREADS: usize = 64;
-/// Runs shorter than this get no progress bar.
-const PROGRESS_AFTER: Duration = Duration::from_secs(2);
-
 /// `reactor-pool bench` flags.
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -173,7 +141,7 @@ pub struct BenchArgs {
 
 /// A failure of `bench`, with the exit code it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     /// Bad arguments: exit 2.
     Usage(String),
     /// The run could not be carried out: exit 1.
@@ -190,63 +158,8 @@ impl std::fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
-/// Runs `reactor-pool bench` and maps the outcome to an exit code, printing errors.
-pub fn main(args: &BenchArgs) -> ExitCode {
-    let result = if args.compare {
-        compare::run_cli(args)
-    } else {
-        run_single(args)
-    };
-    match result {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(errors) => {
-            eprintln!("reactor-pool: bench: {errors} errors counted (see the report)");
-            ExitCode::from(EXIT_FAILURE)
-        }
-        Err(BenchError::Usage(m)) => {
-            eprintln!("reactor-pool: error: {m}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(BenchError::Runtime(m)) => {
-            eprintln!("reactor-pool: error: {m}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// One load-generator run against `--target`. Returns the number of errors counted.
-fn run_single(args: &BenchArgs) -> Result<u64, BenchError> {
-    let target_text = args.target.as_deref().unwrap_or_default();
-    let target = resolve_target(target_text)?;
-    let spec = resolve_spec(args, args.scenario, target, false)?;
-    check_fd_limit(&spec)?;
-    let total = if spec.scenario.is_timed() {
-        spec.warmup + spec.duration
-    } else {
-        spec.duration
-    };
-    let mut observer = ProgressObserver::new(show_progress(args, total), total);
-    let report = loadgen::run(&spec, &mut observer)
-        .map_err(|e| BenchError::Runtime(format!("load generator failed: {e}")))?;
-    observer.finish();
-    let text = if args.json {
-        report.to_json() + "\n"
-    } else if args.csv {
-        format!("{}\n{}\n", RunReport::CSV_HEADER, report.to_csv_row())
-    } else {
-        report.to_table()
-    };
-    print!("{text}");
-    Ok(report.errors.total())
-}
-
-/// Whether a progress bar should be drawn for a run of about `total`.
-fn show_progress(args: &BenchArgs, total: Duration) -> bool {
-    !args.no_progress && total > PROGRESS_AFTER && std::io::stderr().is_terminal()
-}
-
 /// Resolves `--target` to one address (the first IPv4 one if there are several).
-pub fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
+pub(crate) fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
     let usage = |why: String| BenchError::Usage(format!("invalid `--target` '{text}': {why}"));
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
@@ -262,7 +175,7 @@ pub fn resolve_target(text: &str) -> Result<SocketAddr, BenchError> {
 
 /// Builds and validates the spec for `scenario` from the flags; `compare` picks the
 /// comparison runner's shorter default duration.
-pub fn resolve_spec(
+pub(crate) fn resolve_spec(
     args: &BenchArgs,
     scenario: Scenario,
     target: SocketAddr,
@@ -344,7 +257,7 @@ pub fn resolve_spec(
 }
 
 /// Fails up front, with the numbers, when the open-files limit cannot cover the run.
-pub fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
+pub(crate) fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
     let needed = spec.fds_needed() as u64;
     procfs::ensure_nofile(needed).map(|_| ()).map_err(|why| {
         let reserve = needed - spec.connections as u64;
@@ -357,50 +270,4 @@ pub fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
             spec.connections
         ))
     })
-}
-
-/// Draws a progress bar on stderr (when enabled) from the load generator's ticks.
-#[derive(Debug)]
-struct ProgressObserver {
-    bar: Option<ProgressBar>,
-    /// Messages and time at the previous tick, for the current rate.
-    last: (Duration, u64),
-}
-
-impl ProgressObserver {
-    fn new(enabled: bool, total: Duration) -> ProgressObserver {
-        let bar = enabled.then(|| {
-            let bar = ProgressBar::new(total.as_millis() as u64);
-            if let Ok(style) =
-                ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed}/{duration} {msg}")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar
-        });
-        ProgressObserver {
-            bar,
-            last: (Duration::ZERO, 0),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Observer for ProgressObserver {
-    fn tick(&mut self, elapsed: Duration, messages: u64) {
-        let Some(bar) = &self.bar else { return };
-        let (t0, m0) = self.last;
-        let dt = (elapsed - t0.min(elapsed)).as_secs_f64();
-        if dt > 0.0 {
-            let rate = (messages - m0.min(messages)) as f64 / dt;
-            bar.set_message(format!("{rate:.0} msg/s"));
-        }
-        bar.set_position(elapsed.as_millis() as u64);
-        self.last = (elapsed, messages);
-    }
 }

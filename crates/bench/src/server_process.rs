@@ -21,7 +21,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// What to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Launch {
+pub(crate) enum Launch {
     /// This binary's `serve` with these arguments after `serve --listen 127.0.0.1:0`.
     Serve {
         /// The reactor-pool binary.
@@ -38,7 +38,7 @@ pub enum Launch {
 
 /// A running server.
 #[derive(Debug)]
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     /// The process (for peers, the command itself: it is run with `exec`).
     child: Child,
     /// Where it listens.
@@ -49,7 +49,7 @@ pub struct ServerProcess {
 
 /// How a server ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Exited with status 0 after SIGTERM.
     Clean,
     /// Exited otherwise; the text says how.
@@ -58,7 +58,7 @@ pub enum Exit {
 
 impl ServerProcess {
     /// Starts `launch`, sending its output to `log`, and waits until it listens.
-    pub fn start(launch: &Launch, log: &Path) -> io::Result<ServerProcess> {
+    pub(crate) fn start(launch: &Launch, log: &Path) -> io::Result<ServerProcess> {
         let log_file = File::create(log)?;
         let (mut command, known_addr) = match launch {
             Launch::Serve { exe, args } => {
@@ -83,7 +83,7 @@ impl ServerProcess {
         // which is async-signal-safe; it touches no memory of the parent.
         unsafe {
             // The server dies with the runner (Ctrl-C, kill) instead of lingering.
-            command.pre_exec(|| crate::sys::process::set_parent_death_signal(libc::SIGTERM));
+            command.pre_exec(|| reactor_pool::sys::process::set_parent_death_signal(libc::SIGTERM));
         }
         let mut child = command.spawn()?;
         let started = match known_addr {
@@ -113,22 +113,22 @@ impl ServerProcess {
     }
 
     /// Where the server listens.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Asks the server to stop (SIGTERM), waits for it, kills it if it takes too long.
-    pub fn stop(mut self) -> Exit {
+    pub(crate) fn stop(mut self) -> Exit {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Exit::Failed(format!(
                 "had already exited ({}){}",
@@ -138,8 +138,10 @@ impl ServerProcess {
         }
         // `pid` is our unreaped child, so the id cannot have been reused by another process;
         // one that already exited is seen by try_wait below.
-        let _ =
-            crate::sys::process::kill(self.child.id() as crate::sys::process::Pid, libc::SIGTERM);
+        let _ = reactor_pool::sys::process::kill(
+            self.child.id() as reactor_pool::sys::process::Pid,
+            libc::SIGTERM,
+        );
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match self.child.try_wait() {

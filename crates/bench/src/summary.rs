@@ -2,18 +2,19 @@
 //! baseline cell, and the `report.md` / `report.json` renderings.
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::compare::{Cell, CompareSpec, RunResult, utc_timestamp};
-use super::procfs;
-use super::report::{micros, thousands};
-use super::scenario::Scenario;
+use crate::compare_spec::{Cell, CompareSpec};
+use crate::measurement::RunResult;
+use crate::procfs;
+use crate::report::{micros, thousands};
+use crate::scenario::Scenario;
 
 /// Median and range of one figure over the repetitions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// Median (the mean of the middle two for an even count).
     pub median: f64,
     /// Smallest value.
@@ -24,7 +25,7 @@ pub struct Spread {
 
 impl Spread {
     /// The spread of the finite values, or `None` if there are none.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
         let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
             return None;
@@ -46,7 +47,7 @@ impl Spread {
 
 /// Where and how the comparison ran.
 #[derive(Debug, Clone, Serialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// When the first measurement started.
     pub started: String,
     /// When the last one ended.
@@ -69,7 +70,7 @@ pub struct Meta {
 
 /// The load of one scenario.
 #[derive(Debug, Clone, Serialize)]
-pub struct ScenarioInfo {
+pub(crate) struct ScenarioInfo {
     /// Scenario.
     pub scenario: Scenario,
     /// Connections (connrate: concurrent clients).
@@ -88,7 +89,7 @@ pub struct ScenarioInfo {
 
 impl ScenarioInfo {
     /// "50 connections × 64 B, 3 s after 1 s warm-up".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.scenario {
             Scenario::Idle => format!(
                 "{} connections held {} s, then one {} B echo on each",
@@ -114,7 +115,7 @@ impl ScenarioInfo {
 
 /// One (scenario, cell) over its repetitions.
 #[derive(Debug, Clone, Serialize)]
-pub struct CellSummary {
+pub(crate) struct CellSummary {
     /// Scenario.
     pub scenario: Scenario,
     /// Cell label.
@@ -160,7 +161,7 @@ pub struct CellSummary {
 
 /// Everything the comparison produced; `report.json` is this, serialised.
 #[derive(Debug, Clone, Serialize)]
-pub struct CompareReport {
+pub(crate) struct CompareReport {
     /// Where and how it ran.
     pub meta: Meta,
     /// The cell ratios are computed against.
@@ -177,7 +178,7 @@ pub struct CompareReport {
 
 impl CompareReport {
     /// The summary of `cell` in `scenario`.
-    pub fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
+    pub(crate) fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
         self.summary
             .iter()
             .find(|s| s.scenario == scenario && s.cell == cell)
@@ -185,7 +186,11 @@ impl CompareReport {
 }
 
 /// Aggregates the measurements.
-pub fn build(spec: &CompareSpec, runs: Vec<RunResult>, started: SystemTime) -> CompareReport {
+pub(crate) fn build(
+    spec: &CompareSpec,
+    runs: Vec<RunResult>,
+    started: SystemTime,
+) -> CompareReport {
     let scenarios: Vec<ScenarioInfo> = spec
         .loads
         .iter()
@@ -351,7 +356,7 @@ fn median(s: Option<Spread>, f: fn(f64) -> String) -> String {
 }
 
 /// The Markdown report.
-pub fn markdown(report: &CompareReport) -> String {
+pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> String {
     let mut md = String::new();
     let m = &report.meta;
     let _ = writeln!(md, "# reactor-pool comparison\n");
@@ -482,10 +487,8 @@ pub fn markdown(report: &CompareReport) -> String {
         let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Charts\n");
-    for (file, title) in super::chart::FILES {
-        if report_has_chart(report, file) {
-            let _ = writeln!(md, "![{title}]({file})\n");
-        }
+    for (file, title) in charts {
+        let _ = writeln!(md, "![{title}]({file})\n");
     }
     let _ = writeln!(md, "## Servers\n");
     let _ = writeln!(md, "| cell | command |");
@@ -497,13 +500,36 @@ pub fn markdown(report: &CompareReport) -> String {
     md
 }
 
-/// Whether `chart::write_all` draws `file` for this report.
-fn report_has_chart(report: &CompareReport, file: &str) -> bool {
-    super::chart::planned(report).contains(&file)
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+pub(crate) fn utc_timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -517,171 +543,18 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_are_civil_dates() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661); // 2000-02-29 01:01:01
+        assert_eq!(utc_timestamp(t), "2000-02-29 01:01:01 UTC");
+    }
+
+    #[test]
     fn ranges_are_shown_only_when_they_differ() {
         let s = Spread::of([5.0, 5.0]);
         assert_eq!(with_range(s, count, true), "5");
         let s = Spread::of([1000.0, 2000.0, 3000.0]);
         assert_eq!(with_range(s, count, true), "2,000 (1,000–3,000)");
         assert_eq!(with_range(None, count, true), "–");
-    }
-}
-
-#[cfg(test)]
-mod report_tests {
-    //! A synthetic comparison (no servers): aggregation, ratios, Markdown and every chart.
-
-    use std::net::SocketAddr;
-    use std::time::{Duration, SystemTime};
-
-    use super::*;
-    use crate::bench::compare::{Cell, CompareSpec, RunResult};
-    use crate::bench::loadgen::LoadSpec;
-    use crate::bench::report::{ErrorCounts, IdleFigures, Latency, RunReport};
-    use crate::bench::server_process::Launch;
-
-    fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
-        Cell {
-            label: label.to_owned(),
-            model: model.to_owned(),
-            workers,
-            peer: workers.is_none(),
-            command: format!("{label} {{addr}}"),
-            launch: Launch::Peer {
-                command: format!("{label} {{addr}}"),
-            },
-        }
-    }
-
-    fn result(cell: &str, scenario: Scenario, rep: usize, rate: f64, cpu: f64) -> RunResult {
-        let idle = scenario == Scenario::Idle;
-        RunResult {
-            cell: cell.to_owned(),
-            scenario,
-            repetition: rep,
-            position: 0,
-            server_started: true,
-            sampled_secs: Some(1.0),
-            report: RunReport {
-                scenario,
-                target: "127.0.0.1:1".into(),
-                connections: 10,
-                size: 64,
-                depth: 1,
-                threads: 1,
-                source_addrs: 1,
-                warmup_secs: 1.0,
-                duration_secs: 1.0,
-                messages: rate as u64,
-                bytes: rate as u64 * 64,
-                msgs_per_sec: rate,
-                bytes_per_sec: rate * 64.0,
-                latency: Latency {
-                    count: 10,
-                    mean_us: 50.0,
-                    p50_us: 40.0,
-                    p90_us: 60.0,
-                    p99_us: 90.0,
-                    p999_us: 120.0,
-                    max_us: 150.0,
-                },
-                connections_opened: 10,
-                errors: ErrorCounts::default(),
-                idle: idle.then_some(IdleFigures {
-                    established: 10,
-                    connect_secs: 0.1,
-                    hold_secs: 1.0,
-                    echo_secs: 0.01,
-                }),
-            },
-            server_cpu_secs: Some(cpu * rate / 1e6),
-            server_cpu_per_msg_us: (!idle).then_some(cpu),
-            client_cpu_per_msg_us: (!idle).then_some(cpu * 2.0),
-            server_switches_per_msg: (!idle).then_some(0.25),
-            server_rss_start_bytes: Some(1 << 20),
-            server_rss_bytes: Some(2 << 20),
-            server_rss_peak_bytes: Some(2 << 20),
-            rss_per_connection_bytes: idle.then_some(cpu * 10.0),
-            server_exit: "clean".into(),
-        }
-    }
-
-    #[test]
-    fn medians_ratios_markdown_and_charts() {
-        let cells = vec![
-            cell("reactor/w1", "reactor", Some(1)),
-            cell("reactor/w2", "reactor", Some(2)),
-            cell("tokio", "tokio", None),
-        ];
-        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let loads = [Scenario::Pingpong, Scenario::Idle]
-            .map(|sc| LoadSpec {
-                duration: Duration::from_secs(1),
-                ..LoadSpec::new(target, sc)
-            })
-            .to_vec();
-        let out = std::env::temp_dir().join(format!("rp-summary-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
-        let spec = CompareSpec {
-            cells,
-            loads,
-            repeat: 3,
-            baseline: "tokio".into(),
-            out: out.clone(),
-            progress: false,
-        };
-        let mut runs = Vec::new();
-        for rep in 0..3 {
-            let jitter = rep as f64;
-            for sc in [Scenario::Pingpong, Scenario::Idle] {
-                runs.push(result("reactor/w1", sc, rep, 1000.0 + jitter, 5.0));
-                runs.push(result("reactor/w2", sc, rep, 1500.0 + jitter, 6.0));
-                runs.push(result(
-                    "tokio",
-                    sc,
-                    rep,
-                    (1000.0 + jitter) / 2.0,
-                    10.0 + jitter,
-                ));
-            }
-        }
-        let report = build(&spec, runs, SystemTime::now());
-        let w1 = report.find(Scenario::Pingpong, "reactor/w1").unwrap();
-        assert_eq!(w1.runs, 3);
-        assert_eq!(w1.msgs_per_sec.unwrap().median, 1001.0);
-        assert_eq!(w1.msgs_per_sec.unwrap().min, 1000.0);
-        assert_eq!(w1.msgs_ratio.unwrap().median, 2.0);
-        // Paired by repetition: 5/10, 5/11, 5/12.
-        let cpu = w1.cpu_ratio.unwrap();
-        assert_eq!(
-            (cpu.median, cpu.min, cpu.max),
-            (5.0 / 11.0, 5.0 / 12.0, 0.5)
-        );
-        let idle = report.find(Scenario::Idle, "reactor/w1").unwrap();
-        assert_eq!(idle.rss_ratio.unwrap().median, 5.0 / 11.0);
-        assert!(idle.server_cpu_per_msg_us.is_none());
-
-        let md = markdown(&report);
-        assert!(
-            md.contains(
-                "| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.45× (0.42–0.50) | 0.250 |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("| reactor/w1 | 50 B | 0.45× (0.42–0.50) |"),
-            "{md}"
-        );
-        assert!(md.contains("Load generator: 1 thread"), "{md}");
-
-        crate::bench::chart::write_all(&out, &report).unwrap();
-        for file in crate::bench::chart::planned(&report) {
-            let svg = std::fs::read_to_string(out.join(file)).unwrap();
-            assert!(svg.contains("</svg>"), "{file}");
-            assert!(md.contains(file), "{file} is linked");
-        }
-        assert!(crate::bench::chart::planned(&report).contains(&"workers.svg"));
-        let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
-        assert!(workers.contains("tokio") && workers.contains("reactor"));
-        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -10,11 +10,11 @@
 const PERIOD: usize = 65_521;
 
 /// Longest slice [`Pattern::slice`] hands out; reads and writes are chunked to this.
-pub const MAX_CHUNK: usize = 64 * 1024;
+pub(crate) const MAX_CHUNK: usize = 64 * 1024;
 
 /// The shared, read-only pattern table.
 #[derive(Debug, Clone)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     /// `PERIOD + MAX_CHUNK` bytes: any slice of up to `MAX_CHUNK` starting inside the period
     /// is contiguous.
     table: Box<[u8]>,
@@ -28,7 +28,7 @@ impl Default for Pattern {
 
 impl Pattern {
     /// Builds the table (deterministically: every run sends the same bytes).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut table = vec![0u8; PERIOD + MAX_CHUNK];
         // xorshift64*: cheap, and the bytes look nothing like text or the offset.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -48,14 +48,14 @@ impl Pattern {
     }
 
     /// The starting point in the table for connection `id`.
-    pub fn seed(id: u64) -> usize {
+    pub(crate) fn seed(id: u64) -> usize {
         // A stride coprime with PERIOD spreads consecutive ids over the table.
         ((id.wrapping_mul(40_503).wrapping_add(17)) % PERIOD as u64) as usize
     }
 
     /// The `len` bytes (at most [`MAX_CHUNK`]) at stream offset `offset` of the connection
     /// with `seed`.
-    pub fn slice(&self, seed: usize, offset: u64, len: usize) -> &[u8] {
+    pub(crate) fn slice(&self, seed: usize, offset: u64, len: usize) -> &[u8] {
         assert!(
             len <= MAX_CHUNK,
             "pattern slices are at most MAX_CHUNK bytes"
@@ -65,10 +65,35 @@ impl Pattern {
     }
 
     /// Whether `data` is exactly what the connection with `seed` sent at `offset`.
-    pub fn matches(&self, seed: usize, offset: u64, data: &[u8]) -> bool {
+    pub(crate) fn matches(&self, seed: usize, offset: u64, data: &[u8]) -> bool {
         data.chunks(MAX_CHUNK).enumerate().all(|(i, chunk)| {
             chunk == self.slice(seed, offset + (i * MAX_CHUNK) as u64, chunk.len())
         })
+    }
+
+    /// Checks `data`, just read on the connection with `seed` after `received` verified
+    /// bytes and with `outstanding` more sent: no more bytes than were outstanding, and
+    /// exactly those sent at that offset. The error says, for people, what differed.
+    pub(crate) fn check_echo(
+        &self,
+        seed: usize,
+        received: u64,
+        outstanding: u64,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let n = data.len() as u64;
+        if n > outstanding {
+            return Err(format!(
+                "{n} bytes came back where {outstanding} were outstanding"
+            ));
+        }
+        if !self.matches(seed, received, data) {
+            return Err(format!(
+                "echoed bytes at offset {received}..{} differ from those sent",
+                received + n
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -136,5 +161,25 @@ mod tests {
             seen[b as usize] = true;
         }
         assert!(seen.iter().filter(|s| **s).count() > 250);
+    }
+
+    #[test]
+    fn echo_checks_catch_extra_and_wrong_bytes() {
+        let p = Pattern::new();
+        let seed = Pattern::seed(7);
+        let sent = p.slice(seed, 100, 10).to_vec();
+        assert_eq!(p.check_echo(seed, 100, 10, &sent), Ok(()));
+        assert_eq!(p.check_echo(seed, 100, 50, &sent[..4]), Ok(()));
+        let extra = p.check_echo(seed, 100, 9, &sent).unwrap_err();
+        assert_eq!(extra, "10 bytes came back where 9 were outstanding");
+        let mut wrong = sent.clone();
+        wrong[3] ^= 1;
+        let differ = p.check_echo(seed, 100, 10, &wrong).unwrap_err();
+        assert_eq!(
+            differ,
+            "echoed bytes at offset 100..110 differ from those sent"
+        );
+        // The right bytes at the wrong offset are wrong too.
+        assert!(p.check_echo(seed, 101, 10, &sent).is_err());
     }
 }

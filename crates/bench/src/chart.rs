@@ -8,12 +8,12 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::micros;
-use super::scenario::Scenario;
-use super::summary::{CellSummary, CompareReport, Spread};
+use crate::report::micros;
+use crate::scenario::Scenario;
+use crate::summary::{CellSummary, CompareReport, Spread};
 
 /// Chart files and their titles, in the order the Markdown report shows them.
-pub const FILES: [(&str, &str); 5] = [
+pub(crate) const FILES: [(&str, &str); 5] = [
     ("throughput.svg", "Throughput per server"),
     ("cpu_per_msg.svg", "Server CPU time per message"),
     ("latency.svg", "Latency percentiles"),
@@ -45,28 +45,26 @@ fn color(i: usize) -> RGBColor {
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// The chart files `write_all` produces for `report`.
-pub fn planned(report: &CompareReport) -> Vec<&'static str> {
-    let mut files = Vec::new();
-    if !timed_scenarios(report).is_empty() {
-        files.extend(["throughput.svg", "cpu_per_msg.svg", "latency.svg"]);
-        if worker_series(report).is_some() {
-            files.push("workers.svg");
-        }
-    }
-    if report
+/// The charts `write_all` draws for `report`, as (file, title), in `FILES` order.
+pub(crate) fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str)> {
+    let timed = !timed_scenarios(report).is_empty();
+    let idle = report
         .scenarios
         .iter()
-        .any(|s| s.scenario == Scenario::Idle)
-    {
-        files.push("idle_rss.svg");
-    }
-    files
+        .any(|s| s.scenario == Scenario::Idle);
+    FILES
+        .into_iter()
+        .filter(|&(file, _)| match file {
+            "workers.svg" => timed && worker_series(report).is_some(),
+            "idle_rss.svg" => idle,
+            _ => timed,
+        })
+        .collect()
 }
 
 /// Draws every planned chart into `dir`.
-pub fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
-    let files = planned(report);
+pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
+    let files: Vec<&str> = planned(report).into_iter().map(|(file, _)| file).collect();
     let timed = timed_scenarios(report);
     let cells: Vec<&str> = report.cells.iter().map(|c| c.label.as_str()).collect();
     let panels_of = |metric: fn(&CellSummary) -> Option<Spread>| -> Vec<Panel> {

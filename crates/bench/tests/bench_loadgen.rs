@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use reactor_pool::bench::loadgen::{self, LoadSpec, NoObserver, Observer};
-use reactor_pool::bench::{RunReport, Scenario};
 use reactor_pool::{Config, Server, ShutdownHandle};
+use reactor_pool_bench::loadgen::{self, NoObserver, Observer};
+use reactor_pool_bench::{LoadSpec, RunReport, Scenario};
 
 /// An in-process reactor server on an ephemeral loopback port.
 struct Reactor {

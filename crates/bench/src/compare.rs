@@ -1,0 +1,499 @@
+//! The comparison runner (`reactor-pool bench --compare`): for every repetition, scenario
+//! and cell (model × worker count, or external peer) it starts a fresh server, runs the load
+//! generator in this process, samples the server's CPU time and memory from `/proc` at the
+//! measured window's edges, and stops the server. Cells run in a rotated order in each
+//! repetition (A B C, B C A, C A B, ...) so slow drifts of the machine spread over all of
+//! them. The results go to a report directory: `report.md`, `report.json`, SVG charts, and
+//! the servers' logs.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use reactor_pool::config::Config;
+
+use crate::args::{BenchArgs, BenchError, check_fd_limit};
+use crate::chart;
+use crate::compare_spec::{self, Cell, CompareSpec};
+use crate::loadgen::{self, Observer};
+use crate::measurement::RunResult;
+use crate::procfs::{self, ProcSample};
+use crate::report::thousands;
+use crate::server_process::{Exit, Launch, ServerProcess};
+use crate::spec::LoadSpec;
+use crate::summary::{self, CompareReport};
+
+/// How long the idle scenario waits for the server to have accepted every connection
+/// before the hold starts.
+const ACCEPT_WAIT: Duration = Duration::from_secs(10);
+
+/// `bench --compare` from the command line. Returns the number of errors counted.
+pub(crate) fn run_cli(args: &BenchArgs) -> Result<u64, BenchError> {
+    let spec = compare_spec::resolve(args)?;
+    for load in &spec.loads {
+        check_fd_limit(load)?;
+    }
+    let report = run(&spec)?;
+    let markdown = summary::markdown(&report, &chart::planned(&report));
+    print!("{markdown}");
+    println!(
+        "\nreport written to {} (report.md, report.json, *.svg, logs/)",
+        spec.out.display()
+    );
+    Ok(report.runs.iter().map(RunResult::errors).sum())
+}
+
+/// The order of the cells in repetition `rep`: rotated by `rep` places.
+pub(crate) fn rotation(cells: usize, rep: usize) -> Vec<usize> {
+    (0..cells).map(|i| (i + rep) % cells.max(1)).collect()
+}
+
+/// Runs the whole comparison and writes the report directory.
+pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
+    let logs = spec.out.join("logs");
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| BenchError::Runtime(format!("cannot create {}: {e}", logs.display())))?;
+    let started = SystemTime::now();
+    let total_runs = spec.repeat * spec.loads.len() * spec.cells.len();
+    let bar = spec.progress.then(|| {
+        let bar = ProgressBar::new(total_runs as u64);
+        if let Ok(style) = ProgressStyle::with_template("[{bar:30}] {pos}/{len} {elapsed} {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+
+    let mut runs = Vec::with_capacity(total_runs);
+    for rep in 0..spec.repeat {
+        for load in &spec.loads {
+            for (position, &i) in rotation(spec.cells.len(), rep).iter().enumerate() {
+                let cell = &spec.cells[i];
+                if let Some(bar) = &bar {
+                    bar.set_message(format!(
+                        "{} {} (repetition {}/{})",
+                        load.scenario,
+                        cell.label,
+                        rep + 1,
+                        spec.repeat
+                    ));
+                }
+                let log = logs.join(format!(
+                    "{}-{}-r{}.log",
+                    load.scenario,
+                    file_safe(&cell.label),
+                    rep + 1
+                ));
+                let result = measure(cell, load, rep, position, &log)?;
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    bar.println(run_line(&result));
+                }
+                runs.push(result);
+            }
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+
+    let report = summary::build(spec, runs, started);
+    write_report(&spec.out, &report)?;
+    Ok(report)
+}
+
+/// One line per finished measurement, shown above the progress bar.
+fn run_line(r: &RunResult) -> String {
+    let unit = r.scenario.unit();
+    let mut line = format!(
+        "{} {} #{}: {} {unit}/s",
+        r.scenario,
+        r.cell,
+        r.repetition + 1,
+        thousands(r.report.msgs_per_sec.round() as u64)
+    );
+    if let Some(cpu) = r.server_cpu_per_msg_us {
+        line += &format!(", server {cpu:.2} µs CPU/{unit}");
+    }
+    if let Some(rss) = r.rss_per_connection_bytes {
+        line += &format!(", {rss:.0} B RSS/connection");
+    }
+    if r.errors() > 0 {
+        line += &format!(", errors: {}", r.report.errors.summary());
+    }
+    if r.server_exit != "clean" {
+        line += &format!(" (server: {})", r.server_exit);
+    }
+    line
+}
+
+fn write_report(out: &Path, report: &CompareReport) -> Result<(), BenchError> {
+    let write = |name: &str, text: &str| {
+        let path = out.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| BenchError::Runtime(format!("cannot write {}: {e}", path.display())))
+    };
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| BenchError::Runtime(format!("cannot encode the report: {e}")))?;
+    write("report.json", &(json + "\n"))?;
+    write(
+        "report.md",
+        &summary::markdown(report, &chart::planned(report)),
+    )?;
+    chart::write_all(out, report)
+        .map_err(|e| BenchError::Runtime(format!("cannot draw the charts: {e}")))?;
+    Ok(())
+}
+
+fn file_safe(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One measurement: start the server, load it, sample it, stop it.
+fn measure(
+    cell: &Cell,
+    load: &LoadSpec,
+    repetition: usize,
+    position: usize,
+    log: &Path,
+) -> Result<RunResult, BenchError> {
+    let launch = launch_for(cell, load);
+    let mut server = match ServerProcess::start(&launch, log) {
+        Ok(server) => server,
+        // Recorded, not fatal: a model may refuse a load (select above FD_SETSIZE), and the
+        // rest of the comparison is still worth having.
+        Err(e) => {
+            return Ok(RunResult::not_started(
+                cell,
+                load,
+                repetition,
+                position,
+                &e.to_string(),
+            ));
+        }
+    };
+    let pid = server.pid();
+    let start_sample = procfs::sample(Some(pid)).ok();
+    let start_fds = procfs::open_fds(pid).unwrap_or(0);
+    let mut spec = load.clone();
+    spec.target = server.addr();
+    let mut observer = Sampler {
+        pid,
+        start_fds,
+        at_start: None,
+        at_end: None,
+    };
+    let report = loadgen::run(&spec, &mut observer)
+        .map_err(|e| BenchError::Runtime(format!("load generator failed: {e}")))?;
+    let still_running = server.is_running();
+    let exit = server.stop();
+    let server_exit = match (still_running, exit) {
+        (true, Exit::Clean) => "clean".to_owned(),
+        (false, Exit::Clean) => "exited during the run".to_owned(),
+        (_, Exit::Failed(how)) => how,
+    };
+
+    // The samples bracket the counting window as closely as the coordinator manages (it can
+    // wake late on a loaded machine), so rates are taken over the sampled interval and
+    // related to the message rate over the window: CPU per message = CPU rate / message rate.
+    let window = observer.at_start.zip(observer.at_end);
+    let sampled_secs = window.map(|((t0, ..), (t1, ..))| (t1 - t0).as_secs_f64());
+    let msg_rate = report.messages as f64 / report.duration_secs.max(1e-9);
+    let per_msg = |delta: f64| match sampled_secs {
+        Some(secs) if secs > 0.0 && report.messages > 0 => Some(delta / secs / msg_rate),
+        _ => None,
+    };
+    let server_cpu = window.map(|((_, s0, _), (_, s1, _))| s1.cpu.saturating_sub(s0.cpu));
+    let client_cpu = window.map(|((_, _, c0), (_, _, c1))| c1.cpu.saturating_sub(c0.cpu));
+    let server_end = observer.at_end.map(|(_, s, _)| s);
+    let switches = window.map(|((_, s0, _), (_, s1, _))| {
+        s1.context_switches.saturating_sub(s0.context_switches) as f64
+    });
+    let rss_per_connection = match (&report.idle, start_sample, server_end) {
+        (Some(idle), Some(s0), Some(s1)) if idle.established > 0 => {
+            Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / idle.established as f64)
+        }
+        _ => None,
+    };
+    // Idle's messages are the echoes after the hold, outside the sampled window.
+    let timed = load.scenario.is_timed();
+    Ok(RunResult {
+        cell: cell.label.clone(),
+        scenario: load.scenario,
+        repetition,
+        position,
+        server_started: true,
+        sampled_secs,
+        server_cpu_secs: server_cpu.map(|d| d.as_secs_f64()),
+        server_cpu_per_msg_us: server_cpu
+            .filter(|_| timed)
+            .and_then(|d| per_msg(d.as_secs_f64() * 1e6)),
+        client_cpu_per_msg_us: client_cpu
+            .filter(|_| timed)
+            .and_then(|d| per_msg(d.as_secs_f64() * 1e6)),
+        server_switches_per_msg: switches.filter(|_| timed).and_then(per_msg),
+        server_rss_start_bytes: start_sample.map(|s| s.rss_bytes),
+        server_rss_bytes: server_end.map(|s| s.rss_bytes),
+        server_rss_peak_bytes: server_end.map(|s| s.rss_peak_bytes),
+        rss_per_connection_bytes: rss_per_connection,
+        server_exit,
+        report,
+    })
+}
+
+/// The cell's launch for `load`: `serve` gets `--max-connections` when the load needs more
+/// than the default allows (and only then, since some models refuse large values).
+fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
+    let default_max = Config::default().max_connections;
+    match &cell.launch {
+        Launch::Serve { exe, args }
+            if load.connections + 16 > default_max
+                && !args.iter().any(|a| a.starts_with("--max-connections")) =>
+        {
+            let mut args = args.clone();
+            args.extend([
+                "--max-connections".to_owned(),
+                (load.connections + 64).to_string(),
+            ]);
+            Launch::Serve {
+                exe: exe.clone(),
+                args,
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// Samples the server and this process at the window's edges.
+#[derive(Debug)]
+struct Sampler {
+    /// The server's pid.
+    pid: u32,
+    /// The server's open descriptors before any connection.
+    start_fds: usize,
+    /// (when, server, load generator) at the window's start.
+    at_start: Option<(Instant, ProcSample, ProcSample)>,
+    /// (when, server, load generator) at the window's end.
+    at_end: Option<(Instant, ProcSample, ProcSample)>,
+}
+
+impl Sampler {
+    fn both(&self) -> Option<(Instant, ProcSample, ProcSample)> {
+        let server = procfs::sample(Some(self.pid)).ok()?;
+        let when = Instant::now();
+        Some((when, server, procfs::sample(None).ok()?))
+    }
+}
+
+impl Observer for Sampler {
+    fn all_connected(&mut self, open: u64) {
+        // A connect completes at the SYN-ACK, before the server has accepted; wait (bounded)
+        // until the server holds a descriptor for each connection, so the hold measures
+        // accepted connections.
+        let deadline = Instant::now() + ACCEPT_WAIT;
+        let want = self.start_fds + open as usize;
+        while Instant::now() < deadline {
+            match procfs::open_fds(self.pid) {
+                Ok(n) if n < want => std::thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+    }
+
+    fn window_start(&mut self) {
+        self.at_start = self.both();
+    }
+
+    fn window_end(&mut self) {
+        self.at_end = self.both();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_moves_every_cell_through_every_position() {
+        assert_eq!(rotation(3, 0), vec![0, 1, 2]);
+        assert_eq!(rotation(3, 1), vec![1, 2, 0]);
+        assert_eq!(rotation(3, 2), vec![2, 0, 1]);
+        assert_eq!(rotation(3, 3), vec![0, 1, 2]);
+        assert_eq!(rotation(1, 5), vec![0]);
+    }
+
+    #[test]
+    fn file_names_are_safe() {
+        assert_eq!(file_safe("reactor/w2"), "reactor_w2");
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    //! A synthetic comparison (no servers): aggregation, ratios, and the report directory
+    //! (`report.md`, `report.json`, every chart).
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::scenario::Scenario;
+    use crate::summary::build;
+
+    fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
+        Cell {
+            label: label.to_owned(),
+            model: model.to_owned(),
+            workers,
+            peer: workers.is_none(),
+            command: format!("{label} {{addr}}"),
+            launch: Launch::Peer {
+                command: format!("{label} {{addr}}"),
+            },
+        }
+    }
+
+    fn result(cell: &str, scenario: Scenario, rep: usize, rate: f64, cpu: f64) -> RunResult {
+        let idle = scenario == Scenario::Idle;
+        RunResult {
+            cell: cell.to_owned(),
+            scenario,
+            repetition: rep,
+            position: 0,
+            server_started: true,
+            sampled_secs: Some(1.0),
+            report: RunReport {
+                scenario,
+                target: "127.0.0.1:1".into(),
+                connections: 10,
+                size: 64,
+                depth: 1,
+                threads: 1,
+                source_addrs: 1,
+                warmup_secs: 1.0,
+                duration_secs: 1.0,
+                messages: rate as u64,
+                bytes: rate as u64 * 64,
+                msgs_per_sec: rate,
+                bytes_per_sec: rate * 64.0,
+                latency: Latency {
+                    count: 10,
+                    mean_us: 50.0,
+                    p50_us: 40.0,
+                    p90_us: 60.0,
+                    p99_us: 90.0,
+                    p999_us: 120.0,
+                    max_us: 150.0,
+                },
+                connections_opened: 10,
+                errors: ErrorCounts::default(),
+                idle: idle.then_some(IdleFigures {
+                    established: 10,
+                    connect_secs: 0.1,
+                    hold_secs: 1.0,
+                    echo_secs: 0.01,
+                }),
+            },
+            server_cpu_secs: Some(cpu * rate / 1e6),
+            server_cpu_per_msg_us: (!idle).then_some(cpu),
+            client_cpu_per_msg_us: (!idle).then_some(cpu * 2.0),
+            server_switches_per_msg: (!idle).then_some(0.25),
+            server_rss_start_bytes: Some(1 << 20),
+            server_rss_bytes: Some(2 << 20),
+            server_rss_peak_bytes: Some(2 << 20),
+            rss_per_connection_bytes: idle.then_some(cpu * 10.0),
+            server_exit: "clean".into(),
+        }
+    }
+
+    #[test]
+    fn medians_ratios_markdown_and_charts() {
+        let cells = vec![
+            cell("reactor/w1", "reactor", Some(1)),
+            cell("reactor/w2", "reactor", Some(2)),
+            cell("tokio", "tokio", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let loads = [Scenario::Pingpong, Scenario::Idle]
+            .map(|sc| LoadSpec {
+                duration: Duration::from_secs(1),
+                ..LoadSpec::new(target, sc)
+            })
+            .to_vec();
+        let out = std::env::temp_dir().join(format!("rp-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads,
+            repeat: 3,
+            baseline: "tokio".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let mut runs = Vec::new();
+        for rep in 0..3 {
+            let jitter = rep as f64;
+            for sc in [Scenario::Pingpong, Scenario::Idle] {
+                runs.push(result("reactor/w1", sc, rep, 1000.0 + jitter, 5.0));
+                runs.push(result("reactor/w2", sc, rep, 1500.0 + jitter, 6.0));
+                runs.push(result(
+                    "tokio",
+                    sc,
+                    rep,
+                    (1000.0 + jitter) / 2.0,
+                    10.0 + jitter,
+                ));
+            }
+        }
+        let report = build(&spec, runs, SystemTime::now());
+        let w1 = report.find(Scenario::Pingpong, "reactor/w1").unwrap();
+        assert_eq!(w1.runs, 3);
+        assert_eq!(w1.msgs_per_sec.unwrap().median, 1001.0);
+        assert_eq!(w1.msgs_per_sec.unwrap().min, 1000.0);
+        assert_eq!(w1.msgs_ratio.unwrap().median, 2.0);
+        // Paired by repetition: 5/10, 5/11, 5/12.
+        let cpu = w1.cpu_ratio.unwrap();
+        assert_eq!(
+            (cpu.median, cpu.min, cpu.max),
+            (5.0 / 11.0, 5.0 / 12.0, 0.5)
+        );
+        let idle = report.find(Scenario::Idle, "reactor/w1").unwrap();
+        assert_eq!(idle.rss_ratio.unwrap().median, 5.0 / 11.0);
+        assert!(idle.server_cpu_per_msg_us.is_none());
+
+        write_report(&out, &report).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(out.join("report.json").is_file());
+        assert!(
+            md.contains(
+                "| reactor/w1 | 1,001 (1,000–1,002) | 2.00× | 5.00 µs | 0.45× (0.42–0.50) | 0.250 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| reactor/w1 | 50 B | 0.45× (0.42–0.50) |"),
+            "{md}"
+        );
+        assert!(md.contains("Load generator: 1 thread"), "{md}");
+
+        let charts = chart::planned(&report);
+        for (file, _) in &charts {
+            let svg = std::fs::read_to_string(out.join(file)).unwrap();
+            assert!(svg.contains("</svg>"), "{file}");
+            assert!(md.contains(file), "{file} is linked");
+        }
+        assert!(charts.iter().any(|&(file, _)| file == "workers.svg"));
+        let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
+        assert!(workers.contains("tokio") && workers.contains("reactor"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
