@@ -17,14 +17,18 @@
 # The toolchain of Cargo.toml's rust-version or newer; bookworm matches the runtime's glibc.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, in a layer of their own, so a source change does not rebuild them: a
-# stub crate with the real manifest and lock file.
+# Dependencies first, in a layer of their own, so a source change does not rebuild them: stub
+# crates with the real manifests and lock file. The workspace's other member (crates/bench,
+# the load generator) only needs to exist: the image ships the server alone.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY crates/bench/Cargo.toml crates/bench/
+RUN mkdir -p src benches crates/bench/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/echo.rs \
-    && cargo build --release --locked --bin reactor-pool \
+    && echo 'fn main() {}' > crates/bench/src/main.rs \
+    && touch crates/bench/src/lib.rs \
+    && cargo build --release --locked -p reactor-pool --bin reactor-pool \
     && rm -rf src
 COPY src ./src
 # config.rs embeds the example file in a unit test; the release build does not read it, but
@@ -32,7 +36,7 @@ COPY src ./src
 COPY config.example.toml ./
 # touch: COPY keeps the files' own times, which may be older than the stub's build.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin reactor-pool \
+    && cargo build --release --locked -p reactor-pool --bin reactor-pool \
     && install -D -m 0755 target/release/reactor-pool /out/reactor-pool
 
 # --- runtime -------------------------------------------------------------------------------
