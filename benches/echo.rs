@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use reactor_pool::Config;
 use reactor_pool::live::LiveSettings;
+use reactor_pool::policy::Progress;
 use reactor_pool::reactor::dispatch::{Dispatcher, WorkerLink};
 use reactor_pool::stats::Stats;
-use reactor_pool::worker::{Echo, EchoOptions, Progress, Transport, Worker, WorkerSettings};
+use reactor_pool::worker::{Echo, EchoOptions, Transport, Worker, WorkerSettings};
 
 /// A stream whose reads deliver `input` once, at most `chunk` bytes per read, then
 /// WouldBlock; whose writes accept at most `accept` bytes each.
@@ -94,7 +95,7 @@ fn echo_core(c: &mut Criterion) {
                     // One readiness event: drive until blocked; with half writes, the
                     // remainder goes through Pending and out on the following "writable".
                     loop {
-                        match echo.drive(&mut stream, &mut scratch, &options) {
+                        match echo.drive(&mut stream, &mut scratch, &options).progress {
                             Progress::Yielded => continue,
                             Progress::Blocked(_) if echo.pending() > 0 => continue,
                             Progress::Blocked(_) => break,

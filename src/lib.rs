@@ -8,6 +8,8 @@
 //! - [`reactor`]: the acceptor, round-robin dispatch and the worker pool.
 //! - [`worker`]: each worker's event loop, its connections, and the sans-IO echo core.
 //! - [`listener`]: the listening socket (socket2, configurable backlog).
+//! - [`policy`]: the rules every server shares, one home each: close reasons, the interest
+//!   rule, loop housekeeping, admission.
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
 //!   blocking), one file each, on the raw syscalls of [`sys`].
@@ -32,6 +34,7 @@ pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod policy;
 pub mod ratelimit;
 pub mod reactor;
 pub mod server;

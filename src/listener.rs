@@ -18,11 +18,6 @@ use tracing::debug;
 
 use crate::live::LiveSettings;
 
-/// How long accepting pauses after `accept` failed for lack of descriptors or memory (or a
-/// model could not start a thread or process for a connection): retrying at once would fail
-/// again, and spin. Every model's accept loop uses it.
-pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
-
 /// The listening socket could not be set up. Shown to the user, who exits 1.
 #[derive(Debug)]
 pub struct BindError {

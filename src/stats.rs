@@ -10,62 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::worker::Closed;
-
-/// Why a connection was closed, as counted in `reactor_pool_connections_closed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The peer closed its side and got every byte back.
-    Eof,
-    /// The peer reset or vanished.
-    Reset,
-    /// Another I/O error.
-    Error,
-    /// No traffic for `idle_timeout`.
-    IdleTimeout,
-    /// Still open when a graceful shutdown's `shutdown_timeout` ran out.
-    ShutdownTimeout,
-    /// Closed at accept because `max_connections` were open.
-    Limit,
-}
-
-impl CloseReason {
-    /// Every reason, in the order the metrics list them.
-    pub const ALL: [CloseReason; 6] = [
-        CloseReason::Eof,
-        CloseReason::Reset,
-        CloseReason::Error,
-        CloseReason::IdleTimeout,
-        CloseReason::ShutdownTimeout,
-        CloseReason::Limit,
-    ];
-
-    /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Eof => "eof",
-            CloseReason::Reset => "reset",
-            CloseReason::Error => "error",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::ShutdownTimeout => "shutdown_timeout",
-            CloseReason::Limit => "limit",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl From<Closed> for CloseReason {
-    fn from(closed: Closed) -> Self {
-        match closed {
-            Closed::Eof => CloseReason::Eof,
-            Closed::Reset => CloseReason::Reset,
-            Closed::Error(_) => CloseReason::Error,
-        }
-    }
-}
+use crate::policy::CloseReason;
 
 /// Counters written only by one worker thread.
 #[derive(Debug, Default)]

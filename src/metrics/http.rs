@@ -30,7 +30,8 @@ use slab::Slab;
 use tracing::{debug, warn};
 
 use super::render::{MetricsSource, render};
-use crate::listener::{self, BindError, EXHAUSTED_BACKOFF};
+use crate::listener::{self, BindError};
+use crate::policy::admission::{AcceptError, EXHAUSTED_BACKOFF, classify_accept_error};
 use crate::ratelimit::RateLimit;
 use crate::shutdown::ShutdownHandle;
 
@@ -205,19 +206,22 @@ impl Endpoint {
                     debug!(%peer, "metrics client");
                     self.admit(stream);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if is_transient_accept_error(&e) => {}
-                Err(e) => {
-                    // Out of descriptors or memory, most likely. The connection that met the
-                    // failure is still in the backlog, and no new edge will announce it:
-                    // retry on a timer (retrying at once would fail again, and spin).
-                    if let Some(suppressed) = self.error_log.check(Instant::now()) {
-                        warn!(error = %e, suppressed, retry_ms = EXHAUSTED_BACKOFF.as_millis() as u64,
+                // The accept-error rule every server follows (policy::admission).
+                Err(e) => match classify_accept_error(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Retry => {}
+                    AcceptError::Exhausted | AcceptError::Failed => {
+                        // Out of descriptors or memory, most likely. The connection that met the
+                        // failure is still in the backlog, and no new edge will announce it:
+                        // retry on a timer (retrying at once would fail again, and spin).
+                        if let Some(suppressed) = self.error_log.check(Instant::now()) {
+                            warn!(error = %e, suppressed, retry_ms = EXHAUSTED_BACKOFF.as_millis() as u64,
                             "metrics accept failed; retrying");
+                        }
+                        self.retry_accept_at = Some(Instant::now() + EXHAUSTED_BACKOFF);
+                        return;
                     }
-                    self.retry_accept_at = Some(Instant::now() + EXHAUSTED_BACKOFF);
-                    return;
-                }
+                },
             }
         }
     }
@@ -293,15 +297,6 @@ impl Endpoint {
             self.close(key);
         }
     }
-}
-
-/// An accept error that concerns one connection only (a signal, or a peer that gave up or
-/// failed its handshake): accept the next one at once.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-    ) || e.raw_os_error() == Some(libc::EPROTO)
 }
 
 /// What one [`Client::advance`] achieved.

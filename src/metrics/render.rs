@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::live::LiveSettings;
-use crate::stats::{CloseReason, Snapshot, Stats};
+use crate::policy::CloseReason;
+use crate::stats::{Snapshot, Stats};
 
 /// What a scrape reads: the counters and the live settings of one server.
 #[derive(Debug, Clone)]

@@ -21,10 +21,11 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::Bound;
-use super::accept::{AcceptWait, Accepted, Gate};
+use super::accept::AcceptWait;
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
 use crate::config::Model;
+use crate::policy::admission::{Accepted, Admission};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::{Mode, Stream};
 
@@ -78,7 +79,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         drop(ticket);
         log_close(Model::Blocking, reason, 0);
     };
-    let mut gate = Gate::new(live.clone(), stats.clone());
+    let mut gate = Admission::new(live.clone(), stats.clone());
     let mut waiter = AcceptWait::new(wake.as_raw_fd(), listener.as_raw_fd());
     let result = loop {
         if shutdown.is_requested() {

@@ -16,11 +16,11 @@ use parking_lot::{Condvar, Mutex};
 use slab::Slab;
 use tracing::info;
 
-use super::conn::CloseReason;
 use crate::live::LiveSettings;
+use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
-use crate::worker::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport};
+use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// Echo options for a blocking socket: a short read ends the attempt (the next read blocks
 /// until more arrives), so no read ever waits while received bytes are still unechoed.
@@ -104,15 +104,14 @@ pub fn serve<T: Transport>(
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: Option<&WorkerStats>,
-) -> Closed {
+) -> CloseReason {
     let mut echo = Echo::new();
     loop {
-        let mut moved = Moved::default();
-        let progress = echo.drive_counted(io, scratch, options, &mut moved);
+        let driven = echo.drive(io, scratch, options);
         if let Some(counters) = counters {
-            counters.moved(moved.read, moved.written);
+            counters.moved(driven.moved.read, driven.moved.written);
         }
-        match progress {
+        match driven.progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
         }
@@ -133,7 +132,7 @@ pub fn serve_stream(
     let reason = if io.timed_out {
         CloseReason::IdleTimeout
     } else {
-        CloseReason::from(closed)
+        closed
     };
     counters.closed(reason);
     reason

@@ -6,11 +6,11 @@ use std::net::Shutdown;
 
 use tracing::debug;
 
-pub use crate::stats::CloseReason;
-
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::Wants;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, Transport, Wants};
+use crate::worker::{Echo, Transport};
 
 impl Transport for Stream {
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -37,17 +37,11 @@ impl Conn {
         Conn {
             stream,
             echo: Echo::new(),
-            watching: READ_ONLY,
+            watching: Wants::READ,
             last_active_ms: now_ms,
         }
     }
 }
-
-/// The interest of a fresh connection.
-pub const READ_ONLY: Wants = Wants {
-    read: true,
-    write: false,
-};
 
 /// Logs a closed connection at debug level.
 pub fn log_close(model: Model, reason: CloseReason, pending: usize) {

@@ -1,7 +1,7 @@
 //! `epoll` model: one thread, raw `epoll_wait`, level-triggered.
 //!
 //! Level-triggered epoll reports a descriptor for as long as it is ready, so the loop may
-//! stop anywhere: a connection that spent its read budget ([`Progress::Yielded`]) keeps its
+//! stop anywhere: a connection that spent its read budget (`Progress::Yielded`) keeps its
 //! interest and is simply reported again; a short read counts as drained
 //! ([`ReadUntil::ShortRead`]), saving one `EAGAIN` read per message. Interest follows the
 //! echo state (`EPOLLIN` while the buffer has room, `EPOLLOUT` while bytes wait) and is
@@ -15,13 +15,16 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::Wants;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil, Wants};
+use crate::worker::ReadUntil;
 
 /// Token of the listening socket; connection tokens are slab keys, far below.
 const LISTENER: u64 = u64::MAX;
@@ -38,7 +41,7 @@ fn bits(wants: Wants) -> u32 {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Epoll, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(Model::Epoll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -48,7 +51,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Vec::with_capacity(1024);
     loop {
-        if listener.is_some() && !listening && !core.gate.is_paused(Instant::now()) {
+        if listener.is_some() && !listening && !core.admission.is_paused(Instant::now()) {
             ep.modify(lfd, epoll::READ, LISTENER)?;
             listening = true;
         }
@@ -71,16 +74,15 @@ pub fn run(bound: Bound) -> io::Result<()> {
                         continue;
                     };
                     let reason = match core.drive(conn, now) {
-                        Progress::Done(closed) => Some(CloseReason::from(closed)),
-                        // Yielded keeps the read interest: level-triggered epoll reports the
-                        // unread bytes again on the next wait.
-                        Progress::Blocked(_) | Progress::Yielded => {
-                            let wants = conn.echo.wants(&core.echo);
+                        Next::Close(reason) => Some(reason),
+                        // Never `resume`: level-triggered epoll reports the unread bytes of a
+                        // yielded connection again on the next wait.
+                        Next::Wait { interest, .. } => {
                             let fd = conn.stream.as_raw_fd();
-                            if wants == conn.watching {
+                            if interest == conn.watching {
                                 None
-                            } else if ep.modify(fd, bits(wants), token).is_ok() {
-                                conn.watching = wants;
+                            } else if ep.modify(fd, bits(interest), token).is_ok() {
+                                conn.watching = interest;
                                 None
                             } else {
                                 Some(CloseReason::Error)
@@ -129,7 +131,7 @@ fn accept(
     budget: usize,
 ) -> bool {
     for _ in 0..budget {
-        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+        match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
                 core.admit(&stream);
                 let entry = conns.vacant_entry();

@@ -8,7 +8,7 @@
 //!   decides what to do on any edge);
 //! - remembers every connection that stopped early while data may still be readable, and
 //!   drives it again without waiting for an edge:
-//!   - spent its read budget ([`Progress::Yielded`]): kept in `resume`, driven after this
+//!   - spent its read budget (`Progress::Yielded`: the rule says `resume`): kept in `resume`, driven after this
 //!     round's events, with a zero wait so the next round comes at once;
 //!   - paused by backpressure (buffer full): the echo stops reading only after a write hit
 //!     `EAGAIN`, so the `EPOLLOUT` edge that comes when the peer reads is its resume signal;
@@ -24,13 +24,15 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::epoll::{self, Epoll};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil};
+use crate::worker::ReadUntil;
 
 /// Token of the listening socket; connection tokens are slab keys, far below.
 const LISTENER: u64 = u64::MAX;
@@ -41,7 +43,7 @@ const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::EpollEt, &bound, ReadUntil::WouldBlock)?;
+    let mut core = LoopCore::new(Model::EpollEt, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
@@ -58,7 +60,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
     loop {
         // A pause that ended before this wait leaves no timer to wake it, and the backlog no
         // new edge: accept at once.
-        let accept_now = accept_owed && listener.is_some() && !core.gate.is_paused(Instant::now());
+        let accept_now =
+            accept_owed && listener.is_some() && !core.admission.is_paused(Instant::now());
         let busy = !resume.is_empty() || accept_now;
         let timeout = core.timeout(core.now_ms(), conns.len(), busy);
         match ep.wait(&mut events, timeout) {
@@ -84,7 +87,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
         }
         if let Some(l) = &listener {
-            if accept_owed && !core.gate.is_paused(Instant::now()) {
+            if accept_owed && !core.admission.is_paused(Instant::now()) {
                 accept_owed = accept_all(&mut core, &ep, l, &mut conns, now);
             }
         }
@@ -95,22 +98,23 @@ pub fn run(bound: Bound) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
+            // The interest is not used: the registration never changes.
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::from(closed),
-                Progress::Yielded => {
+                Next::Close(reason) => reason,
+                Next::Wait { resume: true, .. } => {
                     resume.push(key);
                     continue;
                 }
                 // Blocked: every path that stops here saw EAGAIN (read or write), so an edge
                 // will come when that changes.
-                Progress::Blocked(_) => continue,
+                Next::Wait { resume: false, .. } => continue,
             };
             let conn = conns.remove(key);
             core.closed(reason, conn.echo.pending());
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept_all(&mut core, &ep, l, &mut conns, now);
             }
             listener = None;
@@ -134,7 +138,7 @@ fn accept_all(
     now: u64,
 ) -> bool {
     loop {
-        match core.gate.accept(l, Mode::NonBlocking, conns.len()) {
+        match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
                 core.admit(&stream);
                 let entry = conns.vacant_entry();

@@ -17,15 +17,18 @@ use slab::Slab;
 use tracing::{error, info};
 
 use super::Bound;
-use super::accept::Gate;
-use super::conn::{CloseReason, Conn, log_close};
+use super::conn::{Conn, log_close};
 use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::CloseReason;
+use crate::policy::admission::Admission;
+use crate::policy::housekeeping::{self, Drain, Housekeeping};
+use crate::policy::interest::{self, Next, Trigger};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, Moved, Progress, ReadUntil};
+use crate::worker::{EchoOptions, ReadUntil};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -63,10 +66,12 @@ pub struct LoopCore {
     pub model: Model,
     /// Echo tunables; `limit` is `buffer_size`.
     pub echo: EchoOptions,
+    /// How the model's poller reports readiness (for the interest rule).
+    trigger: Trigger,
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
     pub scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
-    pub gate: Gate,
+    pub admission: Admission,
     /// Written by the shutdown callback; the loop watches it for readability.
     wake: Arc<EventFd>,
     /// The shutdown trigger.
@@ -78,16 +83,19 @@ pub struct LoopCore {
     stats: Arc<Stats>,
     /// The loop clock counts milliseconds from here.
     epoch: Instant,
-    /// Loop clock at the next idle sweep.
-    next_sweep_ms: u64,
-    /// Set when the drain starts: it must end by this loop-clock time.
-    drain_deadline_ms: Option<u64>,
+    /// Idle-sweep schedule and drain deadline (set when the drain starts), on the loop clock.
+    housekeeping: Housekeeping,
 }
 
 impl LoopCore {
     /// Creates the wake-up eventfd and registers it with the shutdown trigger and with the
     /// live settings (a reload).
-    pub fn new(model: Model, bound: &Bound, read_until: ReadUntil) -> io::Result<LoopCore> {
+    pub fn new(
+        model: Model,
+        bound: &Bound,
+        trigger: Trigger,
+        read_until: ReadUntil,
+    ) -> io::Result<LoopCore> {
         let wake = Arc::new(EventFd::new()?);
         let w = wake.clone();
         let wake_up = move || {
@@ -101,20 +109,19 @@ impl LoopCore {
             read_until,
             ..EchoOptions::new(bound.config.buffer_size)
         };
-        let mut core = LoopCore {
+        let core = LoopCore {
             model,
             scratch: vec![0u8; echo.limit].into_boxed_slice(),
             echo,
-            gate: Gate::new(bound.live.clone(), bound.stats.clone()),
+            trigger,
+            admission: Admission::new(bound.live.clone(), bound.stats.clone()),
             wake,
             shutdown: bound.shutdown.clone(),
             live: bound.live.clone(),
             stats: bound.stats.clone(),
             epoch: Instant::now(),
-            next_sweep_ms: 0,
-            drain_deadline_ms: None,
+            housekeeping: Housekeeping::new(0, bound.live.idle_timeout()),
         };
-        core.next_sweep_ms = core.sweep_interval_ms().unwrap_or(0);
         Ok(core)
     }
 
@@ -138,14 +145,15 @@ impl LoopCore {
     /// True once, when shutdown has been requested and the drain has not started: the loop
     /// must now close its listener and call [`LoopCore::begin_drain`].
     pub fn should_stop_accepting(&self) -> bool {
-        self.drain_deadline_ms.is_none() && self.shutdown.is_requested()
+        !self.housekeeping.is_draining() && self.shutdown.is_requested()
     }
 
     /// Starts the drain: open connections get `shutdown_timeout` to finish.
     pub fn begin_drain(&mut self, now_ms: u64, open: usize) {
-        if self.drain_deadline_ms.is_none() {
-            let timeout = self.live.shutdown_timeout().as_millis() as u64;
-            self.drain_deadline_ms = Some(now_ms + timeout);
+        if self
+            .housekeeping
+            .begin_drain(now_ms, self.live.shutdown_timeout())
+        {
             info!(model = %self.model, connections = open, "shutdown: listener closed, draining");
         }
     }
@@ -167,47 +175,41 @@ impl LoopCore {
         log_close(self.model, reason, pending);
     }
 
-    /// Drives `conn`'s echo with the shared scratch buffer, and counts what it moved and
-    /// whether it had to stop reading (backpressure).
-    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Progress {
+    /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
+    /// reading paused (backpressure), and returns what the loop must do next
+    /// ([`interest::next`]).
+    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
         conn.last_active_ms = now_ms;
-        let was_reading = conn.echo.wants(&self.echo).read;
-        let mut moved = Moved::default();
-        let progress =
-            conn.echo
-                .drive_counted(&mut conn.stream, &mut self.scratch, &self.echo, &mut moved);
+        let before = conn.echo.state(&self.echo);
+        let driven = conn
+            .echo
+            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let counters = self.stats.worker(0);
-        counters.moved(moved.read, moved.written);
-        if let Progress::Blocked(wants) = progress {
-            if was_reading && !wants.read && !conn.echo.is_peer_closed() {
-                counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
-            }
+        counters.moved(driven.moved.read, driven.moved.written);
+        let next = interest::next(
+            driven.progress,
+            before,
+            conn.echo.state(&self.echo),
+            self.trigger,
+        );
+        if let Next::Wait {
+            backpressure_pause: true,
+            ..
+        } = next
+        {
+            counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
         }
-        progress
-    }
-
-    fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.live.idle_timeout()?;
-        Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
+        next
     }
 
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
     /// (connections yielded), otherwise until the next idle sweep, the drain deadline or the
     /// end of an accept pause, whichever is first; `None` (forever) if there is none.
     pub fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
-        if busy {
-            return Some(Duration::ZERO);
-        }
-        let mut wake_at = None::<u64>;
-        if self.live.idle_timeout().is_some() && open > 0 {
-            wake_at = Some(self.next_sweep_ms);
-        }
-        if let Some(deadline) = self.drain_deadline_ms {
-            wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
-        }
-        // +1 ms: millisecond timeouts truncate, and waking a hair early costs another round.
-        let mut timeout = wake_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms) + 1));
-        if let Some(pause) = self.gate.resume_in(Instant::now()) {
+        let mut timeout =
+            self.housekeeping
+                .poll_timeout(now_ms, self.live.idle_timeout(), open, busy);
+        if let Some(pause) = self.admission.resume_in(Instant::now()) {
             timeout = Some(timeout.map_or(pause, |t| t.min(pause)));
         }
         timeout
@@ -215,20 +217,13 @@ impl LoopCore {
 
     /// Whether the idle sweep is due now; if so, schedules the next one.
     pub fn sweep_due(&mut self, now_ms: u64) -> bool {
-        match self.sweep_interval_ms() {
-            Some(interval) if now_ms >= self.next_sweep_ms => {
-                self.next_sweep_ms = now_ms + interval;
-                true
-            }
-            _ => false,
-        }
+        self.housekeeping
+            .sweep_due(now_ms, self.live.idle_timeout())
     }
 
     /// Whether `conn` has been idle for `idle_timeout`.
     pub fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
-        self.live.idle_timeout().is_some_and(|idle| {
-            now_ms.saturating_sub(conn.last_active_ms) >= idle.as_millis() as u64
-        })
+        housekeeping::is_idle(self.live.idle_timeout(), conn.last_active_ms, now_ms)
     }
 
     /// Closes every connection of `conns` idle for `idle_timeout` (for loops whose tokens are
@@ -248,10 +243,10 @@ impl LoopCore {
     /// then closed here).
     pub fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
         let open = conns.count();
-        match self.drain_deadline_ms {
-            None => false,
-            Some(_) if open == 0 => true,
-            Some(deadline) if now_ms >= deadline => {
+        match self.housekeeping.drain(now_ms, open) {
+            Drain::Running => false,
+            Drain::Finished => true,
+            Drain::Expired => {
                 info!(model = %self.model, connections = open,
                     "shutdown timeout: closing remaining connections");
                 for c in conns.take_all() {
@@ -259,7 +254,6 @@ impl LoopCore {
                 }
                 true
             }
-            Some(_) => false,
         }
     }
 }

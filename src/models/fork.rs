@@ -32,11 +32,13 @@ use tracing::{debug, info, warn};
 
 use super::Bound;
 use super::ReloadHook;
-use super::accept::{AcceptWait, Accepted, Gate};
+use super::accept::AcceptWait;
 use super::blocking_io::{blocking_options, prepare, serve};
-use super::conn::{CloseReason, log_close};
+use super::conn::log_close;
 use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::CloseReason;
+use crate::policy::admission::{Accepted, Admission};
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
@@ -74,7 +76,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     }
     let options = blocking_options(config.buffer_size);
     let mut children: HashSet<Pid> = HashSet::new();
-    let mut gate = Gate::new(live.clone(), stats);
+    let mut gate = Admission::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
     let mut waiter = AcceptWait::new(signals.read_fd(), listener.as_raw_fd());
     loop {
@@ -216,7 +218,7 @@ fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
     let reason = match (io.timed_out, io.deadline) {
         (true, Some(_)) => CloseReason::ShutdownTimeout,
         (true, None) => CloseReason::IdleTimeout,
-        (false, _) => CloseReason::from(closed),
+        (false, _) => closed,
     };
     log_close(Model::Fork, reason, 0);
     i32::from(reason == CloseReason::Error)

@@ -12,9 +12,8 @@
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
 //!
-//! Shared pieces: [`accept`] (`Gate`: `max_connections`, back-off on descriptor exhaustion,
-//! rate-limited logs; `AcceptWait` for the models that accept on one thread and serve on
-//! others), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
+//! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
+//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
 //! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
 //! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
 //!

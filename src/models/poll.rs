@@ -12,13 +12,16 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::Wants;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil, Wants};
+use crate::worker::ReadUntil;
 
 /// Index of the shutdown eventfd in the array.
 const WAKE: usize = 0;
@@ -35,7 +38,7 @@ fn bits(wants: Wants) -> poll::Events {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Poll, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(Model::Poll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut fds: Vec<PollFd> = vec![
@@ -45,7 +48,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         // Not watching the listener while paused, or poll would report it at once (spin).
-        let accepting = listener.is_some() && !core.gate.is_paused(Instant::now());
+        let accepting = listener.is_some() && !core.admission.is_paused(Instant::now());
         fds[LISTENER].events = if accepting { poll::READ } else { 0 };
         let timeout = core.timeout(core.now_ms(), conns.len(), false);
         match poll::poll(&mut fds, timeout) {
@@ -65,10 +68,11 @@ pub fn run(bound: Bound) -> io::Result<()> {
             }
             let conn = &mut conns[i - FIRST_CONN];
             let reason = match core.drive(conn, now) {
-                Progress::Done(closed) => CloseReason::from(closed),
-                Progress::Blocked(_) | Progress::Yielded => {
-                    conn.watching = conn.echo.wants(&core.echo);
-                    fds[i].events = bits(conn.watching);
+                Next::Close(reason) => reason,
+                // Never `resume`: a yielded connection keeps POLLIN and is reported again.
+                Next::Wait { interest, .. } => {
+                    conn.watching = interest;
+                    fds[i].events = bits(interest);
                     i += 1;
                     continue;
                 }
@@ -82,7 +86,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept(&mut core, l, &mut fds, &mut conns, now, usize::MAX);
             }
             listener = None;
@@ -108,7 +112,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
 }
 
 /// Accepts up to `budget` connections, appending an entry for each (the pause, if accepting
-/// fails, is the gate's).
+/// fails, is the admission's).
 fn accept(
     core: &mut LoopCore,
     l: &Listener,
@@ -118,7 +122,8 @@ fn accept(
     budget: usize,
 ) {
     for _ in 0..budget {
-        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+        let Accepted::Conn(stream) = core.admission.accept(l, Mode::NonBlocking, conns.len())
+        else {
             return;
         };
         core.admit(&stream);

@@ -14,14 +14,17 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::Bound;
-use super::accept::Accepted;
-use super::conn::{CloseReason, Conn};
+use super::conn::Conn;
 use super::event_loop::LoopCore;
 use crate::config::Model;
+use crate::policy::CloseReason;
+use crate::policy::Wants;
+use crate::policy::admission::Accepted;
+use crate::policy::interest::{Next, Trigger};
 use crate::ratelimit::RateLimit;
 use crate::sys::select::{self, FD_SETSIZE, FdSet};
 use crate::sys::socket::{Listener, Mode};
-use crate::worker::{Progress, ReadUntil};
+use crate::worker::ReadUntil;
 
 /// Connections accepted per round (level-triggered: the rest are reported again).
 const ACCEPT_BUDGET: usize = 64;
@@ -34,10 +37,10 @@ struct Watched {
 }
 
 impl Watched {
-    /// Makes `conn`'s entries match its echo interest.
-    fn update(&mut self, conn: &mut Conn, core: &LoopCore) {
+    /// Makes `conn`'s entries match `interest`.
+    fn update(&mut self, conn: &mut Conn, interest: Wants) {
         let fd = conn.stream.as_raw_fd();
-        conn.watching = conn.echo.wants(&core.echo);
+        conn.watching = interest;
         // Both inserts succeed: only descriptors below FD_SETSIZE are ever accepted.
         for (set, wanted) in [
             (&mut self.read, conn.watching.read),
@@ -59,7 +62,7 @@ impl Watched {
 
 /// Serves until shutdown, then drains.
 pub fn run(bound: Bound) -> io::Result<()> {
-    let mut core = LoopCore::new(Model::Select, &bound, ReadUntil::ShortRead)?;
+    let mut core = LoopCore::new(Model::Select, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();
     let not_watchable = |e: select::OutOfRange| io::Error::other(format!("select model: {e}"));
@@ -75,7 +78,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut refused_log = RateLimit::new(Duration::from_secs(1));
     loop {
         // Not watching the listener while paused, or select would report it at once (spin).
-        let paused = core.gate.is_paused(Instant::now());
+        let paused = core.admission.is_paused(Instant::now());
         let accepting = listener
             .as_ref()
             .filter(|_| !paused)
@@ -107,9 +110,10 @@ pub fn run(bound: Bound) -> io::Result<()> {
                 continue;
             }
             let reason = match core.drive(&mut conns[i], now) {
-                Progress::Done(closed) => CloseReason::from(closed),
-                Progress::Blocked(_) | Progress::Yielded => {
-                    master.update(&mut conns[i], &core);
+                Next::Close(reason) => reason,
+                // Never `resume`: a yielded connection stays in the read set, reported again.
+                Next::Wait { interest, .. } => {
+                    master.update(&mut conns[i], interest);
                     i += 1;
                     continue;
                 }
@@ -132,7 +136,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
-            if let (Some(l), false) = (&listener, core.gate.is_paused(Instant::now())) {
+            if let (Some(l), false) = (&listener, core.admission.is_paused(Instant::now())) {
                 accept(
                     &mut core,
                     l,
@@ -176,7 +180,8 @@ fn accept(
     budget: usize,
 ) {
     for _ in 0..budget {
-        let Accepted::Conn(stream) = core.gate.accept(l, Mode::NonBlocking, conns.len()) else {
+        let Accepted::Conn(stream) = core.admission.accept(l, Mode::NonBlocking, conns.len())
+        else {
             return;
         };
         let fd = stream.as_raw_fd();
@@ -193,7 +198,7 @@ fn accept(
         }
         core.admit(&stream);
         let mut conn = Conn::new(stream, now);
-        master.update(&mut conn, core);
+        master.update(&mut conn, Wants::READ);
         conns.push(conn);
     }
 }

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::Bound;
-use super::accept::{AcceptWait, Accepted, Gate};
+use super::accept::AcceptWait;
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
 use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::admission::{Accepted, Admission};
 use crate::ratelimit::RateLimit;
 use crate::stats::Stats;
 use crate::sys::eventfd::EventFd;
@@ -47,7 +48,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
     });
     let mut spawner = Spawner {
         registry: Arc::new(Registry::default()),
-        gate: Gate::new(live.clone(), stats.clone()),
+        gate: Admission::new(live.clone(), stats.clone()),
         options: blocking_options(config.buffer_size),
         stack_size: config.thread_stack_size,
         live: live.clone(),
@@ -82,7 +83,7 @@ struct Spawner {
     /// Sockets of the running connection threads.
     registry: Arc<Registry>,
     /// Connection limit and back-off.
-    gate: Gate,
+    gate: Admission,
     /// Echo options every thread uses.
     options: EchoOptions,
     /// Stack size of each connection thread.

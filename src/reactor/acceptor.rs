@@ -1,22 +1,21 @@
-//! `Acceptor`: owns the listening socket, accepts until `WouldBlock`, enforces
-//! `max_connections`, backs off on fd exhaustion, and hands connections to the dispatcher.
+//! `Acceptor`: owns the listening socket, accepts until `WouldBlock` under the shared
+//! admission policy (`max_connections`, back-off on descriptor exhaustion), and hands
+//! connections to the dispatcher.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use super::dispatch::Dispatcher;
-use crate::listener::EXHAUSTED_BACKOFF;
 use crate::live::LiveSettings;
-use crate::ratelimit::RateLimit;
+use crate::policy::admission::{Accepted, Admission};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
-use crate::sys::socket;
 
 /// Token of the listening socket.
 pub const LISTENER: Token = Token(0);
@@ -36,18 +35,12 @@ pub struct Acceptor {
     listener: TcpListener,
     /// Round-robin hand-off to the workers.
     dispatcher: Dispatcher,
-    /// Connections open across all workers.
+    /// Connections open across all workers; only the acceptor adds to it.
     active: Arc<AtomicUsize>,
-    /// `max_connections`, re-read at every accept so a reload applies at once.
-    live: Arc<LiveSettings>,
-    /// Counters; the acceptor writes only its own block.
-    stats: Arc<Stats>,
+    /// `max_connections`, the accept back-off and its logs, the acceptor's counters.
+    admission: Admission,
     /// Shutdown trigger.
     shutdown: ShutdownHandle,
-    /// Rate limit for "over max_connections" warnings.
-    over_limit_log: RateLimit,
-    /// Rate limit for accept error logs.
-    error_log: RateLimit,
 }
 
 impl Acceptor {
@@ -74,11 +67,8 @@ impl Acceptor {
             listener,
             dispatcher,
             active,
-            live,
-            stats,
+            admission: Admission::new(live, stats),
             shutdown,
-            over_limit_log: RateLimit::new(Duration::from_secs(1)),
-            error_log: RateLimit::new(Duration::from_secs(1)),
         })
     }
 
@@ -86,10 +76,9 @@ impl Acceptor {
     /// to drain. Returns the dispatcher's workers' fate to the caller (the pool joins them).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
-        // While set, accepting is paused until this instant (descriptor exhaustion).
-        let mut paused_until: Option<Instant> = None;
         let result = loop {
-            let timeout = paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            // While accepting is paused (descriptor exhaustion), wake when the pause ends.
+            let timeout = self.admission.resume_in(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     break Err(e);
@@ -98,14 +87,14 @@ impl Acceptor {
             if self.shutdown.is_requested() {
                 break Ok(());
             }
-            if paused_until.is_some_and(|until| Instant::now() < until) {
+            if self.admission.is_paused(Instant::now()) {
                 // New connections wait in the backlog; the listener is edge-triggered, so
                 // these events do not repeat while we are paused.
                 continue;
             }
             // Accept whether or not the event was for the listener: after a pause no new
             // edge may come for connections already in the backlog.
-            paused_until = self.accept_all();
+            self.accept_all();
         };
         // Connections whose handshake completed before the request sit in the accept queue;
         // closing the listener would reset them, so take them in (once) and serve them.
@@ -118,59 +107,32 @@ impl Acceptor {
         result
     }
 
-    /// Accepts until `WouldBlock`. Returns when to resume if accepting must pause.
-    fn accept_all(&mut self) -> Option<Instant> {
+    /// Accepts until `WouldBlock`, or until accepting pauses.
+    fn accept_all(&mut self) {
         let mut since_flush = 0;
-        let pause = loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    let counters = self.stats.acceptor();
-                    counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    let max_connections = self.live.max_connections();
-                    if self.active.fetch_add(1, Ordering::Relaxed) >= max_connections {
-                        self.active.fetch_sub(1, Ordering::Relaxed);
-                        counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
-                        drop(stream);
-                        if let Some(suppressed) = self.over_limit_log.check(Instant::now()) {
-                            warn!(%peer, max_connections, suppressed, "connection limit reached; closing new connection");
-                        }
-                        continue;
-                    }
-                    if self.dispatcher.dispatch(stream).is_err() {
-                        self.active.fetch_sub(1, Ordering::Relaxed);
-                        error!("a worker has exited; refusing connection");
-                    }
-                    since_flush += 1;
-                    if since_flush == FLUSH_EVERY {
-                        self.flush();
-                        since_flush = 0;
-                    }
-                }
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => break None,
-                    // The peer gave up before we got to it, or a signal interrupted us.
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
-                    _ => {
-                        self.stats
-                            .acceptor()
-                            .accept_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        let now = Instant::now();
-                        let exhausted = socket::is_resource_exhaustion(&e);
-                        if let Some(suppressed) = self.error_log.check(now) {
-                            if exhausted {
-                                warn!(error = %e, suppressed, backoff_ms = EXHAUSTED_BACKOFF.as_millis() as u64, "out of resources; pausing accept");
-                            } else {
-                                error!(error = %e, suppressed, "accept failed; pausing accept");
-                            }
-                        }
-                        break Some(now + EXHAUSTED_BACKOFF);
-                    }
-                },
+        loop {
+            // Only this thread adds to `active`, so the count cannot grow before the add below.
+            let open = self.active.load(Ordering::Relaxed);
+            let listener = &self.listener;
+            let stream = match self
+                .admission
+                .accept_with(open, || listener.accept().map(|(stream, _)| stream))
+            {
+                Accepted::Conn(stream) => stream,
+                Accepted::Empty | Accepted::Paused => break,
+            };
+            self.active.fetch_add(1, Ordering::Relaxed);
+            if self.dispatcher.dispatch(stream).is_err() {
+                self.active.fetch_sub(1, Ordering::Relaxed);
+                error!("a worker has exited; refusing connection");
             }
-        };
+            since_flush += 1;
+            if since_flush == FLUSH_EVERY {
+                self.flush();
+                since_flush = 0;
+            }
+        }
         self.flush();
-        pause
     }
 
     fn flush(&mut self) {

@@ -40,7 +40,8 @@ impl Pending {
     }
 
     /// Bytes of heap memory this buffer holds right now.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
     }
 

@@ -3,7 +3,8 @@
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Echo, EchoOptions, Moved, Progress, Wants};
+use super::echo::{Driven, Echo, EchoOptions};
+use crate::policy::Wants;
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -37,29 +38,18 @@ impl Connection {
         })
     }
 
-    /// Drives the echo as far as the socket allows, adding the bytes moved to `moved`.
-    /// `fin_event` says the poller flagged the peer's FIN or an error with this wake-up
+    /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the peer's FIN or an error with this wake-up
     /// ([`Echo::note_read_closed`]: mio's epoll is edge-triggered).
-    pub fn drive(
-        &mut self,
-        scratch: &mut [u8],
-        options: &EchoOptions,
-        fin_event: bool,
-        moved: &mut Moved,
-    ) -> Progress {
+    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions, fin_event: bool) -> Driven {
         if fin_event {
             self.echo.note_read_closed();
         }
-        self.echo
-            .drive_counted(&mut self.stream, scratch, options, moved)
+        self.echo.drive(&mut self.stream, scratch, options)
     }
 
-    /// Whether the poller currently watches this connection for reading.
-    pub fn is_reading(&self) -> bool {
-        self.registered.is_readable()
-    }
-
-    /// Makes the poller's interest match `wants`, with a syscall only when it changed.
+    /// Makes the poller's interest match `wants` (from
+    /// [`policy::interest::next`](crate::policy::interest::next)), with a syscall only when it
+    /// changed.
     pub fn set_interest(
         &mut self,
         registry: &Registry,
@@ -69,8 +59,8 @@ impl Connection {
         let interest = match (wants.read, wants.write) {
             (true, true) => Interest::READABLE | Interest::WRITABLE,
             (false, true) => Interest::WRITABLE,
-            // An empty interest is not expressible; reading is the harmless default.
-            _ => Interest::READABLE,
+            // `next` never asks for nothing (mio cannot express it); reading stands in for it.
+            (_, false) => Interest::READABLE,
         };
         if interest != self.registered {
             registry.reregister(&mut self.stream, token, interest)?;

@@ -4,12 +4,16 @@
 //! side): the reactor drives it over `mio::net::TcpStream`, the raw-syscall models over their
 //! own fds, the tests over scripted fakes that return short reads, short writes, `WouldBlock`,
 //! `Interrupted` and resets. One call to [`Echo::drive`] moves as many bytes as the stream
-//! allows (within a fairness budget) and says what the caller must wait for next.
+//! allows (within a fairness budget) and says what the caller must wait for next
+//! ([`Progress`]); what a loop does about that is the shared rule
+//! [`policy::interest::next`](crate::policy::interest::next).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use super::buffer::Pending;
+use crate::policy::close::{CloseReason, classify};
+use crate::policy::interest::{Progress, State, Wants};
 
 /// A byte stream the echo can run over.
 pub trait Transport: Read + Write {
@@ -29,51 +33,16 @@ impl Transport for std::net::TcpStream {
     }
 }
 
-/// Readiness a connection needs before it can make progress again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Wants {
-    /// Waiting for bytes (or FIN) from the peer.
-    pub read: bool,
-    /// Waiting for room in the socket's send buffer.
-    pub write: bool,
-}
-
-/// What [`Echo::drive`] achieved.
+/// What one [`Echo::drive`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// Every possible step was taken; call again when this readiness arrives.
-    Blocked(Wants),
-    /// The read budget for this call is spent while the peer may still have bytes queued.
-    /// Call again soon even without a new event: edge-triggered pollers will not report
-    /// bytes that were already readable.
-    Yielded,
-    /// The connection is finished; close it.
-    Done(Closed),
+pub struct Driven {
+    /// What the caller must wait for next, or why the connection is finished.
+    pub progress: Progress,
+    /// Bytes this call moved (for metrics: counted per drive, not per syscall).
+    pub moved: Moved,
 }
 
-/// Why a connection finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// The peer closed its side, received every byte back, and our FIN was sent.
-    Eof,
-    /// The peer reset or vanished (`ECONNRESET`, `EPIPE`, ...).
-    Reset,
-    /// Another I/O error.
-    Error(io::ErrorKind),
-}
-
-impl Closed {
-    /// Short name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Closed::Eof => "eof",
-            Closed::Reset => "reset",
-            Closed::Error(_) => "error",
-        }
-    }
-}
-
-/// Bytes one or more [`Echo::drive_counted`] calls moved; the caller owns it and adds it up.
+/// Bytes one [`Echo::drive`] call moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Moved {
     /// Bytes read from the peer.
@@ -150,13 +119,20 @@ impl Echo {
     }
 
     /// Heap bytes this connection holds.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.pending.capacity()
     }
 
     /// Whether the peer has closed its write side (its FIN was read).
-    pub fn is_peer_closed(&self) -> bool {
+    fn is_peer_closed(&self) -> bool {
         self.flags & PEER_CLOSED != 0
+    }
+
+    /// Bytes that may still be read before the bound; zero at the bound (or past it, should
+    /// a caller shrink `limit` between calls).
+    fn room(&self, options: &EchoOptions) -> usize {
+        options.limit.saturating_sub(self.pending.len())
     }
 
     /// Tells the connection that its poller reported the peer's FIN, a hang-up or an error
@@ -178,10 +154,18 @@ impl Echo {
 
     /// Interest the connection has given its state (what a level-triggered poller should
     /// watch): read while the peer is open and the buffer has room, write while bytes wait.
-    pub fn wants(&self, options: &EchoOptions) -> Wants {
+    fn wants(&self, options: &EchoOptions) -> Wants {
         Wants {
-            read: !self.is_peer_closed() && self.pending.len() < options.limit,
+            read: !self.is_peer_closed() && self.room(options) > 0,
             write: !self.pending.is_empty(),
+        }
+    }
+
+    /// What the interest rule needs to know, read before and after a drive.
+    pub fn state(&self, options: &EchoOptions) -> State {
+        State {
+            wants: self.wants(options),
+            peer_closed: self.is_peer_closed(),
         }
     }
 
@@ -189,19 +173,21 @@ impl Echo {
     /// spent, or the connection is finished.
     ///
     /// `scratch` is the caller's (per-thread) read buffer; only the unsent remainder of what
-    /// is read into it is copied into the connection's own `Pending`.
+    /// is read into it is copied into the connection's own `Pending`. Returns the progress and
+    /// the bytes this call moved.
     pub fn drive<T: Transport + ?Sized>(
         &mut self,
         io: &mut T,
         scratch: &mut [u8],
         options: &EchoOptions,
-    ) -> Progress {
-        self.drive_counted(io, scratch, options, &mut Moved::default())
+    ) -> Driven {
+        let mut moved = Moved::default();
+        let progress = self.run(io, scratch, options, &mut moved);
+        Driven { progress, moved }
     }
 
-    /// [`Echo::drive`], adding the bytes read and written during this call to `moved`
-    /// (for metrics: the caller counts per drive, not per syscall).
-    pub fn drive_counted<T: Transport + ?Sized>(
+    /// The body of [`Echo::drive`].
+    fn run<T: Transport + ?Sized>(
         &mut self,
         io: &mut T,
         scratch: &mut [u8],
@@ -231,11 +217,11 @@ impl Echo {
                     });
                 }
                 return match io.shutdown_write() {
-                    Ok(()) => Progress::Done(Closed::Eof),
+                    Ok(()) => Progress::Done(CloseReason::Eof),
                     Err(e) => Progress::Done(classify(&e)),
                 };
             }
-            let room = options.limit - self.pending.len();
+            let room = self.room(options);
             if room == 0 || !can_read {
                 return Progress::Blocked(self.wants(options));
             }
@@ -290,16 +276,6 @@ fn write_some<T: Write + ?Sized>(io: &mut T, data: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(sent)
-}
-
-/// Sorts an I/O error into the reasons a connection ends.
-pub fn classify(e: &io::Error) -> Closed {
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionReset | BrokenPipe | ConnectionAborted | NotConnected | TimedOut
-        | UnexpectedEof => Closed::Reset,
-        kind => Closed::Error(kind),
-    }
 }
 
 #[cfg(test)]
@@ -427,37 +403,33 @@ mod tests {
         // "world" arrives in one read and goes out in one write.
         s.writes.push_back(W::Accept(100));
         let mut echo = Echo::new();
-        let p = echo.drive(&mut s, &mut [0; 8], &options(64));
-        assert_eq!(p, Progress::Done(Closed::Eof));
+        let p = echo.drive(&mut s, &mut [0; 8], &options(64)).progress;
+        assert_eq!(p, Progress::Done(CloseReason::Eof));
         assert_eq!(s.output, b"hello, world");
         assert!(s.write_shut);
     }
 
     #[test]
-    fn drive_counted_adds_the_bytes_moved() {
+    fn drive_reports_the_bytes_it_moved() {
         let mut s = stream(b"abcdef");
         s.reads.extend([R::Data(6), R::WouldBlock]);
         s.writes.extend([W::Accept(2), W::WouldBlock]);
         let mut echo = Echo::new();
-        let mut moved = Moved {
-            read: 1,
-            written: 1,
-        };
-        echo.drive_counted(&mut s, &mut [0; 16], &options(64), &mut moved);
+        let driven = echo.drive(&mut s, &mut [0; 16], &options(64));
         assert_eq!(
-            moved,
+            driven.moved,
             Moved {
-                read: 7,
-                written: 3
+                read: 6,
+                written: 2
             }
         );
         s.writes.push_back(W::Accept(100));
-        echo.drive_counted(&mut s, &mut [0; 16], &options(64), &mut moved);
+        let driven = echo.drive(&mut s, &mut [0; 16], &options(64));
         assert_eq!(
-            moved,
+            driven.moved,
             Moved {
-                read: 7,
-                written: 7
+                read: 0,
+                written: 4
             }
         );
     }
@@ -469,7 +441,7 @@ mod tests {
         s.writes.extend([W::Accept(2), W::WouldBlock]);
         let mut echo = Echo::new();
         let opts = options(64);
-        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        let p = echo.drive(&mut s, &mut [0; 16], &opts).progress;
         assert_eq!(
             p,
             Progress::Blocked(Wants {
@@ -479,7 +451,7 @@ mod tests {
         );
         assert_eq!(echo.pending(), 4);
         s.writes.push_back(W::Accept(100));
-        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        let p = echo.drive(&mut s, &mut [0; 16], &opts).progress;
         assert_eq!(
             p,
             Progress::Blocked(Wants {
@@ -497,7 +469,7 @@ mod tests {
         s.reads.extend(std::iter::repeat_n(R::Data(7), 20));
         let mut echo = Echo::new();
         let opts = options(10);
-        let p = echo.drive(&mut s, &mut [0; 64], &opts);
+        let p = echo.drive(&mut s, &mut [0; 64], &opts).progress;
         assert_eq!(
             p,
             Progress::Blocked(Wants {
@@ -510,13 +482,34 @@ mod tests {
         assert_eq!(s.input.len(), 90, "nothing beyond the limit was read");
     }
 
+    /// The options are passed per call: a caller that shrinks `limit` below what is already
+    /// pending gets a connection that stops reading and flushes, not an arithmetic underflow.
+    #[test]
+    fn a_limit_below_the_pending_bytes_only_stops_reading() {
+        let mut s = stream(b"0123456789");
+        s.reads.extend([R::Data(10), R::WouldBlock]);
+        let mut echo = Echo::new();
+        echo.drive(&mut s, &mut [0; 16], &options(64));
+        assert_eq!(echo.pending(), 10);
+        s.reads.push_back(R::Data(10));
+        let p = echo.drive(&mut s, &mut [0; 16], &options(4)).progress;
+        assert_eq!(
+            p,
+            Progress::Blocked(Wants {
+                read: false,
+                write: true
+            })
+        );
+        assert_eq!(s.reads.len(), 1, "no read at or past the bound");
+    }
+
     #[test]
     fn eof_with_pending_bytes_waits_for_the_flush() {
         let mut s = stream(b"xyz");
         s.reads.extend([R::Data(3), R::Eof]);
         let mut echo = Echo::new();
         let opts = options(64);
-        let p = echo.drive(&mut s, &mut [0; 16], &opts);
+        let p = echo.drive(&mut s, &mut [0; 16], &opts).progress;
         assert_eq!(
             p,
             Progress::Blocked(Wants {
@@ -527,8 +520,8 @@ mod tests {
         assert!(!s.write_shut);
         s.writes.push_back(W::Accept(1));
         s.writes.push_back(W::Accept(9));
-        let p = echo.drive(&mut s, &mut [0; 16], &opts);
-        assert_eq!(p, Progress::Done(Closed::Eof));
+        let p = echo.drive(&mut s, &mut [0; 16], &opts).progress;
+        assert_eq!(p, Progress::Done(CloseReason::Eof));
         assert_eq!(s.output, b"xyz");
         assert!(s.write_shut);
     }
@@ -538,15 +531,15 @@ mod tests {
         let mut s = stream(b"");
         s.reads.push_back(R::Reset);
         assert_eq!(
-            Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
-            Progress::Done(Closed::Reset)
+            Echo::new().drive(&mut s, &mut [0; 4], &options(8)).progress,
+            Progress::Done(CloseReason::Reset)
         );
         let mut s = stream(b"ab");
         s.reads.push_back(R::Data(2));
         s.writes.push_back(W::BrokenPipe);
         assert_eq!(
-            Echo::new().drive(&mut s, &mut [0; 4], &options(8)),
-            Progress::Done(Closed::Reset)
+            Echo::new().drive(&mut s, &mut [0; 4], &options(8)).progress,
+            Progress::Done(CloseReason::Reset)
         );
     }
 
@@ -561,7 +554,10 @@ mod tests {
             read_until: ReadUntil::WouldBlock,
         };
         let mut echo = Echo::new();
-        assert_eq!(echo.drive(&mut s, &mut [0; 8], &opts), Progress::Yielded);
+        assert_eq!(
+            echo.drive(&mut s, &mut [0; 8], &opts).progress,
+            Progress::Yielded
+        );
         assert_eq!(s.output.len(), 4);
     }
 
@@ -577,8 +573,8 @@ mod tests {
         let mut echo = Echo::new();
         echo.note_read_closed();
         assert_eq!(
-            echo.drive(&mut s, &mut [0; 16], &opts),
-            Progress::Done(Closed::Eof)
+            echo.drive(&mut s, &mut [0; 16], &opts).progress,
+            Progress::Done(CloseReason::Eof)
         );
         assert_eq!(s.output, b"last");
     }
@@ -599,7 +595,7 @@ mod tests {
             read_until: ReadUntil::ShortRead,
             ..options(64)
         };
-        let p = Echo::new().drive(&mut s, &mut [0; 16], &opts);
+        let p = Echo::new().drive(&mut s, &mut [0; 16], &opts).progress;
         assert_eq!(
             p,
             Progress::Blocked(Wants {

@@ -5,10 +5,11 @@
 //! A generated [`Case`] is a schedule of network events (the peer sends, half-closes, reads
 //! our output, resets), event-loop iterations, and faults injected into the next calls. The
 //! core runs over a [`SimSocket`] and is driven only when an event-loop model ([`Run`]) says
-//! the poller would report the connection, as `Worker` does: interest follows
-//! `Blocked(wants)` (re-registered only when it changes; or, as the `epoll-et` model does,
-//! registered once for both directions), `Yielded` is driven again after the batch without a
-//! new event, and an event that carries the peer's FIN (read-closed or error) is passed on
+//! the poller would report the connection, as `Worker` does. What to do after a drive is the
+//! servers' own rule, [`interest::next`]: its interest is registered (re-registered only when
+//! it changes; or, as the `epoll-et` model does, registered once for both directions), and a
+//! connection it says to `resume` is driven again after the batch without a new event (under
+//! edge triggering; a level-triggered poller reports it again). An event that carries the peer's FIN (read-closed or error) is passed on
 //! through `Echo::note_read_closed`, as `Connection::drive` does. Three triggers are modelled, each
 //! with the read policies it is correct for:
 //!
@@ -29,10 +30,14 @@
 //!   side was shut down, once;
 //! - `pending <= limit` and the buffer's heap never exceeds `limit`; no read ever offers more
 //!   than the room left (so at the bound the core does not read) and it then stops asking to;
-//! - `Blocked(wants)` equals `Echo::wants`: write interest exactly while bytes are pending (so
+//! - `Blocked(wants)` equals the state's `wants`: write interest exactly while bytes are pending (so
 //!   after a short or `EAGAIN` write it asks, and once drained it drops the interest), read
 //!   interest exactly while the peer is open and there is room; never "waiting for nothing";
-//! - an error ends the connection at once with the matching `Closed`, never a panic;
+//! - an error ends the connection at once with the matching `CloseReason`, never a panic;
+//! - reading stops with the peer open and room left (`Blocked` with read interest) only at a
+//!   `WouldBlock`, or at a short read where a short read counts as drained: under
+//!   `ReadUntil::ShortRead` and only until the poller has flagged the peer's FIN (after that, a
+//!   short read may have consumed the FIN, and no edge reports it again: the FIN rule);
 //! - at most `read_budget` reads per call; the scratch buffer (poisoned between calls) holds
 //!   no state.
 //!
@@ -40,9 +45,11 @@
 //! the connection must then finish (or, for a peer that stays open, go quiet with everything
 //! echoed) within a bounded number of event-loop rounds: no lost wake-up, no livelock.
 //!
-//! The loop model mirrors `Worker::run`/`ready` and `Connection::set_interest` by hand (they
-//! are bound to mio): a change to those belongs here too. What to do with a reported FIN is
-//! not mirrored: the model calls the echo core's own rule. Cases: `PROPTEST_CASES`
+//! The loop model mirrors by hand only the poller side of `Worker::run`/`ready` and
+//! `Connection::set_interest` (they are bound to mio): when events fire, and that a changed
+//! registration re-polls the socket. The rules are not mirrored: the model calls
+//! [`interest::next`] for the interest, the resume and the backpressure count, and the echo
+//! core's own rule for a reported FIN. A backpressure pause is checked to mean a full buffer. Cases: `PROPTEST_CASES`
 //! (default 2048, about 4 s in a debug build); failing seeds are kept in
 //! `proptest-regressions/worker/echo_props.txt` and replayed first.
 
@@ -50,8 +57,10 @@ use std::fmt;
 
 use proptest::prelude::*;
 
-use super::echo::{Closed, Echo, EchoOptions, Progress, ReadUntil, classify};
+use super::echo::{Echo, EchoOptions, ReadUntil};
 use super::sim_socket::{Fin, ReadFault, SimSocket, WriteFault};
+use crate::policy::close::{CloseReason, classify};
+use crate::policy::interest::{self, Next, Progress, Wants};
 
 /// How the modelled poller reports readiness (see the module table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,13 +209,6 @@ fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Interest as the poller holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Interest {
-    read: bool,
-    write: bool,
-}
-
 /// The flags of one reported event (what mio's `Event` would say).
 #[derive(Clone, Copy, Debug, Default)]
 struct Flags {
@@ -223,15 +225,17 @@ struct Run<'c> {
     /// The worker's read buffer, poisoned before every drive.
     scratch: Vec<u8>,
     /// Interest registered with the poller (mirrors `Connection::set_interest`).
-    interest: Interest,
+    interest: Wants,
     /// Edge-triggered: an event is on the poller's ready list.
     queued: bool,
     /// A spurious event is due.
     spurious: bool,
     /// The connection yielded and is owed a drive without an event.
     yielded: bool,
+    /// The loop has passed a reported FIN on (`Echo::note_read_closed`).
+    fin_flagged: bool,
     /// Set once `drive` returned `Done`.
-    done: Option<Closed>,
+    done: Option<CloseReason>,
     /// What happened, for the failure message.
     trace: Vec<String>,
 }
@@ -265,13 +269,14 @@ impl<'c> Run<'c> {
                 call_cap as u32,
             ),
             scratch: vec![0; case.scratch],
-            interest: Interest {
+            interest: Wants {
                 read: true,
                 write: case.registration == Registration::Fixed,
             },
             queued: false,
             spurious: false,
             yielded: false,
+            fin_flagged: false,
             done: None,
             trace: Vec::new(),
         }
@@ -422,41 +427,57 @@ impl<'c> Run<'c> {
         if let Some(flags) = flags {
             if self.case.hints && (flags.read_closed || flags.error) {
                 self.echo.note_read_closed();
+                self.fin_flagged = true;
             }
         }
         self.scratch.fill(0xA5);
         self.sock.begin_drive();
+        let before = self.echo.state(&self.options);
         let progress = self
             .echo
-            .drive(&mut self.sock, &mut self.scratch, &self.options);
+            .drive(&mut self.sock, &mut self.scratch, &self.options)
+            .progress;
         self.trace.push(match flags {
             Some(f) if f.read_closed => format!("drive(rdhup)->{progress:?}"),
             Some(_) => format!("drive->{progress:?}"),
             None => format!("drive(yielded)->{progress:?}"),
         });
         self.check_drive(progress)?;
-        match progress {
-            Progress::Blocked(wants) => self.set_interest(wants.read, wants.write),
-            Progress::Yielded => {
-                let wants = self.echo.wants(&self.options);
-                self.set_interest(wants.read, wants.write);
-                self.yielded = true;
+        let trigger = match self.case.trigger {
+            Trigger::Level => interest::Trigger::Level,
+            Trigger::Edge | Trigger::EdgeStrict => interest::Trigger::Edge,
+        };
+        let after = self.echo.state(&self.options);
+        match interest::next(progress, before, after, trigger) {
+            Next::Close(reason) => self.done = Some(reason),
+            Next::Wait {
+                interest,
+                resume,
+                backpressure_pause,
+            } => {
+                ensure!(
+                    self,
+                    !backpressure_pause
+                        || (self.echo.pending() == self.case.limit && !after.peer_closed),
+                    "a backpressure pause counted with {} of {} bytes pending, peer closed {}",
+                    self.echo.pending(),
+                    self.case.limit,
+                    after.peer_closed
+                );
+                self.set_interest(interest);
+                // A resume still owed from the last round stands (the worker drives it twice).
+                self.yielded |= resume;
             }
-            Progress::Done(closed) => self.done = Some(closed),
         }
         Ok(())
     }
 
-    /// `Connection::set_interest`: no empty interest (reading is the default); re-register
-    /// only on change, and epoll then re-polls the socket (a ready socket gets an event).
-    fn set_interest(&mut self, read: bool, write: bool) {
+    /// `Connection::set_interest`: re-register only on change, and epoll then re-polls the
+    /// socket (a ready socket gets an event).
+    fn set_interest(&mut self, new: Wants) {
         if self.case.registration == Registration::Fixed {
             return;
         }
-        let new = Interest {
-            read: read || !write,
-            write,
-        };
         if new != self.interest {
             self.interest = new;
             let ready = (self.sock.readable() && new.read)
@@ -519,9 +540,9 @@ impl<'c> Run<'c> {
         );
         ensure!(
             self,
-            self.echo.is_peer_closed() == s.eof_returned(),
+            self.echo.state(&self.options).peer_closed == s.eof_returned(),
             "peer_closed is {} but EOF returned is {}",
-            self.echo.is_peer_closed(),
+            self.echo.state(&self.options).peer_closed,
             s.eof_returned()
         );
         match progress {
@@ -534,7 +555,7 @@ impl<'c> Run<'c> {
                 None => {
                     ensure!(
                         self,
-                        closed == Closed::Eof,
+                        closed == CloseReason::Eof,
                         "closed as {closed:?} without an error"
                     );
                     ensure!(
@@ -557,7 +578,7 @@ impl<'c> Run<'c> {
                     "the error {:?} did not end the connection",
                     s.drive.fatal
                 );
-                let wants = self.echo.wants(&self.options);
+                let wants = self.echo.state(&self.options).wants;
                 ensure!(
                     self,
                     wants.write == (pending > 0),
@@ -580,9 +601,21 @@ impl<'c> Run<'c> {
                     ensure!(
                         self,
                         w == wants,
-                        "Blocked({w:?}) but wants() says {wants:?}"
+                        "Blocked({w:?}) but the state says {wants:?}"
                     );
                     ensure!(self, w.read || w.write, "blocked waiting for nothing");
+                    let short_read_drains =
+                        self.case.read_until == ReadUntil::ShortRead && !self.fin_flagged;
+                    ensure!(
+                        self,
+                        !w.read || short_read_drains || s.drive.read_blocked,
+                        "stopped reading before WouldBlock although {}",
+                        if self.fin_flagged {
+                            "the poller flagged the FIN"
+                        } else {
+                            "short reads do not count as drained"
+                        }
+                    );
                 } else {
                     ensure!(
                         self,
@@ -644,12 +677,7 @@ impl<'c> Run<'c> {
         );
         ensure!(
             self,
-            self.case.registration == Registration::Fixed
-                || self.interest
-                    == Interest {
-                        read: true,
-                        write: false
-                    },
+            self.case.registration == Registration::Fixed || self.interest == Wants::READ,
             "an idle connection should wait for reading only"
         );
         Ok(())

@@ -8,7 +8,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::TcpStream;
@@ -17,9 +17,12 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
-use super::echo::{Closed, EchoOptions, Moved, Progress};
+use super::echo::EchoOptions;
 use crate::live::LiveSettings;
-use crate::stats::{self, Stats, WorkerStats};
+use crate::policy::CloseReason;
+use crate::policy::housekeeping::{self, Drain, Housekeeping};
+use crate::policy::interest::{self, Next, Trigger};
+use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub const WAKER: Token = Token(usize::MAX);
@@ -48,24 +51,6 @@ pub struct WorkerSettings {
     pub stats: Arc<Stats>,
 }
 
-/// Why a worker closed a connection that [`Progress::Done`] did not close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CloseReason {
-    Finished(Closed),
-    IdleTimeout,
-    ShutdownTimeout,
-}
-
-impl From<CloseReason> for stats::CloseReason {
-    fn from(reason: CloseReason) -> Self {
-        match reason {
-            CloseReason::Finished(closed) => closed.into(),
-            CloseReason::IdleTimeout => stats::CloseReason::IdleTimeout,
-            CloseReason::ShutdownTimeout => stats::CloseReason::ShutdownTimeout,
-        }
-    }
-}
-
 /// Events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -88,10 +73,8 @@ pub struct Worker {
     yielded: Vec<Token>,
     /// When the loop started; the worker clock counts milliseconds from here.
     epoch: Instant,
-    /// Worker clock at the next idle sweep.
-    next_sweep_ms: u64,
-    /// Set when `Stop` arrives: the drain must end by this worker-clock time.
-    drain_deadline_ms: Option<u64>,
+    /// Idle-sweep schedule and drain deadline (set when `Stop` arrives), on the worker clock.
+    housekeeping: Housekeeping,
 }
 
 impl Worker {
@@ -113,16 +96,9 @@ impl Worker {
             active,
             yielded: Vec::new(),
             epoch: Instant::now(),
-            next_sweep_ms: 0,
-            drain_deadline_ms: None,
+            housekeeping: Housekeeping::new(0, None),
         };
         Ok((worker, waker))
-    }
-
-    /// Milliseconds between idle sweeps: fine enough for short timeouts, cheap for long ones.
-    fn sweep_interval_ms(&self) -> Option<u64> {
-        let idle = self.settings.live.idle_timeout()?;
-        Some((idle.as_millis() as u64 / 8).clamp(5, 1000))
     }
 
     fn now_ms(&self) -> u64 {
@@ -134,9 +110,15 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut now_ms = self.now_ms();
-        self.next_sweep_ms = now_ms + self.sweep_interval_ms().unwrap_or(0);
+        self.housekeeping = Housekeeping::new(now_ms, self.settings.live.idle_timeout());
         loop {
-            let timeout = self.poll_timeout(now_ms);
+            // Connections that yielded are owed a round without waiting.
+            let timeout = self.housekeeping.poll_timeout(
+                now_ms,
+                self.settings.live.idle_timeout(),
+                self.conns.len(),
+                !self.yielded.is_empty(),
+            );
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal interrupted the wait: nothing happened, wait again.
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -159,51 +141,34 @@ impl Worker {
             for token in std::mem::take(&mut self.yielded) {
                 self.ready(token, now_ms, false);
             }
-            if let Some(interval) = self.sweep_interval_ms() {
-                if now_ms >= self.next_sweep_ms {
-                    self.sweep_idle(now_ms);
-                    self.next_sweep_ms = now_ms + interval;
-                }
+            if self
+                .housekeeping
+                .sweep_due(now_ms, self.settings.live.idle_timeout())
+            {
+                self.sweep_idle(now_ms);
             }
-            if let Some(deadline) = self.drain_deadline_ms {
-                if self.conns.is_empty() {
-                    break;
-                }
-                if now_ms >= deadline {
-                    let left = self.conns.len();
+            match self.housekeeping.drain(now_ms, self.conns.len()) {
+                Drain::Finished => break,
+                Drain::Expired => {
                     info!(
                         worker = self.settings.id,
-                        connections = left,
+                        connections = self.conns.len(),
                         "shutdown timeout: closing remaining connections"
                     );
                     self.close_all(CloseReason::ShutdownTimeout);
                     break;
                 }
-            } else if disconnected {
-                // The acceptor is gone without saying Stop (it failed): drain as if stopped.
-                self.begin_drain(now_ms);
+                Drain::Running => {
+                    if disconnected {
+                        // The acceptor is gone without saying Stop (it failed): drain as if
+                        // stopped (a no-op once draining).
+                        self.begin_drain(now_ms);
+                    }
+                }
             }
         }
         debug!(worker = self.settings.id, "worker stopped");
         Ok(())
-    }
-
-    /// How long the next `poll` may sleep: not at all if connections yielded, otherwise until
-    /// the next idle sweep or the drain deadline, whichever comes first.
-    fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
-        if !self.yielded.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let mut wake_at = None::<u64>;
-        if self.sweep_interval_ms().is_some() && !self.conns.is_empty() {
-            wake_at = Some(self.next_sweep_ms);
-        }
-        if let Some(deadline) = self.drain_deadline_ms {
-            wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
-        }
-        // +1 ms: poll's millisecond timeout truncates, and waking a hair early would only
-        // cost another round.
-        wake_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms) + 1))
     }
 
     /// Takes every queued command. Returns whether the channel is disconnected.
@@ -219,9 +184,8 @@ impl Worker {
     }
 
     fn begin_drain(&mut self, now_ms: u64) {
-        if self.drain_deadline_ms.is_none() {
-            let timeout = self.settings.live.shutdown_timeout().as_millis() as u64;
-            self.drain_deadline_ms = Some(now_ms + timeout);
+        let timeout = self.settings.live.shutdown_timeout();
+        if self.housekeeping.begin_drain(now_ms, timeout) {
             debug!(
                 worker = self.settings.id,
                 connections = self.conns.len(),
@@ -246,7 +210,7 @@ impl Worker {
             }
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
-                self.stats().closed(stats::CloseReason::Error);
+                self.stats().closed(CloseReason::Error);
                 self.active.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -260,34 +224,36 @@ impl Worker {
             return;
         };
         conn.last_active_ms = now_ms;
-        let mut moved = Moved::default();
-        let progress = conn.drive(
-            &mut self.scratch,
-            &self.settings.echo,
-            fin_event,
-            &mut moved,
-        );
+        let options = &self.settings.echo;
+        let before = conn.echo.state(options);
+        let driven = conn.drive(&mut self.scratch, options, fin_event);
         let stats = self.settings.stats.worker(self.settings.id);
-        stats.moved(moved.read, moved.written);
-        match progress {
-            Progress::Blocked(wants) => {
-                if !wants.read && !conn.echo.is_peer_closed() && conn.is_reading() {
-                    // The peer sends faster than it reads: its buffer is full, stop reading.
+        stats.moved(driven.moved.read, driven.moved.written);
+        // mio's epoll is edge-triggered.
+        match interest::next(
+            driven.progress,
+            before,
+            conn.echo.state(options),
+            Trigger::Edge,
+        ) {
+            Next::Close(reason) => self.close(token, reason),
+            Next::Wait {
+                interest,
+                resume,
+                backpressure_pause,
+            } => {
+                if backpressure_pause {
                     stats.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Err(e) = conn.set_interest(self.poll.registry(), token, wants) {
-                    debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
-                    self.close(token, CloseReason::Finished(Closed::Error(e.kind())));
+                match conn.set_interest(self.poll.registry(), token, interest) {
+                    Ok(()) if resume => self.yielded.push(token),
+                    Ok(()) => {}
+                    Err(e) => {
+                        debug!(worker = self.settings.id, error = %e, "reregister failed; closing");
+                        self.close(token, CloseReason::Error);
+                    }
                 }
             }
-            Progress::Yielded => {
-                let wants = conn.echo.wants(&self.settings.echo);
-                match conn.set_interest(self.poll.registry(), token, wants) {
-                    Ok(()) => self.yielded.push(token),
-                    Err(e) => self.close(token, CloseReason::Finished(Closed::Error(e.kind()))),
-                }
-            }
-            Progress::Done(closed) => self.close(token, CloseReason::Finished(closed)),
         }
     }
 
@@ -304,7 +270,7 @@ impl Worker {
             );
             // Counted before the FIN goes out, so a peer that sees the close and then scrapes
             // the metrics finds it counted.
-            self.stats().closed(reason.into());
+            self.stats().closed(reason);
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
         }
@@ -318,14 +284,11 @@ impl Worker {
     }
 
     fn sweep_idle(&mut self, now_ms: u64) {
-        let Some(idle) = self.settings.live.idle_timeout() else {
-            return;
-        };
-        let idle_ms = idle.as_millis() as u64;
+        let idle = self.settings.live.idle_timeout();
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| now_ms.saturating_sub(c.last_active_ms) >= idle_ms)
+            .filter(|(_, c)| housekeeping::is_idle(idle, c.last_active_ms, now_ms))
             .map(|(key, _)| key)
             .collect();
         for key in expired {

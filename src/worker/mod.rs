@@ -1,7 +1,8 @@
 //! The worker side of the reactor pool: one event loop per thread, its connections, and the
 //! echo state machine they share with every other model.
 //!
-//! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait.
+//! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
+//!   `Progress` and the rule a loop applies to it live in [`crate::policy::interest`]).
 //! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
 //! - [`connection`]: `Connection`, a socket plus its echo state and timer.
 //! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
@@ -16,5 +17,5 @@ mod echo_props;
 #[cfg(test)]
 mod sim_socket;
 
-pub use echo::{Closed, Echo, EchoOptions, Moved, Progress, ReadUntil, Transport, Wants, classify};
+pub use echo::{Driven, Echo, EchoOptions, Moved, ReadUntil, Transport};
 pub use event_loop::{Command, Worker, WorkerSettings};

@@ -117,6 +117,8 @@ pub(crate) struct DriveStats {
     pub(crate) data_reads: u32,
     /// A write returned `WouldBlock`.
     pub(crate) write_blocked: bool,
+    /// The latest read returned `WouldBlock` (proof that nothing was left to read).
+    pub(crate) read_blocked: bool,
     /// The error (if any) that this drive received and must end the connection with.
     pub(crate) fatal: Option<io::ErrorKind>,
 }
@@ -290,6 +292,16 @@ impl SimSocket {
 
 impl Read for SimSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.read_now(buf);
+        self.drive.read_blocked =
+            matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        result
+    }
+}
+
+impl SimSocket {
+    /// A `read` call (see the module docs for what it models).
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.enter("read")?;
         let unsent_by_core = self.read - self.written.len();
         let room = self.limit.saturating_sub(unsent_by_core);

@@ -1,0 +1,19 @@
+//! The rules every server follows, one home each, so that a comparison between I/O models
+//! compares the models and not diverging copies of the rules. The reactor (`worker`,
+//! `reactor`) and every model (`models`) call these; none of them depends on either.
+//!
+//! - [`close`]: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
+//! - [`interest`]: `Progress` and `Wants`, the echo core's status, and `next`, the rule from a
+//!   drive to the interest, the resume-without-event and the backpressure count.
+//! - [`housekeeping`]: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
+//!   deadline of an event loop (pure: time is passed in).
+//! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
+//!   `classify_accept_error`.
+
+pub mod admission;
+pub mod close;
+pub mod housekeeping;
+pub mod interest;
+
+pub use close::CloseReason;
+pub use interest::{Progress, Wants};
