@@ -85,11 +85,11 @@ impl Transport for Timed<'_> {
 }
 
 /// Socket options of a connection about to be served with blocking calls: those of every
-/// model ([`configure_accepted`](crate::listener::configure_accepted)), and the idle timeout
+/// model ([`configure_accepted`](crate::policy::socket_options::configure_accepted)), and the idle timeout
 /// as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to connections
 /// accepted after it).
 pub fn prepare(stream: &Stream, live: &LiveSettings) -> io::Result<()> {
-    crate::listener::configure_accepted(stream, live);
+    crate::policy::socket_options::configure_accepted(stream, live);
     stream.set_timeouts(live.idle_timeout())
 }
 

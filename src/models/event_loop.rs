@@ -166,7 +166,7 @@ impl LoopCore {
     /// passed to [`LoopCore::closed`] exactly once.
     pub fn admit(&self, stream: &Stream) {
         self.counters().opened();
-        crate::listener::configure_accepted(stream, &self.live);
+        crate::policy::socket_options::configure_accepted(stream, &self.live);
     }
 
     /// Logs and counts the close of an admitted connection.

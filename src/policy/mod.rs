@@ -9,11 +9,14 @@
 //!   deadline of an event loop (pure: time is passed in).
 //! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
 //!   `classify_accept_error`.
+//! - [`socket_options`]: `configure_accepted`, the options of an accepted connection
+//!   (`TCP_NODELAY`, keepalive, `TCP_USER_TIMEOUT`).
 
 pub mod admission;
 pub mod close;
 pub mod housekeeping;
 pub mod interest;
+pub mod socket_options;
 
 pub use close::CloseReason;
 pub use interest::{Progress, Wants};

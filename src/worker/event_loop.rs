@@ -201,7 +201,7 @@ impl Worker {
 
     fn add(&mut self, stream: TcpStream, now_ms: u64) {
         self.stats().opened();
-        crate::listener::configure_accepted(&stream, &self.settings.live);
+        crate::policy::socket_options::configure_accepted(&stream, &self.settings.live);
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         match Connection::register(stream, self.poll.registry(), token, now_ms) {
