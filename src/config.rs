@@ -207,6 +207,8 @@ pub struct Config {
     /// `TCP_USER_TIMEOUT` on accepted connections: close when sent data stays unacknowledged
     /// this long; `None` (the default) keeps the kernel's retransmission limit.
     pub tcp_user_timeout: Option<Duration>,
+    /// Log one info line when a connection opens and one when it closes.
+    pub log_connections: bool,
 }
 
 impl Default for Config {
@@ -229,6 +231,7 @@ impl Default for Config {
             reuse_port: false,
             tcp_keepalive: None,
             tcp_user_timeout: None,
+            log_connections: false,
         }
     }
 }
@@ -257,6 +260,7 @@ struct FileConfig {
     reuse_port: Option<bool>,
     tcp_keepalive: Option<DurationValue>,
     tcp_user_timeout: Option<DurationValue>,
+    log_connections: Option<bool>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -294,6 +298,8 @@ pub struct Overrides {
     pub tcp_keepalive: Option<Duration>,
     /// `--tcp-user-timeout`
     pub tcp_user_timeout: Option<Duration>,
+    /// `--log-connections` sets this to `Some(true)`
+    pub log_connections: Option<bool>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -514,6 +520,10 @@ impl Config {
             reuse_port: o.reuse_port.or(file.reuse_port).unwrap_or(d.reuse_port),
             tcp_keepalive,
             tcp_user_timeout,
+            log_connections: o
+                .log_connections
+                .or(file.log_connections)
+                .unwrap_or(d.log_connections),
         })
     }
 }
@@ -942,6 +952,7 @@ mod tests {
             ("tcp_keepalive = 40000", "`tcp_keepalive`"),
             ("tcp_user_timeout = \"30d\"", "`tcp_user_timeout`"),
             ("tcp_user_timeout = 3000000", "`tcp_user_timeout`"),
+            ("log_connections = 1", "`log_connections`"),
         ] {
             let e = Config::from_toml(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");

@@ -31,6 +31,8 @@ pub struct LiveSettings {
     tcp_keepalive_secs: AtomicU64,
     /// `TCP_USER_TIMEOUT` in milliseconds for connections accepted from now on; 0: unset.
     tcp_user_timeout_ms: AtomicU64,
+    /// Log each connection's open and close (connections accepted from now on).
+    log_connections: AtomicBool,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
     wakers: Mutex<Vec<WakeFn>>,
     /// Reloads that were applied.
@@ -48,6 +50,7 @@ impl fmt::Debug for LiveSettings {
             .field("nodelay", &self.nodelay())
             .field("tcp_keepalive", &self.tcp_keepalive())
             .field("tcp_user_timeout", &self.tcp_user_timeout())
+            .field("log_connections", &self.log_connections())
             .finish()
     }
 }
@@ -62,6 +65,7 @@ impl LiveSettings {
             nodelay: AtomicBool::new(false),
             tcp_keepalive_secs: AtomicU64::new(0),
             tcp_user_timeout_ms: AtomicU64::new(0),
+            log_connections: AtomicBool::new(false),
             wakers: Mutex::new(Vec::new()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -88,6 +92,8 @@ impl LiveSettings {
             config.tcp_user_timeout.map_or(0, |t| millis(t).max(1)),
             Ordering::Relaxed,
         );
+        self.log_connections
+            .store(config.log_connections, Ordering::Relaxed);
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
@@ -165,6 +171,12 @@ impl LiveSettings {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// Whether to log each new connection's open and close.
+    #[inline]
+    pub fn log_connections(&self) -> bool {
+        self.log_connections.load(Ordering::Relaxed)
     }
 }
 

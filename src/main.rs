@@ -96,6 +96,10 @@ struct ServeArgs {
     /// unacknowledged SECS; 0 or absent: the kernel's default.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     tcp_user_timeout: Option<Duration>,
+    /// Log one info line when each connection opens and one when it closes (peer, worker,
+    /// bytes each way, duration, close reason).
+    #[arg(long)]
+    log_connections: bool,
 
     #[command(flatten)]
     ops: OpsArgs,
@@ -120,6 +124,7 @@ impl ServeArgs {
             reuse_port: self.reuse_port.then_some(true),
             tcp_keepalive: self.tcp_keepalive,
             tcp_user_timeout: self.tcp_user_timeout,
+            log_connections: self.log_connections.then_some(true),
         }
     }
 }

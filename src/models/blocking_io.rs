@@ -16,7 +16,9 @@ use parking_lot::{Condvar, Mutex};
 use slab::Slab;
 use tracing::info;
 
+use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
@@ -85,16 +87,18 @@ impl Transport for Timed<'_> {
 }
 
 /// Socket options of a connection about to be served with blocking calls: those of every
-/// model ([`configure_accepted`](crate::policy::socket_options::configure_accepted)), and the idle timeout
-/// as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to connections
-/// accepted after it).
-pub fn prepare(stream: &Stream, live: &LiveSettings) -> io::Result<()> {
+/// model ([`configure_accepted`](crate::policy::socket_options::configure_accepted)), and the
+/// idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to
+/// connections accepted after it). Returns the connection log's record, opened here, at
+/// accept, on the accepting thread.
+pub fn prepare(stream: &Stream, live: &LiveSettings, model: Model) -> io::Result<Record> {
     crate::policy::socket_options::configure_accepted(stream, live);
-    stream.set_timeouts(live.idle_timeout())
+    stream.set_timeouts(live.idle_timeout())?;
+    Ok(ConnLog::opened(live, model, 0, || stream.peer_addr()))
 }
 
 /// Runs the echo over a blocking transport until the connection ends, adding the bytes it
-/// moves to `counters` (if any) after every drive.
+/// moves to `counters` (if any) and to the connection log's record after every drive.
 ///
 /// With blocking calls every `drive` either makes progress or waits inside a read or write,
 /// so looping on `Blocked`/`Yielded` cannot spin: a write returns only when everything was
@@ -104,6 +108,7 @@ pub fn serve<T: Transport>(
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: Option<&WorkerStats>,
+    log: &mut Record,
 ) -> CloseReason {
     let mut echo = Echo::new();
     loop {
@@ -111,6 +116,7 @@ pub fn serve<T: Transport>(
         if let Some(counters) = counters {
             counters.moved(driven.moved.read, driven.moved.written);
         }
+        ConnLog::add(log, driven.moved);
         match driven.progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
@@ -119,22 +125,25 @@ pub fn serve<T: Transport>(
 }
 
 /// Serves `stream` (blocking, timeouts set) to the end, counting it in `counters` from
-/// open to close; returns why it ended.
+/// open to close and logging its close if `log` (from [`prepare`]) says so; returns why it
+/// ended.
 pub fn serve_stream(
     stream: &Stream,
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: &WorkerStats,
+    mut log: Record,
 ) -> CloseReason {
     counters.opened();
     let mut io = Timed::new(stream);
-    let closed = serve(&mut io, scratch, options, Some(counters));
+    let closed = serve(&mut io, scratch, options, Some(counters), &mut log);
     let reason = if io.timed_out {
         CloseReason::IdleTimeout
     } else {
         closed
     };
     counters.closed(reason);
+    ConnLog::closed(log, reason);
     reason
 }
 

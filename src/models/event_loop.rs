@@ -22,6 +22,7 @@ use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::Admission;
+use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::shutdown::ShutdownHandle;
@@ -162,17 +163,20 @@ impl LoopCore {
         self.stats.worker(0)
     }
 
-    /// Configures and counts a freshly accepted socket; every admitted connection is later
-    /// passed to [`LoopCore::closed`] exactly once.
-    pub fn admit(&self, stream: &Stream) {
+    /// Configures and counts a freshly accepted socket, and opens its connection-log record
+    /// (for [`Conn::new`]); every admitted connection is later passed to
+    /// [`LoopCore::closed`] exactly once.
+    pub fn admit(&self, stream: &Stream) -> Record {
         self.counters().opened();
         crate::policy::socket_options::configure_accepted(stream, &self.live);
+        ConnLog::opened(&self.live, self.model, 0, || stream.peer_addr())
     }
 
     /// Logs and counts the close of an admitted connection.
-    pub fn closed(&self, reason: CloseReason, pending: usize) {
+    pub fn closed(&self, reason: CloseReason, conn: &mut Conn) {
         self.counters().closed(reason);
-        log_close(self.model, reason, pending);
+        log_close(self.model, reason, conn.echo.pending());
+        ConnLog::closed(conn.log.take(), reason);
     }
 
     /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
@@ -186,6 +190,7 @@ impl LoopCore {
             .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let counters = self.stats.worker(0);
         counters.moved(driven.moved.read, driven.moved.written);
+        ConnLog::add(&mut conn.log, driven.moved);
         let next = interest::next(
             driven.progress,
             before,
@@ -232,7 +237,7 @@ impl LoopCore {
         conns.retain(|_, c| {
             let idle = self.is_idle(c, now_ms);
             if idle {
-                self.closed(CloseReason::IdleTimeout, c.echo.pending());
+                self.closed(CloseReason::IdleTimeout, c);
             }
             !idle
         });
@@ -249,8 +254,8 @@ impl LoopCore {
             Drain::Expired => {
                 info!(model = %self.model, connections = open,
                     "shutdown timeout: closing remaining connections");
-                for c in conns.take_all() {
-                    self.closed(CloseReason::ShutdownTimeout, c.echo.pending());
+                for mut c in conns.take_all() {
+                    self.closed(CloseReason::ShutdownTimeout, &mut c);
                 }
                 true
             }

@@ -39,6 +39,7 @@ use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::{Accepted, Admission};
+use crate::policy::connlog::{ConnLog, Record};
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
@@ -111,10 +112,13 @@ pub fn run(bound: Bound) -> io::Result<()> {
             else {
                 break;
             };
-            if let Err(e) = prepare(&stream, &live) {
-                warn!(error = %e, "cannot set socket timeouts; closing connection");
-                continue;
-            }
+            let log = match prepare(&stream, &live, Model::Fork) {
+                Ok(log) => log,
+                Err(e) => {
+                    warn!(error = %e, "cannot set socket timeouts; closing connection");
+                    continue;
+                }
+            };
             let blocked = signal::block_all()?;
             // SAFETY: the process was single-threaded at the start of `run` and nothing here
             // starts a thread; the child leaves only through `exit_now`.
@@ -126,7 +130,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
                     let serve_child =
-                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live));
+                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live, log));
                     let code = std::panic::catch_unwind(serve_child).unwrap_or(101);
                     process::exit_now(code);
                 }
@@ -204,7 +208,7 @@ fn reap(children: &mut HashSet<Pid>) {
 }
 
 /// The child's life: serve the one connection, then return the exit code.
-fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
+fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings, mut log: Record) -> i32 {
     let mut io = Finishing {
         stream,
         idle_timeout: live.idle_timeout(),
@@ -214,13 +218,14 @@ fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
     };
     let mut scratch = vec![0u8; options.limit];
     // No counters: they would live in this child's copy of the parent's memory.
-    let closed = serve(&mut io, &mut scratch, options, None);
+    let closed = serve(&mut io, &mut scratch, options, None, &mut log);
     let reason = match (io.timed_out, io.deadline) {
         (true, Some(_)) => CloseReason::ShutdownTimeout,
         (true, None) => CloseReason::IdleTimeout,
         (false, _) => closed,
     };
     log_close(Model::Fork, reason, 0);
+    ConnLog::closed(log, reason);
     i32::from(reason == CloseReason::Error)
 }
 

@@ -11,9 +11,11 @@
 //!   `classify_accept_error`.
 //! - [`socket_options`]: `configure_accepted`, the options of an accepted connection
 //!   (`TCP_NODELAY`, keepalive, `TCP_USER_TIMEOUT`).
+//! - [`connlog`]: `ConnLog`, the connection log's open and close lines (`log_connections`).
 
 pub mod admission;
 pub mod close;
+pub mod connlog;
 pub mod housekeeping;
 pub mod interest;
 pub mod socket_options;

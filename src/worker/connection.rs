@@ -5,6 +5,7 @@ use mio::{Interest, Registry, Token};
 
 use super::echo::{Driven, Echo, EchoOptions};
 use crate::policy::Wants;
+use crate::policy::connlog::Record;
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -19,6 +20,8 @@ pub struct Connection {
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
     pub last_active_ms: u64,
+    /// The connection log's record, if this connection is logged (one pointer otherwise).
+    pub log: Record,
 }
 
 impl Connection {
@@ -35,6 +38,7 @@ impl Connection {
             echo: Echo::new(),
             registered: Interest::READABLE,
             last_active_ms: now_ms,
+            log: None,
         })
     }
 

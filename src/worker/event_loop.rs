@@ -18,8 +18,10 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
+use crate::policy::connlog::ConnLog;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
@@ -201,16 +203,22 @@ impl Worker {
 
     fn add(&mut self, stream: TcpStream, now_ms: u64) {
         self.stats().opened();
-        crate::policy::socket_options::configure_accepted(&stream, &self.settings.live);
+        let live = &self.settings.live;
+        crate::policy::socket_options::configure_accepted(&stream, live);
+        let log = ConnLog::opened(live, Model::Reactor, self.settings.id, || {
+            stream.peer_addr()
+        });
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         match Connection::register(stream, self.poll.registry(), token, now_ms) {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                conn.log = log;
                 entry.insert(conn);
             }
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
                 self.stats().closed(CloseReason::Error);
+                ConnLog::closed(log, CloseReason::Error);
                 self.active.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -229,6 +237,7 @@ impl Worker {
         let driven = conn.drive(&mut self.scratch, options, fin_event);
         let stats = self.settings.stats.worker(self.settings.id);
         stats.moved(driven.moved.read, driven.moved.written);
+        ConnLog::add(&mut conn.log, driven.moved);
         // mio's epoll is edge-triggered.
         match interest::next(
             driven.progress,
@@ -258,7 +267,7 @@ impl Worker {
     }
 
     fn close(&mut self, token: Token, reason: CloseReason) {
-        if let Some(conn) = self.conns.try_remove(token.0) {
+        if let Some(mut conn) = self.conns.try_remove(token.0) {
             // Dropping the stream closes the fd, which also removes it from the epoll set (we
             // never dup it), so no deregister syscall is needed.
             debug!(
@@ -271,6 +280,7 @@ impl Worker {
             // Counted before the FIN goes out, so a peer that sees the close and then scrapes
             // the metrics finds it counted.
             self.stats().closed(reason);
+            ConnLog::closed(conn.log.take(), reason);
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
         }
