@@ -44,6 +44,8 @@ pub enum Model {
     Fork,
     /// Iterative: one connection at a time, blocking I/O.
     Blocking,
+    /// One thread, io_uring completions (multishot accept and receive).
+    Uring,
 }
 
 impl Model {
@@ -57,6 +59,7 @@ impl Model {
         Model::Thread,
         Model::Fork,
         Model::Blocking,
+        Model::Uring,
     ];
 
     /// The name used on the command line and in the config file.
@@ -70,6 +73,7 @@ impl Model {
             Model::Thread => "thread",
             Model::Fork => "fork",
             Model::Blocking => "blocking",
+            Model::Uring => "uring",
         }
     }
 
@@ -107,6 +111,10 @@ impl Model {
             Model::Blocking => {
                 "iterative: serves one connection at a time with blocking I/O; everyone else \
                  waits in the backlog (the baseline)"
+            }
+            Model::Uring => {
+                "one thread, io_uring: multishot accept, multishot receive into a shared \
+                 provided-buffer pool, one send in flight per connection; needs Linux 6.0+"
             }
         }
     }
@@ -1003,7 +1011,7 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 8);
+        assert_eq!(Model::ALL.len(), 9);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   rule, loop housekeeping, admission.
 //! - [`ratelimit`]: rate-limited logging for floods of identical events.
 //! - [`models`]: the comparison models (epoll, epoll-et, poll, select, thread, fork,
-//!   blocking), one file each, on the raw syscalls of [`sys`].
+//!   blocking, uring), one file each, on the raw syscalls of [`sys`].
 //! - [`sys`]: the only home of raw syscalls: small safe wrappers returning `io::Result`.
 //! - [`live`]: `LiveSettings`, the settings a reload changes in a running server.
 //! - [`stats`]: `Stats`, per-worker lock-free counters summed for the metrics endpoint.

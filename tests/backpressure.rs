@@ -17,7 +17,7 @@ const TOTAL: usize = 48 << 20;
 /// bytes for a while. A bounded server stops well short of `TOTAL`, and its RSS grows by far
 /// less than what was sent. Then the client reads and writes the rest; the echo must match.
 fn non_reading_client_is_held_back(model: Model) {
-    let server = Spec::new(model).buffer_size(64 * 1024).spawn();
+    let mut server = Spec::new(model).buffer_size(64 * 1024).spawn();
     let rss_before = server.rss();
     let data = payload(99, TOTAL);
     let mut s = connect(server.addr);

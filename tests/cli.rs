@@ -1,6 +1,7 @@
 //! Proves the command-line contract: exactly one `listening on` line when ready, bad
 //! arguments and config exit 2 with one line naming the field (nothing listening, no panic),
-//! an address in use exits 1 naming the address, and flags override the config file.
+//! an address in use exits 1 naming the address, and flags override the config file. Also
+//! proves that the launcher's check of that one-line contract can fail a test.
 
 mod util;
 
@@ -107,7 +108,7 @@ fn bad_config_files_exit_2_naming_the_field() {
 /// A second server on a busy address exits 1 with the address and the OS error.
 #[test]
 fn address_in_use_exits_1() {
-    let first = Binary::spawn(&["serve".into(), "--listen".into(), "127.0.0.1:0".into()]);
+    let mut first = Binary::spawn(&["serve", "--listen", "127.0.0.1:0"]);
     let addr = first.addr.to_string();
     let out = run(&["serve", "--listen", &addr]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -129,12 +130,12 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
         "good.toml",
         "listen = \"127.0.0.1:1\"\nmax_connections = 1\nidle_timeout = \"5m\"\n",
     );
-    let server = Binary::spawn(&[
-        "serve".into(),
-        "--config".into(),
-        path.to_str().unwrap().into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
+    let mut server = Binary::spawn(&[
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
     ]);
     assert_ne!(server.addr.port(), 1);
     let mut first = connect(server.addr);
@@ -160,4 +161,35 @@ fn models_and_help() {
     let out = run(&["serve", "--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--idle-timeout"));
+}
+
+/// The launcher's stdout check bites: a stand-in server (a shell) that prints its
+/// `listening on` line and then one more line fails the test that waits for it, and, when it
+/// is still running at the end, the test that merely drops it.
+#[test]
+fn an_extra_stdout_line_fails_the_test() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let stand_in = |then: &str| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "echo listening on 127.0.0.1:9; echo surprise; {then}"
+        ));
+        Binary::spawn_command(&mut cmd)
+    };
+    let message = |caught: Result<(), Box<dyn std::any::Any + Send>>| -> String {
+        let payload = caught.expect_err("the extra line went unnoticed");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut exits = stand_in("exit 0");
+    let waited = message(catch_unwind(AssertUnwindSafe(|| {
+        exits.wait();
+    })));
+    assert!(waited.contains("\"surprise\""), "{waited}");
+    let runs = stand_in("exec sleep 600");
+    assert_eq!(runs.addr, "127.0.0.1:9".parse().unwrap());
+    let dropped = message(catch_unwind(AssertUnwindSafe(|| drop(runs))));
+    assert!(dropped.contains("\"surprise\""), "{dropped}");
 }

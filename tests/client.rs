@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use ops_util::*;
 
-fn server() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
-    let addr = p.listening();
+fn server() -> (Binary, SocketAddr) {
+    let p = Binary::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    let addr = p.addr;
     (p, addr)
 }
 
@@ -24,7 +24,7 @@ fn fake(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
+        let stream = accept_within(&listener, DEADLINE);
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         serve_one(stream);
     });

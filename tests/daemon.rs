@@ -26,8 +26,8 @@ fn daemon_holds_a_locked_pid_file_and_removes_it_on_exit() {
         "--log-file",
         log.to_str().unwrap(),
     ];
-    let mut starter = Proc::spawn(&args);
-    let addr = starter.listening();
+    let mut starter = Binary::spawn(&args);
+    let addr = starter.addr;
     let status = starter.wait();
     assert!(status.success(), "starter: {status}; {}", starter.stderr());
 

@@ -22,7 +22,7 @@ fn ten_thousand_idle_connections_cost_under_2k_each(model: Model) {
         return;
     }
     let _heavy = util::heavy();
-    let server = Spec::new(model).max_connections(CONNECTIONS + 100).spawn();
+    let mut server = Spec::new(model).max_connections(CONNECTIONS + 100).spawn();
     let mut warm = connect(server.addr);
     warm.write_all(b"w").unwrap();
     assert_eq!(read_n(&mut warm, 1), b"w");

@@ -1,14 +1,14 @@
-//! Proves the command-line side of the comparison models: `reactor-pool models` lists all
-//! eight, and the rule for settings a model cannot honour holds (a flag is rejected with
+//! Proves the command-line side of the comparison models: `reactor-pool models` lists every
+//! one, and the rule for settings a model cannot honour holds (a flag is rejected with
 //! exit 2 naming the field; the same setting from a config file is ignored with a warning).
 
 mod util;
 
 use util::{Binary, assert_same, echo_all, run};
 
-/// `models` prints one line per model, starting with its name, for all eight models.
+/// `models` prints one line per model, starting with its name, for every model.
 #[test]
-fn models_lists_all_eight_one_line_each() {
+fn models_lists_every_model_one_line_each() {
     let out = run(&["models"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -19,7 +19,7 @@ fn models_lists_all_eight_one_line_each() {
     assert_eq!(
         names,
         [
-            "reactor", "epoll", "epoll-et", "poll", "select", "thread", "fork", "blocking"
+            "reactor", "epoll", "epoll-et", "poll", "select", "thread", "fork", "blocking", "uring"
         ]
     );
 }
@@ -67,7 +67,7 @@ fn file_settings_a_model_ignores_are_warnings() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("reactor.toml");
     std::fs::write(&path, "workers = 3\nthread_stack_size = 65536\n").unwrap();
-    let server = Binary::spawn(&[
+    let mut server = Binary::spawn(&[
         "serve".into(),
         "--config".into(),
         path.display().to_string(),

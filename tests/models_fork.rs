@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reactor_pool::Model;
 use util::{
-    PATIENCE, Spec, children_of, connect, read_n, read_to_eof, stat_field, threads_of, wait_until,
+    Spec, children_of, connect, read_n, read_to_eof, stat_field, threads_of, wait_for, wait_until,
 };
 
 /// 8 client threads each run 50 short connections (connect, echo 1 byte, close) at once,
@@ -20,7 +20,7 @@ use util::{
 /// at all: none alive, none a zombie. The parent has a single thread throughout.
 #[test]
 fn burst_of_short_connections_leaves_no_zombies() {
-    let server = Spec::new(Model::Fork).spawn();
+    let mut server = Spec::new(Model::Fork).spawn();
     let pid = server.pid();
     let addr = server.addr;
     let clients: Vec<_> = (0..8u8)
@@ -42,14 +42,16 @@ fn burst_of_short_connections_leaves_no_zombies() {
         1,
         "the fork parent must stay single-threaded"
     );
-    assert!(
-        wait_until(PATIENCE, || children_of(pid).is_empty()),
-        "children left behind (pid, state): {:?}",
-        children_of(pid)
-            .into_iter()
-            .take(10)
-            .map(|c| (c, stat_field(c, 3)))
-            .collect::<Vec<_>>()
+    wait_for(
+        "every child to be reaped; (pid, state) of the children left",
+        || {
+            children_of(pid)
+                .into_iter()
+                .take(10)
+                .map(|c| (c, stat_field(c, 3)))
+                .collect::<Vec<_>>()
+        },
+        Vec::is_empty,
     );
     let stderr = server.stop();
     assert!(!stderr.contains("abnormally"), "{stderr}");
@@ -57,12 +59,12 @@ fn burst_of_short_connections_leaves_no_zombies() {
 
 /// Three connections are open (three children). After SIGTERM new connections are refused,
 /// but each child keeps echoing; once the clients half-close and get their last echo, the
-/// parent exits 0 long before the 20 s shutdown timeout, and none of the children exists.
+/// parent exits 0 long before the 10 min shutdown timeout (`wait` gives up after `PATIENCE`,
+/// whatever the machine's load), and none of the children exists.
 #[test]
 fn shutdown_lets_children_finish_and_leaves_none() {
-    let server = Spec::new(Model::Fork)
-        .shutdown_timeout(Duration::from_secs(20))
-        .spawn();
+    let timeout = Duration::from_secs(600);
+    let mut server = Spec::new(Model::Fork).shutdown_timeout(timeout).spawn();
     let pid = server.pid();
     let mut conns: Vec<_> = (0..3u8)
         .map(|i| {
@@ -76,10 +78,9 @@ fn shutdown_lets_children_finish_and_leaves_none() {
     assert_eq!(children.len(), 3, "one child per connection");
     server.signal(libc::SIGTERM);
     let addr = server.addr;
-    assert!(
-        wait_until(PATIENCE, || std::net::TcpStream::connect(addr).is_err()),
-        "still accepting after SIGTERM"
-    );
+    wait_until("connections refused after SIGTERM", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
     for s in &mut conns {
         s.write_all(b"after").unwrap();
         assert_eq!(read_n(s, 5), b"after", "a child stopped serving at SIGTERM");
@@ -87,12 +88,10 @@ fn shutdown_lets_children_finish_and_leaves_none() {
         assert!(read_to_eof(s).is_empty());
     }
     let start = std::time::Instant::now();
-    let (status, stderr) = server.wait();
+    let status = server.wait();
+    let stderr = server.stderr();
     assert!(status.success(), "exit {status:?}: {stderr}");
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "waited for the timeout"
-    );
+    assert!(start.elapsed() < timeout / 2, "waited for the timeout");
     for c in children {
         assert!(
             !std::path::Path::new(&format!("/proc/{c}")).exists(),

@@ -7,7 +7,9 @@ mod ops_util;
 
 use ops_util::*;
 
-const MODELS: [&str; 6] = ["epoll", "epoll-et", "poll", "select", "thread", "blocking"];
+const MODELS: [&str; 7] = [
+    "epoll", "epoll-et", "poll", "select", "thread", "blocking", "uring",
+];
 
 /// For each model with a metrics endpoint: three clients echo known messages and close, a
 /// fourth resets. The scrape shows 4 accepted, the exact bytes, 3 eof and 1 reset closes,
@@ -45,8 +47,8 @@ fn reload_reaches_an_event_loop_models_open_connections() {
     let dir = TempDir::new("models-reload");
     let base = "listen = \"127.0.0.1:0\"\nmodel = \"epoll\"\n";
     let config = dir.write("c.toml", &format!("{base}idle_timeout = 0\n"));
-    let mut p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
-    let addr = p.listening();
+    let mut p = Binary::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let addr = p.addr;
     let mut open = connect(addr);
     echo_on(&mut open, b"before\n");
     dir.write("c.toml", &format!("{base}idle_timeout = \"300ms\"\n"));
@@ -65,8 +67,8 @@ fn fork_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = TempDir::new("models-fork-reload");
     let base = "listen = \"127.0.0.1:0\"\nmodel = \"fork\"\n";
     let config = dir.write("c.toml", &format!("{base}max_connections = 100\n"));
-    let mut p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
-    let addr = p.listening();
+    let mut p = Binary::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let addr = p.addr;
     let mut open = connect(addr);
     echo_on(&mut open, b"before\n");
     dir.write("c.toml", &format!("{base}max_connections = 1\n"));

@@ -52,10 +52,9 @@ fn in_process_descriptor_above_fd_setsize_is_refused() {
         "a connection on a descriptor >= 1024 was served"
     );
     drop((s, hold, first));
-    assert!(
-        wait_until(PATIENCE, || echo_all(server.addr, b"again") == b"again"),
-        "not served once descriptors were free"
-    );
+    wait_until("served once descriptors are free", || {
+        echo_all(server.addr, b"again") == b"again"
+    });
     server.stop();
 }
 
@@ -66,7 +65,7 @@ fn in_process_descriptor_above_fd_setsize_is_refused() {
 #[test]
 fn binary_serves_below_fd_setsize_and_refuses_the_rest() {
     let _fds = FDS.lock().unwrap_or_else(|p| p.into_inner());
-    let server = Spec::new(Model::Select).max_connections(1024).spawn();
+    let mut server = Spec::new(Model::Select).max_connections(1024).spawn();
     let mut conns: Vec<TcpStream> = (0..1100).map(|_| connect(server.addr)).collect();
     let (mut served, mut refused_count) = (0, 0);
     for (i, s) in conns.iter_mut().enumerate() {
@@ -97,11 +96,11 @@ fn binary_serves_below_fd_setsize_and_refuses_the_rest() {
     assert!(refused_count >= 70, "only {refused_count} refused");
     assert_eq!(served + refused_count, 1100);
     drop(conns);
-    assert!(wait_until(PATIENCE, || {
+    wait_until("served once the clients left", || {
         let mut s = connect(server.addr);
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.write_all(b"ok").is_ok() && read_ok(&mut s)
-    }));
+    });
     let stderr = server.stop();
     assert!(
         stderr.contains("FD_SETSIZE"),

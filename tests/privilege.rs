@@ -31,7 +31,7 @@ fn user_flag_drops_root_after_binding_a_privileged_port() {
         return;
     };
     let listen = format!("127.0.0.1:{port}");
-    let mut p = Proc::spawn(&[
+    let mut p = Binary::spawn(&[
         "serve",
         "--listen",
         &listen,
@@ -40,7 +40,7 @@ fn user_flag_drops_root_after_binding_a_privileged_port() {
         "--workers",
         "2",
     ]);
-    let addr = p.listening();
+    let addr = p.addr;
     assert_eq!(addr.port(), port);
     let pid = p.pid();
     let fields = |key: &str| -> Vec<String> {
@@ -81,7 +81,7 @@ fn supervised_server_drops_root_while_the_supervisor_keeps_it() {
         eprintln!("skipped: dropping privileges needs root");
         return;
     }
-    let mut sup = Proc::spawn(&[
+    let mut sup = Binary::spawn(&[
         "serve",
         "--supervise",
         "--listen",
@@ -91,7 +91,7 @@ fn supervised_server_drops_root_while_the_supervisor_keeps_it() {
         "--workers",
         "1",
     ]);
-    let addr = sup.listening();
+    let addr = sup.addr;
     let mut child = 0;
     wait_until("the server process", || {
         child = children_of(sup.pid())

@@ -102,7 +102,7 @@ impl RunningServer {
             RunningServer::InProcess(s) => {
                 s.stop();
             }
-            RunningServer::Binary(s) => {
+            RunningServer::Binary(mut s) => {
                 s.stop();
             }
         }

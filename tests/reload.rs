@@ -7,10 +7,10 @@ mod ops_util;
 
 use ops_util::*;
 
-fn start(dir: &TempDir, config_text: &str) -> (Proc, std::net::SocketAddr, std::net::SocketAddr) {
+fn start(dir: &TempDir, config_text: &str) -> (Binary, std::net::SocketAddr, std::net::SocketAddr) {
     let config = dir.write("c.toml", config_text);
-    let p = Proc::spawn(&["serve", "--config", config.to_str().unwrap()]);
-    let addr = p.listening();
+    let p = Binary::spawn(&["serve", "--config", config.to_str().unwrap()]);
+    let addr = p.addr;
     let metrics = metrics_addr(&p);
     (p, addr, metrics)
 }
@@ -137,10 +137,9 @@ fn systemd_notifications_follow_the_lifecycle() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(DEADLINE)).unwrap();
     let config = dir.write("c.toml", "listen = \"127.0.0.1:0\"\n");
-    let mut p = Proc::spawn_with(&["serve", "--config", config.to_str().unwrap()], |c| {
+    let mut p = Binary::spawn_with(&["serve", "--config", config.to_str().unwrap()], |c| {
         c.env("NOTIFY_SOCKET", &socket_path);
     });
-    p.listening();
     let mut buf = [0u8; 256];
     let mut next = || {
         let n = socket.recv(&mut buf).expect("a notification");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reactor_pool::Model;
 use socket2::SockRef;
-use util::{PATIENCE, Spec, assert_same, connect, echo_all, payload, wait_until};
+use util::{Spec, assert_same, connect, echo_all, payload, wait_for};
 
 /// Three waves of 300 clients each: a third reset at once, a third after sending 1 byte, a
 /// third after sending 200 KiB (so the server is mid-echo with unsent bytes when the RST
@@ -17,7 +17,7 @@ use util::{PATIENCE, Spec, assert_same, connect, echo_all, payload, wait_until};
 /// returns to its baseline and it still echoes.
 fn reset_storm_leaks_nothing(model: Model) {
     let _heavy = util::heavy();
-    let server = Spec::new(model).spawn();
+    let mut server = Spec::new(model).spawn();
     // One full echo first, so lazily created fds (if any) exist in the baseline.
     assert_same(&echo_all(server.addr, b"warm-up"), b"warm-up");
     // The warm-up connection may still be closing; it can only make the baseline one higher,
@@ -43,10 +43,10 @@ fn reset_storm_leaks_nothing(model: Model) {
             SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
             drop(s); // RST
         }
-        assert!(
-            wait_until(PATIENCE, || server.fd_count() <= baseline),
-            "wave {wave}: server holds {} fds, baseline {baseline}",
-            server.fd_count()
+        wait_for(
+            &format!("wave {wave}: the server's fds back to the baseline {baseline}"),
+            || server.fd_count(),
+            |&fds| fds <= baseline,
         );
     }
     let data = payload(6, 300_000);

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reactor_pool::Model;
-use util::{PATIENCE, Spec, assert_same, connect, payload, read_to_eof, wait_until};
+use util::{Spec, assert_same, connect, payload, read_to_eof, wait_until};
 
 fn refused(addr: std::net::SocketAddr) -> bool {
     match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
@@ -19,20 +19,16 @@ fn refused(addr: std::net::SocketAddr) -> bool {
     }
 }
 
-/// With nothing connected, SIGTERM makes the process exit 0 well before the (10 s)
-/// shutdown timeout, and the port is free afterwards.
+/// With nothing connected, SIGTERM makes the process exit 0 well before the (10 min)
+/// shutdown timeout, and the port is free afterwards. (`stop` waits at most `PATIENCE`, far
+/// less than the timeout, so a server that waited for it fails whatever the machine's load.)
 fn idle_server_exits_at_once(model: Model) {
-    let server = Spec::new(model)
-        .shutdown_timeout(Duration::from_secs(10))
-        .spawn();
+    let timeout = Duration::from_secs(600);
+    let mut server = Spec::new(model).shutdown_timeout(timeout).spawn();
     let addr = server.addr;
     let start = Instant::now();
     server.stop();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < timeout / 2, "took {:?}", start.elapsed());
     assert!(refused(addr), "port still accepts connections");
 }
 
@@ -40,7 +36,7 @@ fn idle_server_exits_at_once(model: Model) {
 /// the signal new connections are refused, but the client still reads back every byte and
 /// then EOF; the process then exits 0.
 fn half_closed_client_is_drained(model: Model) {
-    let server = Spec::new(model)
+    let mut server = Spec::new(model)
         .shutdown_timeout(Duration::from_secs(20))
         .spawn();
     let data = payload(11, 256 * 1024);
@@ -54,19 +50,17 @@ fn half_closed_client_is_drained(model: Model) {
     .join()
     .expect("the whole payload fits in socket buffers and the server's bounded buffer");
     server.signal(libc::SIGINT);
-    assert!(
-        wait_until(PATIENCE, || refused(server.addr)),
-        "still accepting after SIGINT"
-    );
+    wait_until("connections refused after SIGINT", || refused(server.addr));
     assert_same(&read_to_eof(&mut s), &data);
-    let (status, stderr) = server.wait();
+    let status = server.wait();
+    let stderr = server.stderr();
     assert!(status.success(), "exit {status:?}: {stderr}");
 }
 
 /// A client that stays connected and silent is closed when `shutdown_timeout` (0.5 s)
 /// expires; the process still exits 0.
 fn stragglers_are_closed_at_the_timeout(model: Model) {
-    let server = Spec::new(model)
+    let mut server = Spec::new(model)
         .shutdown_timeout(Duration::from_millis(500))
         .spawn();
     let mut s = connect(server.addr);
@@ -81,7 +75,8 @@ fn stragglers_are_closed_at_the_timeout(model: Model) {
         start.elapsed() >= Duration::from_millis(400),
         "closed before the timeout"
     );
-    let (status, stderr) = server.wait();
+    let status = server.wait();
+    let stderr = server.stderr();
     assert!(status.success(), "exit {status:?}: {stderr}");
 }
 

@@ -11,8 +11,7 @@ use ops_util::*;
 #[test]
 fn sigterm_right_after_start_up_exits_cleanly() {
     for _ in 0..10 {
-        let mut p = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "4"]);
-        p.listening();
+        let mut p = Binary::spawn(&["serve", "--listen", "127.0.0.1:0", "--workers", "4"]);
         p.stop();
     }
 }
@@ -20,8 +19,8 @@ fn sigterm_right_after_start_up_exits_cleanly() {
 /// SIGINT drains like SIGTERM, and SIGHUP without a config file is harmless.
 #[test]
 fn sigint_drains_and_sighup_without_config_is_harmless() {
-    let mut p = Proc::spawn(&["serve", "--listen", "127.0.0.1:0"]);
-    let addr = p.listening();
+    let mut p = Binary::spawn(&["serve", "--listen", "127.0.0.1:0"]);
+    let addr = p.addr;
     p.signal(libc::SIGHUP);
     p.wait_stderr("no config file to reload", 1);
     assert_eq!(echo_once(addr, b"x\n").unwrap(), b"x\n");

@@ -26,8 +26,8 @@ fn the_child(pid: u32) -> u32 {
 fn supervisor_restarts_a_killed_server() {
     let dir = TempDir::new("supervise");
     let config = dir.write("c.toml", "listen = \"127.0.0.1:0\"\nworkers = 1\n");
-    let mut sup = Proc::spawn(&["serve", "--supervise", "--config", config.to_str().unwrap()]);
-    let addr = sup.listening();
+    let mut sup = Binary::spawn(&["serve", "--supervise", "--config", config.to_str().unwrap()]);
+    let addr = sup.addr;
     assert_eq!(echo_once(addr, b"one\n").unwrap(), b"one\n");
     let first = the_child(sup.pid());
 
@@ -63,7 +63,7 @@ fn daemonized_supervisor_restarts_and_cleans_up() {
     let config = dir.write("c.toml", "listen = \"127.0.0.1:0\"\nworkers = 1\n");
     let pid_file = dir.join("rp.pid");
     let log = dir.join("rp.log");
-    let mut starter = Proc::spawn(&[
+    let mut starter = Binary::spawn(&[
         "serve",
         "--daemon",
         "--supervise",
@@ -74,7 +74,7 @@ fn daemonized_supervisor_restarts_and_cleans_up() {
         "--log-file",
         log.to_str().unwrap(),
     ]);
-    let addr = starter.listening();
+    let addr = starter.addr;
     assert!(starter.wait().success(), "{}", starter.stderr());
     let supervisor = read_pid(&pid_file);
     let first = the_child(supervisor);
@@ -106,17 +106,19 @@ fn daemonized_supervisor_restarts_and_cleans_up() {
 fn supervisor_reports_a_server_that_cannot_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics = taken.local_addr().unwrap().to_string();
-    let mut sup = Proc::spawn(&[
-        "serve",
-        "--supervise",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        &metrics,
-    ]);
-    let status = sup.wait();
-    assert_eq!(status.code(), Some(1), "{}", sup.stderr());
-    let err = sup.stderr();
+    let (status, out, err) = run(
+        &[
+            "serve",
+            "--supervise",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &metrics,
+        ],
+        b"",
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(out.is_empty(), "printed {out:?}");
     assert!(
         err.contains("reactor-pool: error: metrics endpoint: cannot listen on"),
         "{err}"

@@ -29,7 +29,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{EchoOptions, ReadUntil};
+use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -184,17 +184,27 @@ impl LoopCore {
     /// ([`interest::next`]).
     pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
         conn.last_active_ms = now_ms;
-        let before = conn.echo.state(&self.echo);
-        let driven = conn
-            .echo
-            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
+        self.drive_over(&mut conn.echo, &mut conn.stream, &mut conn.log)
+    }
+
+    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
+    /// already received, not over the socket); the caller keeps the idle clock. What moved is
+    /// counted, and added to `log` (the connection's [`Conn::log`]).
+    pub fn drive_over<T: Transport + ?Sized>(
+        &mut self,
+        echo: &mut Echo,
+        io: &mut T,
+        log: &mut Record,
+    ) -> Next {
+        let before = echo.state(&self.echo);
+        let driven = echo.drive(io, &mut self.scratch, &self.echo);
         let counters = self.stats.worker(0);
         counters.moved(driven.moved.read, driven.moved.written);
-        ConnLog::add(&mut conn.log, driven.moved);
+        ConnLog::add(log, driven.moved);
         let next = interest::next(
             driven.progress,
             before,
-            conn.echo.state(&self.echo),
+            echo.state(&self.echo),
             self.trigger,
         );
         if let Next::Wait {

@@ -11,6 +11,7 @@
 //! | `thread` | [`thread`] | one thread per connection, blocking I/O |
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
+//! | `uring` | [`uring`] | one thread, io_uring completions, batched submissions |
 //!
 //! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
 //! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
@@ -32,6 +33,7 @@ pub mod fork;
 pub mod poll;
 pub mod select;
 pub mod thread;
+pub mod uring;
 
 use std::fmt;
 use std::io;
@@ -108,6 +110,9 @@ impl ModelServer {
             .set_nonblocking(true)
             .and_then(|()| std_listener.local_addr())
             .map_err(err)?;
+        if config.model == Model::Uring {
+            uring::probe().map_err(err)?;
+        }
         let signals = match config.model {
             Model::Fork => Some(SignalPipe::install(fork::SIGNALS).map_err(err)?),
             _ => None,
@@ -155,6 +160,7 @@ impl ModelServer {
             Model::Thread => thread::run(bound),
             Model::Fork => fork::run(bound),
             Model::Blocking => blocking::run(bound),
+            Model::Uring => uring::run(bound),
             Model::Reactor => Err(io::Error::other(
                 "the reactor model is not a raw-syscall model",
             )),

@@ -22,6 +22,8 @@
 //! - [`user`]: the password database and dropping root.
 //! - [`syslog`]: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
+//! - [`uring`]: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
+//!   in-flight memory it owns until the kernel lets go.
 
 pub mod epoll;
 pub mod eventfd;
@@ -34,6 +36,7 @@ pub mod select;
 pub mod signal;
 pub mod socket;
 pub mod syslog;
+pub mod uring;
 pub mod user;
 
 use std::time::Duration;

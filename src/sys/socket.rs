@@ -252,6 +252,13 @@ impl Write for Stream {
     }
 }
 
+impl From<OwnedFd> for Stream {
+    /// Takes a connected socket accepted elsewhere (by io_uring).
+    fn from(fd: OwnedFd) -> Self {
+        Stream { fd }
+    }
+}
+
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -1,23 +1,28 @@
 //! Helpers for the tests that run the real `reactor-pool` binary as a long-lived process
-//! (daemon, supervisor, reload, metrics): [`Proc`], whose stdout lines and stderr are
-//! collected while it runs, scratch directories, scrapes. Built on `tests/util` (sockets,
-//! signals, /proc), whose basics are re-exported here. Every wait is bounded.
+//! (daemon, supervisor, reload, metrics): scratch directories, config files, scrapes. Built on
+//! `tests/util`, whose launcher ([`Binary`]), waits and basics are re-exported here. Every
+//! wait is bounded.
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 #[path = "../util/mod.rs"]
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use util::{BIN, PATIENCE as DEADLINE, alive, children_of, connect, send_signal, stat_field};
+pub use util::{
+    BIN, Binary, PATIENCE as DEADLINE, Spec, accept_within, alive, children_of, connect,
+    cpu_time_precise_of, echo_all, send_signal, stat_field, wait_for, wait_until,
+};
+
+/// The launcher under its old name here, for tests written before `Proc` and `util::Binary`
+/// became one: new tests name `Binary`.
+pub type Proc = Binary;
 
 /// A scratch directory removed on drop.
 #[derive(Debug)]
@@ -60,157 +65,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `cond` until it holds; fails the test, saying `what`, if `DEADLINE` passes first.
-#[track_caller]
-pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    assert!(
-        util::wait_until(DEADLINE, cond),
-        "timed out waiting for: {what}"
-    );
-}
-
-/// A running `reactor-pool` process with its stdout lines and stderr collected by threads.
-#[derive(Debug)]
-pub struct Proc {
-    pub child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    /// Starts `reactor-pool ARGS` with stdin closed.
-    pub fn spawn(args: &[&str]) -> Proc {
-        Proc::spawn_with(args, |_| {})
-    }
-
-    /// As `spawn`, letting `tweak` adjust the command (environment, stdin).
-    pub fn spawn_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Proc {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET");
-        tweak(&mut command);
-        let mut child = command.spawn().expect("spawn reactor-pool");
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Proc {
-            child,
-            stdout: rx,
-            stderr,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next stdout line, within the deadline.
-    #[track_caller]
-    pub fn line(&self) -> String {
-        match self.stdout.recv_timeout(DEADLINE) {
-            Ok(line) => line,
-            Err(_) => panic!("no stdout line; stderr:\n{}", self.stderr()),
-        }
-    }
-
-    /// Waits for `listening on ADDR` and returns ADDR.
-    #[track_caller]
-    pub fn listening(&self) -> SocketAddr {
-        let line = self.line();
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| {
-            panic!("unexpected first line {line:?}; stderr:\n{}", self.stderr())
-        });
-        addr.parse().unwrap()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits until stderr contains `needle` (counting occurrences: at least `count`).
-    #[track_caller]
-    pub fn wait_stderr(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.stderr().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "stderr never contained {needle:?} x{count}:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn signal(&self, signal: i32) {
-        send_signal(self.pid(), signal);
-    }
-
-    /// Waits for the process to exit.
-    #[track_caller]
-    pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("process did not exit; stderr:\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then expect exit status 0.
-    #[track_caller]
-    pub fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        let status = self.wait();
-        assert!(
-            status.success(),
-            "exit {status}; stderr:\n{}",
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // A failed test must not leave a server behind.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -344,24 +198,16 @@ pub fn scrape(addr: SocketAddr, name: &str) -> f64 {
 /// Waits until the scraped sample `name` equals `value`.
 #[track_caller]
 pub fn wait_metric(addr: SocketAddr, name: &str, value: f64) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let r = http(addr, "GET", "/metrics");
-        let last = metric(&r.body, name);
-        if last == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed at {last:?}, expected {value}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        &format!("{name} to reach {value}"),
+        || metric(&http(addr, "GET", "/metrics").body, name),
+        |last| *last == Some(value),
+    );
 }
 
 /// The metrics address a server logged.
 #[track_caller]
-pub fn metrics_addr(p: &Proc) -> SocketAddr {
+pub fn metrics_addr(p: &Binary) -> SocketAddr {
     p.wait_stderr("metrics at http://", 1);
     let err = p.stderr();
     let rest = &err[err.find("metrics at http://").unwrap() + "metrics at http://".len()..];
@@ -371,7 +217,7 @@ pub fn metrics_addr(p: &Proc) -> SocketAddr {
 /// Starts `reactor-pool serve` on 127.0.0.1:0 with its metrics endpoint on 127.0.0.1:0 and
 /// `extra` flags; returns the process, the echo address and the metrics address.
 #[track_caller]
-pub fn spawn_with_metrics(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+pub fn spawn_with_metrics(extra: &[&str]) -> (Binary, SocketAddr, SocketAddr) {
     let mut args = vec![
         "serve",
         "--listen",
@@ -380,9 +226,9 @@ pub fn spawn_with_metrics(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let p = Proc::spawn(&args);
-    let addr = p.listening();
+    let p = Binary::spawn(&args);
     let metrics = metrics_addr(&p);
+    let addr = p.addr;
     (p, addr, metrics)
 }
 

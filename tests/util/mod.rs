@@ -1,16 +1,21 @@
-//! Shared test support: start a server (in-process or as the real binary) on 127.0.0.1:0,
-//! talk to it with bounded waits, run the binary to completion, and inspect processes through
-//! /proc (fds, RSS, CPU time, threads, children). `tests/ops_util` builds on this module.
+//! Shared test support: start a server (in-process, or as the real binary through the one
+//! launcher, [`Binary`], which also holds the binary to its one-line stdout contract) on
+//! 127.0.0.1:0, talk to it with bounded waits, run the binary to completion, and inspect
+//! processes through /proc (fds, RSS, CPU time, threads, children). `tests/ops_util` builds
+//! on this module.
 //!
 //! Every wait here has a deadline; nothing sleeps as a means of synchronisation (the short
-//! sleeps inside `wait_until` are the polling interval of a condition with a deadline).
+//! sleep inside `poll_until`, behind `wait_until` and every other wait, is the polling
+//! interval of a condition with a deadline).
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -20,8 +25,36 @@ use reactor_pool::{Config, Model, Server, ShutdownHandle};
 /// shared and slow, and a debug build is several times slower than release.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Path of the binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-pool");
+/// Path of the server binary under test, as Cargo gives it to the server package's own
+/// tests. Empty when this file is built into another package's tests (the bench crate's
+/// include it too): the launchers here use [`server_bin`], which works in both.
+pub const BIN: &str = match option_env!("CARGO_BIN_EXE_reactor-pool") {
+    Some(path) => path,
+    None => "",
+};
+
+/// The server binary: [`BIN`] in the server package's tests; in another workspace package's
+/// tests, the `reactor-pool` that the workspace build put in the same target directory.
+#[track_caller]
+pub fn server_bin() -> PathBuf {
+    if !BIN.is_empty() {
+        return PathBuf::from(BIN);
+    }
+    // A test runs as target/<profile>/deps/<name>-<hash>; binaries sit in target/<profile>.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test executable under target/<profile>/deps")
+        .join("reactor-pool");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the whole workspace's tests (`cargo test`), or `cargo build -p \
+         reactor-pool` first",
+        bin.display()
+    );
+    bin
+}
 
 /// What a test wants from its server; turned into a `Config` (in-process) or flags (binary).
 #[derive(Debug, Clone)]
@@ -193,7 +226,7 @@ impl InProcess {
     #[track_caller]
     pub fn stop(mut self) -> Duration {
         let start = Instant::now();
-        if let Some(binary) = self.process.take() {
+        if let Some(mut binary) = self.process.take() {
             binary.stop();
             return start.elapsed();
         }
@@ -217,20 +250,45 @@ impl Drop for InProcess {
     }
 }
 
-/// The real binary, started with flags; its first stdout line gives the address.
+/// The real binary as a child process, started by [`Binary::spawn`] (the one launcher every
+/// test uses). It must print exactly one stdout line, `listening on ADDR`, and nothing more:
+/// a reader thread collects anything else, and [`Binary::wait`], [`Binary::stop`] or the drop
+/// fails the test if there was any. Stderr is collected as it arrives ([`Binary::stderr`]).
 #[derive(Debug)]
 pub struct Binary {
+    /// The address from the `listening on ADDR` line.
     pub addr: SocketAddr,
     pub child: Child,
-    stderr: Option<JoinHandle<String>>,
+    /// Everything the process has written to stderr so far.
+    stderr: Arc<Mutex<String>>,
+    /// Yields once, at stderr's EOF.
+    stderr_done: mpsc::Receiver<()>,
+    /// Yields once, at stdout's EOF: the lines printed after the first. Taken when checked.
+    stdout_rest: Option<mpsc::Receiver<Vec<String>>>,
 }
 
 impl Binary {
+    /// Starts `reactor-pool ARGS` and waits (bounded) for its `listening on ADDR` line.
     #[track_caller]
-    pub fn spawn(args: &[String]) -> Binary {
-        Binary::spawn_command(Command::new(BIN).args(args))
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Binary {
+        Binary::spawn_with(args, |_| {})
     }
 
+    /// As [`Binary::spawn`], letting `tweak` adjust the command first (environment,
+    /// `pre_exec`). Stdin is closed; `RUST_LOG` and `NOTIFY_SOCKET` are unset unless `tweak`
+    /// sets them.
+    #[track_caller]
+    pub fn spawn_with<S: AsRef<OsStr>>(args: &[S], tweak: impl FnOnce(&mut Command)) -> Binary {
+        let mut cmd = Command::new(server_bin());
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET");
+        tweak(&mut cmd);
+        Binary::spawn_command(&mut cmd)
+    }
+
+    /// Starts `cmd` (any program that behaves like `reactor-pool serve`) with stdin closed,
+    /// stdout and stderr read by threads, and waits (bounded) for `listening on ADDR`.
     #[track_caller]
     pub fn spawn_command(cmd: &mut Command) -> Binary {
         let mut child = cmd
@@ -238,42 +296,63 @@ impl Binary {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn reactor-pool");
+            .expect("spawn the server");
         let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let stderr = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            s
-        });
-        let (tx, rx) = mpsc::channel();
+        let mut err_pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let (err_tx, stderr_done) = mpsc::channel();
         thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            // Anything more on stdout breaks the one-line contract.
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            assert!(rest.is_empty(), "extra stdout lines: {rest:?}");
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+            let _ = err_tx.send(());
         });
-        let line = match rx.recv_timeout(PATIENCE) {
-            Ok(Some(Ok(line))) => line,
-            other => {
+        let (first_tx, first) = mpsc::channel();
+        let (rest_tx, rest) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).split(b'\n');
+            let line = |l: io::Result<Vec<u8>>| l.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let _ = first_tx.send(lines.next().map(line));
+            // Anything more on stdout breaks the one-line contract; the owner checks.
+            let extra: Vec<String> = lines.map_while(|l| line(l).ok()).collect();
+            let _ = rest_tx.send(extra);
+        });
+        let started = match first.recv_timeout(PATIENCE) {
+            Ok(Some(Ok(line))) => match line.strip_prefix("listening on ").map(str::parse) {
+                Some(Ok(addr)) => Ok(addr),
+                _ => Err(format!("unexpected first line {line:?}")),
+            },
+            other => Err(format!("server did not report its address ({other:?})")),
+        };
+        match started {
+            Ok(addr) => Binary {
+                addr,
+                child,
+                stderr,
+                stderr_done,
+                stdout_rest: Some(rest),
+            },
+            Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let err = stderr.join().unwrap_or_default();
-                panic!("server did not report its address ({other:?}); stderr:\n{err}");
+                let _ = stderr_done.recv_timeout(PATIENCE);
+                let stderr = stderr.lock().unwrap_or_else(|p| p.into_inner());
+                panic!("{why}; stderr:\n{stderr}");
             }
-        };
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address in the listening line");
-        Binary {
-            addr,
-            child,
-            stderr: Some(stderr),
         }
+    }
+
+    /// The address from the `listening on ADDR` line (read at start-up).
+    pub fn listening(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn pid(&self) -> u32 {
@@ -284,25 +363,81 @@ impl Binary {
         send_signal(self.pid(), sig);
     }
 
-    /// Waits (bounded) for the process to exit; returns its status and everything it wrote
-    /// to stderr.
-    #[track_caller]
-    pub fn wait(mut self) -> (ExitStatus, String) {
-        let status = wait_child(&mut self.child, PATIENCE).expect("server did not exit in time");
-        let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
-        (status, stderr)
+    /// Everything the process has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
+    /// Waits (bounded) until stderr contains `needle` at least `count` times.
     #[track_caller]
-    pub fn stop(self) -> String {
+    pub fn wait_stderr(&self, needle: &str, count: usize) {
+        if !poll_until(PATIENCE, || self.stderr().matches(needle).count() >= count) {
+            panic!(
+                "stderr never contained {needle:?} x{count}:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// Waits (bounded) for the process to exit and for its output to end, then checks that
+    /// it printed nothing after `listening on`. Returns the exit status; [`Binary::stderr`]
+    /// then holds everything it wrote.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let Some(status) = wait_child(&mut self.child, PATIENCE) else {
+            self.kill();
+            panic!("server did not exit in time; stderr:\n{}", self.stderr());
+        };
+        if self.stderr_done.recv_timeout(PATIENCE).is_err() {
+            panic!(
+                "stderr still open {PATIENCE:?} after the server exited (held by a child?):\n{}",
+                self.stderr()
+            );
+        }
+        self.check_stdout();
+        status
+    }
+
+    /// Sends SIGTERM, waits for exit status 0, and returns everything written to stderr.
+    #[track_caller]
+    pub fn stop(&mut self) -> String {
         self.signal(libc::SIGTERM);
-        let (status, stderr) = self.wait();
+        let status = self.wait();
+        let stderr = self.stderr();
         assert!(
             status.success(),
             "exit status {status:?}; stderr:\n{stderr}"
         );
         stderr
+    }
+
+    /// Fails the test if the process printed anything after `listening on` (once stdout has
+    /// ended: the process and any child holding the pipe have exited; bounded).
+    #[track_caller]
+    fn check_stdout(&mut self) {
+        let Some(rest) = self.stdout_rest.take() else {
+            return;
+        };
+        match rest.recv_timeout(PATIENCE) {
+            Ok(extra) => assert!(
+                extra.is_empty(),
+                "the server printed more than `listening on`: {extra:?}"
+            ),
+            Err(_) => {
+                panic!("stdout still open {PATIENCE:?} after the server exited (held by a child?)")
+            }
+        }
+    }
+
+    /// Kills the process if it still runs and reaps it.
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 
     /// Resident memory of the server process, in bytes.
@@ -327,30 +462,61 @@ impl Binary {
 }
 
 impl Drop for Binary {
+    /// A test that ends without [`Binary::wait`] still stops its server, and still fails if
+    /// the server broke the stdout contract (unless the test is failing already).
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        self.kill();
+        if !thread::panicking() {
+            self.check_stdout();
         }
     }
 }
 
 /// Waits for `child` to exit, at most `limit`.
 pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    let mut status = None;
+    poll_until(limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
 }
 
-/// Polls `cond` until it holds or `limit` passes; returns whether it held.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Polls `cond` until it holds; fails the test, saying `what`, if `PATIENCE` passes first.
+#[track_caller]
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(PATIENCE, cond),
+        "timed out after {PATIENCE:?} waiting for: {what}"
+    );
+}
+
+/// Polls `probe` until its value satisfies `done`, and returns that value; fails the test,
+/// saying `what` and the last value seen, if `PATIENCE` passes first.
+#[track_caller]
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let mut last = None;
+    let held = poll_until(PATIENCE, || {
+        let value = probe();
+        let ok = done(&value);
+        last = Some(value);
+        ok
+    });
+    let last = last.expect("probed at least once");
+    assert!(
+        held,
+        "timed out after {PATIENCE:?} waiting for: {what}; last seen: {last:?}"
+    );
+    last
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes; returns whether it
+/// held. The one polling loop behind every wait here.
+fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if cond() {
@@ -367,39 +533,57 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// and `RUST_LOG` unset; stdout and stderr are read while it runs.
 #[track_caller]
 pub fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    run_program(&server_bin(), args, stdin, PATIENCE)
+}
+
+/// Runs `program ARGS` to completion with `stdin` as its input and `RUST_LOG` unset; stdout
+/// and stderr are read while it runs. Fails the test (after killing it) if it runs longer
+/// than `limit`, or if its output is still open `PATIENCE` after it exited.
+#[track_caller]
+pub fn run_program(program: &Path, args: &[&str], stdin: &[u8], limit: Duration) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("RUST_LOG")
         .spawn()
-        .expect("spawn reactor-pool");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
-    let writer = thread::spawn(move || {
+    // Not joined: once the program exits, a write it did not read fails (EPIPE) and ends.
+    thread::spawn(move || {
         let _ = input.write_all(&data);
     });
     let collect = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut s = Vec::new();
             let _ = pipe.read_to_end(&mut s);
-            s
-        })
+            let _ = tx.send(s);
+        });
+        rx
     };
     let stdout = collect(Box::new(child.stdout.take().unwrap()));
     let stderr = collect(Box::new(child.stderr.take().unwrap()));
     // A bad argument must fail fast; a hang here means something started listening.
-    let Some(status) = wait_child(&mut child, PATIENCE) else {
+    let Some(status) = wait_child(&mut child, limit) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("reactor-pool {args:?} did not exit");
+        panic!(
+            "{} {args:?} did not exit within {limit:?}",
+            program.display()
+        );
     };
-    let _ = writer.join();
+    let ended = |rx: mpsc::Receiver<Vec<u8>>, pipe: &str| {
+        rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!("{pipe} still open {PATIENCE:?} after {args:?} exited (held by a child?)")
+        })
+    };
     Output {
         status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout: ended(stdout, "stdout"),
+        stderr: ended(stderr, "stderr"),
     }
 }
 
@@ -419,6 +603,28 @@ pub fn send_signal(pid: u32, signal: i32) {
         "kill({pid}, {signal}): {}",
         io::Error::last_os_error()
     );
+}
+
+/// Accepts one connection on `listener`, waiting at most `limit`; the stream is blocking, as
+/// `accept` would return it.
+#[track_caller]
+pub fn accept_within(listener: &std::net::TcpListener, limit: Duration) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let mut accepted = None;
+    let arrived = poll_until(limit, || match listener.accept() {
+        Ok((stream, _)) => {
+            accepted = Some(stream);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    });
+    assert!(arrived, "no connection within {limit:?}");
+    let stream = accepted.expect("accepted");
+    stream.set_nonblocking(false).expect("blocking stream");
+    stream
 }
 
 /// Connects with read and write timeouts set, so no test can hang on a socket.
@@ -647,6 +853,19 @@ pub fn cpu_time_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// Time the live threads of `pid` have spent on a CPU, to the nanosecond (the first field of
+/// each `/proc/PID/task/TID/schedstat`; [`cpu_time_of`] counts in clock ticks of 10 ms).
+/// Threads that have exited no longer count.
+pub fn cpu_time_precise_of(pid: u32) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc tasks");
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
 /// Serialises the tests of one test binary that open hundreds of descriptors or saturate the
 /// CPU: `cargo test` runs a binary's tests on parallel threads in one process, and one
 /// such test per model at once would approach the 20,000 open-files limit.
@@ -670,7 +889,7 @@ macro_rules! per_model {
     ($($name:ident),* $(,)?) => {
         $crate::per_model!(@models [$($name),*]
             reactor: Reactor, epoll: Epoll, epoll_et: EpollEt, poll: Poll, select: Select,
-            threads: Thread, fork: Fork, blocking: Blocking);
+            threads: Thread, fork: Fork, blocking: Blocking, uring: Uring);
     };
     (@models $names:tt $($module:ident: $model:ident),*) => {
         $( $crate::per_model!(@one $module $model $names); )*

@@ -6,31 +6,25 @@
 //!
 //! These tests run the server binary, `reactor-pool`, from the same target directory as
 //! `reactor-pool-bench`: `cargo test` (whole workspace) builds both.
+//!
+//! The server is started, and every program run to completion, through the server package's
+//! test launcher (`tests/util`, included below): one launcher, one set of deadlines, and the
+//! server's one-line stdout contract checked here too.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+#[path = "../../../tests/util/mod.rs"]
+mod util;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use util::{Binary, server_bin};
 
 /// The bench binary this package builds.
 const BENCH: &str = env!("CARGO_BIN_EXE_reactor-pool-bench");
 /// Longest any one command may run; the longest (a compare) takes a few seconds.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
-
-/// The server binary, `reactor-pool`, next to the bench binary.
-fn server_bin() -> PathBuf {
-    let bin = PathBuf::from(BENCH).with_file_name("reactor-pool");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run the whole workspace's tests (`cargo test`), or \
-         `cargo build -p reactor-pool` first",
-        bin.display()
-    );
-    bin
-}
 
 /// Runs `reactor-pool ARGS` to completion, killing it after `RUN_DEADLINE`.
 fn run(args: &[&str]) -> Output {
@@ -38,45 +32,21 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// Runs `program ARGS` to completion, killing it after `RUN_DEADLINE`.
-fn run_program(program: &std::path::Path, args: &[&str]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    let stdout = read_all(child.stdout.take().unwrap());
-    let stderr = read_all(child.stderr.take().unwrap());
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} still running after {RUN_DEADLINE:?}",
-                program.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+fn run_program(program: &Path, args: &[&str]) -> Output {
+    util::run_program(program, args, b"", RUN_DEADLINE)
 }
 
-/// Reads a child's pipe to its end on a thread, so neither pipe can fill and stall it.
-fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
+/// `reactor-pool serve` on an ephemeral port, with one worker; stopped when dropped.
+fn serve() -> Binary {
+    Binary::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--log-level",
+        "warn",
+    ])
 }
 
 fn stderr(o: &Output) -> String {
@@ -85,47 +55,6 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `reactor-pool serve` on an ephemeral port, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        let mut child = Command::new(server_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[track_caller]
@@ -258,7 +187,7 @@ fn counted_errors_exit_1_with_the_report() {
 /// JSON and CSV output against a real server parse and agree with each other's shape.
 #[test]
 fn json_and_csv_outputs_parse() {
-    let server = Serve::start();
+    let server = serve();
     let target = server.addr.to_string();
     let common = [
         "bench",
