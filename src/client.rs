@@ -28,13 +28,13 @@ const SOCKET: Token = Token(0);
 pub struct ClientArgs {
     /// Server address, HOST:PORT.
     #[arg(value_name = "ADDR")]
-    pub addr: String,
+    pub(crate) addr: String,
     /// Send TEXT and a newline once, print the echo, exit (instead of reading stdin).
     #[arg(long, value_name = "TEXT")]
-    pub send: Option<String>,
+    pub(crate) send: Option<String>,
     /// Give up when connecting, or waiting for an echo, makes no progress this long.
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "5")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// `--timeout`: a duration of more than 0 (a zero timeout could never be met; sockets take
@@ -49,7 +49,7 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 /// Why the client stopped early.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// `ADDR` is not HOST:PORT, or did not resolve.
     BadAddress(String),
     /// Every address refused or timed out.
@@ -100,7 +100,7 @@ impl std::error::Error for ClientError {}
 
 impl ClientError {
     /// 2 for a malformed address (a usage error), 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ClientError::BadAddress(_) => 2,
             _ => 1,
@@ -140,7 +140,11 @@ pub fn run(args: &ClientArgs) -> u8 {
 
 /// Reads the next line (with its newline) into `chunk`, or at most `max` bytes of a longer
 /// one. Returns false at end of input with nothing read.
-pub fn next_chunk(input: &mut impl BufRead, chunk: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+pub(crate) fn next_chunk(
+    input: &mut impl BufRead,
+    chunk: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<bool> {
     chunk.clear();
     loop {
         let buf = match input.fill_buf() {
@@ -168,7 +172,7 @@ pub fn next_chunk(input: &mut impl BufRead, chunk: &mut Vec<u8>, max: usize) -> 
 
 /// A connection to an echo server.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// Non-blocking, registered with `poll`.
     stream: mio::net::TcpStream,
     /// Waits for the socket.
@@ -181,7 +185,7 @@ pub struct Session {
 
 impl Session {
     /// Connects to `addr` (HOST:PORT), trying each resolved address within `timeout`.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Session, ClientError> {
+    pub(crate) fn connect(addr: &str, timeout: Duration) -> Result<Session, ClientError> {
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|e| {
@@ -204,7 +208,7 @@ impl Session {
     }
 
     /// Wraps a connected stream.
-    pub fn new(stream: TcpStream, timeout: Duration) -> io::Result<Session> {
+    pub(crate) fn new(stream: TcpStream, timeout: Duration) -> io::Result<Session> {
         stream.set_nonblocking(true)?;
         // Lines are small and interactive: do not let Nagle hold them back.
         stream.set_nodelay(true)?;
@@ -221,7 +225,11 @@ impl Session {
     }
 
     /// Sends `data` and copies its echo to `out` as it arrives, until all of it came back.
-    pub fn exchange(&mut self, data: &[u8], out: &mut impl Write) -> Result<(), ClientError> {
+    pub(crate) fn exchange(
+        &mut self,
+        data: &[u8],
+        out: &mut impl Write,
+    ) -> Result<(), ClientError> {
         let mut events = Events::with_capacity(4);
         let mut buf = vec![0u8; 16 * 1024];
         let (mut sent, mut echoed) = (0usize, 0usize);

@@ -6,171 +6,26 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::models::Model;
+use crate::models::Settings;
+
 /// Smallest accepted `buffer_size`: below this the echo degenerates into a syscall per byte.
-pub const MIN_BUFFER_SIZE: usize = 512;
+pub(crate) const MIN_BUFFER_SIZE: usize = 512;
 /// Largest accepted `buffer_size` (64 MiB per connection is already a memory hazard).
-pub const MAX_BUFFER_SIZE: usize = 64 << 20;
+pub(crate) const MAX_BUFFER_SIZE: usize = 64 << 20;
 /// Largest accepted worker count; more threads than this only adds contention.
 pub const MAX_WORKERS: usize = 1024;
 /// Default stack of a `thread`-model connection thread: the echo keeps its buffers on the
 /// heap, so a small stack suffices (std's default is 2 MiB).
-pub const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
+pub(crate) const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
 /// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
-pub const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> = (32 * 1024)..=(64 << 20);
-
-/// The I/O model that serves connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Model {
-    /// One acceptor thread plus N `mio` worker threads (the default).
-    #[default]
-    Reactor,
-    /// One thread, raw epoll, level-triggered.
-    Epoll,
-    /// One thread, raw epoll, edge-triggered.
-    EpollEt,
-    /// One thread, `poll(2)` over a growable array.
-    Poll,
-    /// One thread, `select(2)`; descriptors below `FD_SETSIZE` only.
-    Select,
-    /// One thread per connection, blocking I/O.
-    Thread,
-    /// One child process per connection, blocking I/O.
-    Fork,
-    /// Iterative: one connection at a time, blocking I/O.
-    Blocking,
-    /// One thread, io_uring completions (multishot accept and receive).
-    Uring,
-}
-
-impl Model {
-    /// Every model, in the order `reactor-pool models` lists them.
-    pub const ALL: &'static [Model] = &[
-        Model::Reactor,
-        Model::Epoll,
-        Model::EpollEt,
-        Model::Poll,
-        Model::Select,
-        Model::Thread,
-        Model::Fork,
-        Model::Blocking,
-        Model::Uring,
-    ];
-
-    /// The name used on the command line and in the config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Reactor => "reactor",
-            Model::Epoll => "epoll",
-            Model::EpollEt => "epoll-et",
-            Model::Poll => "poll",
-            Model::Select => "select",
-            Model::Thread => "thread",
-            Model::Fork => "fork",
-            Model::Blocking => "blocking",
-            Model::Uring => "uring",
-        }
-    }
-
-    /// One line on how the model works and where it stops scaling.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Model::Reactor => {
-                "acceptor thread + N worker threads, each with its own mio (epoll) poller; \
-                 connections handed round-robin through channels"
-            }
-            Model::Epoll => {
-                "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
-                 ready connections only; uses one core"
-            }
-            Model::EpollEt => {
-                "one thread, raw epoll, edge-triggered: reads and accepts drain to EAGAIN, \
-                 connections that yield are resumed without a new edge; uses one core"
-            }
-            Model::Poll => {
-                "one thread, growable pollfd array with swap-remove; no descriptor limit, but \
-                 the kernel scans every connection on every call"
-            }
-            Model::Select => {
-                "one thread, fd_set copied each round; descriptors >= 1024 (FD_SETSIZE) are \
-                 refused, and every call scans 0..maxfd"
-            }
-            Model::Thread => {
-                "one thread per connection (stack: thread_stack_size), blocking I/O; memory \
-                 and context switches grow with every connection"
-            }
-            Model::Fork => {
-                "one child process per connection, blocking I/O; the parent reaps children \
-                 and counts them for max_connections; a fork per connection is costly"
-            }
-            Model::Blocking => {
-                "iterative: serves one connection at a time with blocking I/O; everyone else \
-                 waits in the backlog (the baseline)"
-            }
-            Model::Uring => {
-                "one thread, io_uring: multishot accept, multishot receive into a shared \
-                 provided-buffer pool, one send in flight per connection; needs Linux 6.0+"
-            }
-        }
-    }
-
-    /// Whether the model runs `workers` worker threads.
-    pub fn uses_workers(self) -> bool {
-        self == Model::Reactor
-    }
-
-    /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
-    pub fn uses_thread_stack_size(self) -> bool {
-        self == Model::Thread
-    }
-
-    /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
-    pub fn serves_metrics(self) -> bool {
-        self != Model::Fork
-    }
-
-    /// Most connections the model can serve at once, whatever `max_connections` says.
-    pub fn connection_ceiling(self) -> Option<usize> {
-        // Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
-        (self == Model::Select).then_some(crate::sys::select::FD_SETSIZE)
-    }
-}
-
-impl fmt::Display for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Model {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Model::ALL
-            .iter()
-            .copied()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown model '{s}' (expected one of: {})",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl<'de> Deserialize<'de> for Model {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
+pub(crate) const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> =
+    (32 * 1024)..=(64 << 20);
 
 /// The complete, validated server configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,6 +212,17 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// What the model reads when it starts (the settings a reload changes are
+    /// [`LiveSettings`](crate::live::LiveSettings)).
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            model: self.model,
+            workers: self.workers,
+            buffer_size: self.buffer_size,
+            thread_stack_size: self.thread_stack_size,
+        }
+    }
+
     /// Builds the configuration from an optional file and command-line overrides, then
     /// validates it.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -1011,7 +877,6 @@ mod tests {
             assert_eq!(c.model, model);
             assert!(!model.describe().contains('\n'));
         }
-        assert_eq!(Model::ALL.len(), 9);
     }
 
     #[test]

@@ -13,9 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 #[derive(Debug)]
 pub struct BindError {
     /// The address that was asked for.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// What the OS said.
-    pub source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 impl fmt::Display for BindError {
@@ -31,7 +31,7 @@ impl std::error::Error for BindError {
 }
 
 /// Binds a non-blocking, close-on-exec listening socket with `SO_REUSEADDR` and `backlog`.
-pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
+pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
     bind_with(addr, backlog, false)
 }
 
@@ -39,7 +39,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
 /// user) can then listen on one port, and the kernel spreads new connections over them by a
 /// hash of the connection's addresses, which is how one host runs N instances behind one
 /// port. A process that stops takes only the connections queued on its own socket with it.
-pub fn bind_with(
+pub(crate) fn bind_with(
     addr: SocketAddr,
     backlog: u32,
     reuse_port: bool,

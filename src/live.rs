@@ -3,19 +3,15 @@
 //!
 //! Readers (the acceptor per accept, each worker per loop round) load atomics with `Relaxed`:
 //! a new value becomes visible within a round, and no reader needs two fields to agree. After
-//! storing, [`LiveSettings::apply`] runs the registered wake-ups, so a worker asleep in `poll`
+//! storing, `LiveSettings::apply` runs the registered wake-ups, so a worker asleep in `poll`
 //! with a timeout computed from the old `idle_timeout` recomputes it at once.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use crate::config::Config;
-
-type WakeFn = Arc<dyn Fn() + Send + Sync>;
+use crate::wakers::Wakers;
 
 /// Settings shared by the acceptor and every worker, changeable at run time.
 pub struct LiveSettings {
@@ -34,7 +30,7 @@ pub struct LiveSettings {
     /// Log each connection's open and close (connections accepted from now on).
     log_connections: AtomicBool,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
-    wakers: Mutex<Vec<WakeFn>>,
+    wakers: Wakers,
     /// Reloads that were applied.
     reloads_ok: AtomicU64,
     /// Reloads rejected (unreadable or invalid file); the running config was kept.
@@ -66,7 +62,7 @@ impl LiveSettings {
             tcp_keepalive_secs: AtomicU64::new(0),
             tcp_user_timeout_ms: AtomicU64::new(0),
             log_connections: AtomicBool::new(false),
-            wakers: Mutex::new(Vec::new()),
+            wakers: Wakers::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         };
@@ -97,21 +93,18 @@ impl LiveSettings {
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
-    pub fn apply(&self, config: &Config) {
+    pub(crate) fn apply(&self, config: &Config) {
         self.store(config);
-        let wakers = self.wakers.lock().clone();
-        for wake in wakers {
-            wake();
-        }
+        self.wakers.run();
     }
 
     /// Runs `wake` after every future `apply`.
-    pub fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
-        self.wakers.lock().push(Arc::new(wake));
+    pub(crate) fn on_change(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.wakers.register(wake, || false);
     }
 
     /// Counts a reload attempt (for the metrics endpoint).
-    pub fn record_reload(&self, applied: bool) {
+    pub(crate) fn record_reload(&self, applied: bool) {
         let counter = if applied {
             &self.reloads_ok
         } else {
@@ -121,7 +114,7 @@ impl LiveSettings {
     }
 
     /// Reloads applied and rejected so far.
-    pub fn reloads(&self) -> (u64, u64) {
+    pub(crate) fn reloads(&self) -> (u64, u64) {
         (
             self.reloads_ok.load(Ordering::Relaxed),
             self.reloads_failed.load(Ordering::Relaxed),
@@ -130,7 +123,7 @@ impl LiveSettings {
 
     /// Close connections idle this long; `None` disables.
     #[inline]
-    pub fn idle_timeout(&self) -> Option<Duration> {
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         match self.idle_timeout_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
@@ -139,19 +132,19 @@ impl LiveSettings {
 
     /// Most connections open at once.
     #[inline]
-    pub fn max_connections(&self) -> usize {
+    pub(crate) fn max_connections(&self) -> usize {
         self.max_connections.load(Ordering::Relaxed)
     }
 
     /// How long a graceful drain may last.
     #[inline]
-    pub fn shutdown_timeout(&self) -> Duration {
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// Whether to set `TCP_NODELAY` on new connections.
     #[inline]
-    pub fn nodelay(&self) -> bool {
+    pub(crate) fn nodelay(&self) -> bool {
         self.nodelay.load(Ordering::Relaxed)
     }
 
@@ -187,6 +180,7 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn apply_stores_and_wakes() {

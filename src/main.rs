@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use reactor_pool::Model;
 use reactor_pool::client::{self, ClientArgs};
-use reactor_pool::config::{Model, Overrides, parse_duration};
+use reactor_pool::config::{Overrides, parse_duration};
 use reactor_pool::ops::{self, OpsArgs};
 
 /// Exit code for bad arguments or configuration.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Allows one event per `interval` and counts the ones it suppressed in between.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// Minimum time between two allowed events.
     interval: Duration,
     /// When the last event was allowed; `None` before the first.
@@ -16,7 +16,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A limiter allowing one event per `interval`.
-    pub const fn new(interval: Duration) -> Self {
+    pub(crate) const fn new(interval: Duration) -> Self {
         RateLimit {
             interval,
             last: None,
@@ -26,7 +26,7 @@ impl RateLimit {
 
     /// Returns `Some(suppressed)` when the event may be logged now (with the number of events
     /// dropped since the previous one), `None` when it must be dropped.
-    pub fn check(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn check(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(last) if now.saturating_duration_since(last) < self.interval => {
                 self.suppressed += 1;

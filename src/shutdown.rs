@@ -11,9 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::Mutex;
-
-type WakeFn = Arc<dyn Fn() + Send + Sync>;
+use crate::wakers::Wakers;
 
 /// A cloneable handle that asks a running server to shut down gracefully.
 #[derive(Clone, Default)]
@@ -25,10 +23,8 @@ pub struct ShutdownHandle {
 struct Inner {
     /// Set once, never cleared.
     requested: AtomicBool,
-    /// Callbacks run once when shutdown is requested. They are kept (not dropped) after
-    /// running: a callback may own a `mio::Waker`, and closing a waker's eventfd before the
-    /// poller has collected the wake-up removes that pending event from the epoll set.
-    wakers: Mutex<Vec<WakeFn>>,
+    /// Callbacks run once when shutdown is requested (kept after running, see [`Wakers`]).
+    wakers: Wakers,
 }
 
 impl fmt::Debug for ShutdownHandle {
@@ -47,16 +43,10 @@ impl ShutdownHandle {
 
     /// Requests a graceful shutdown and wakes the server.
     pub fn shutdown(&self) {
-        let wakers = {
-            let wakers = self.inner.wakers.lock();
-            if self.inner.requested.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            wakers.clone()
-        };
-        for wake in wakers {
-            wake();
-        }
+        let requested = &self.inner.requested;
+        self.inner
+            .wakers
+            .run_if(|| !requested.swap(true, Ordering::SeqCst));
     }
 
     /// Whether shutdown has been requested.
@@ -65,17 +55,11 @@ impl ShutdownHandle {
     }
 
     /// Runs `wake` when shutdown is requested (at once if it already was).
-    pub fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let wake: WakeFn = Arc::new(wake);
-        let already = {
-            let mut wakers = self.inner.wakers.lock();
-            // Kept even when run at once, for the same reason as in `shutdown`.
-            wakers.push(wake.clone());
-            self.inner.requested.load(Ordering::SeqCst)
-        };
-        if already {
-            wake();
-        }
+    pub(crate) fn on_shutdown(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let requested = &self.inner.requested;
+        self.inner
+            .wakers
+            .register(wake, || requested.load(Ordering::SeqCst));
     }
 }
 

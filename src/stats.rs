@@ -1,8 +1,8 @@
 //! `Stats`: the server's counters, written lock-free on the hot path and summed on demand.
 //!
-//! Each worker owns one [`WorkerStats`] and the acceptor one [`AcceptorStats`], each on its own
+//! Each worker owns one `WorkerStats` and the acceptor one `AcceptorStats`, each on its own
 //! cache line, so a worker's `Relaxed` increments never contend with another thread's. Only
-//! the owner writes a block; a scrape reads every block and sums them ([`Stats::snapshot`]).
+//! the owner writes a block; a scrape reads every block and sums them (`Stats::snapshot`).
 //! Counters from different blocks are read at slightly different instants, which is the usual
 //! Prometheus contract: each counter is monotonic, a scrape is not a transaction.
 
@@ -14,39 +14,39 @@ use crate::policy::CloseReason;
 
 /// Counters written only by one worker thread.
 #[derive(Debug, Default)]
-pub struct WorkerStats {
+pub(crate) struct WorkerStats {
     /// Connections handed to this worker.
-    pub connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     /// Connections this worker has open now.
-    pub active: AtomicU64,
+    pub(crate) active: AtomicU64,
     /// Connections this worker closed, indexed by [`CloseReason`] (`Limit` stays 0 here).
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Bytes read from peers.
-    pub bytes_read: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
     /// Bytes written back to peers.
-    pub bytes_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
     /// Times a connection's unsent bytes reached `buffer_size` and reading from it paused.
-    pub backpressure_pauses: AtomicU64,
+    pub(crate) backpressure_pauses: AtomicU64,
 }
 
 impl WorkerStats {
     /// Counts a new connection (handed over and now open).
     #[inline]
-    pub fn opened(&self) {
+    pub(crate) fn opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts the close of an open connection.
     #[inline]
-    pub fn closed(&self, reason: CloseReason) {
+    pub(crate) fn closed(&self, reason: CloseReason) {
         self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Counts bytes moved by one drive of a connection.
     #[inline]
-    pub fn moved(&self, read: u64, written: u64) {
+    pub(crate) fn moved(&self, read: u64, written: u64) {
         if read != 0 {
             self.bytes_read.fetch_add(read, Ordering::Relaxed);
         }
@@ -58,13 +58,13 @@ impl WorkerStats {
 
 /// Counters written only by the acceptor thread.
 #[derive(Debug, Default)]
-pub struct AcceptorStats {
+pub(crate) struct AcceptorStats {
     /// Connections returned by `accept(2)`, including those then closed for the limit.
-    pub accepted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
-    pub rejected_limit: AtomicU64,
+    pub(crate) rejected_limit: AtomicU64,
     /// `accept(2)` failures other than `WouldBlock`, `Interrupted` and `ConnectionAborted`.
-    pub accept_errors: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// Every counter of one server.
@@ -78,28 +78,28 @@ pub struct Stats {
 
 /// The counters summed at one moment, plus the per-worker gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Connections accepted by the listener.
-    pub accepted: u64,
+    pub(crate) accepted: u64,
     /// Connections open now, summed over workers.
-    pub active: u64,
+    pub(crate) active: u64,
     /// Connections closed, by reason, in [`CloseReason::ALL`] order.
-    pub closed: [u64; CloseReason::ALL.len()],
+    pub(crate) closed: [u64; CloseReason::ALL.len()],
     /// Bytes read from peers.
-    pub bytes_read: u64,
+    pub(crate) bytes_read: u64,
     /// Bytes written to peers.
-    pub bytes_written: u64,
+    pub(crate) bytes_written: u64,
     /// `accept(2)` failures.
-    pub accept_errors: u64,
+    pub(crate) accept_errors: u64,
     /// Times reading paused because a connection's buffer was full.
-    pub backpressure_pauses: u64,
+    pub(crate) backpressure_pauses: u64,
     /// Per worker: (connections handed over, connections open now).
-    pub workers: Vec<(u64, u64)>,
+    pub(crate) workers: Vec<(u64, u64)>,
 }
 
 impl Snapshot {
     /// Connections closed for `reason`.
-    pub fn closed(&self, reason: CloseReason) -> u64 {
+    pub(crate) fn closed(&self, reason: CloseReason) -> u64 {
         self.closed[reason.index()]
     }
 }
@@ -116,18 +116,18 @@ impl Stats {
     }
 
     /// The acceptor's counters.
-    pub fn acceptor(&self) -> &AcceptorStats {
+    pub(crate) fn acceptor(&self) -> &AcceptorStats {
         &self.acceptor
     }
 
     /// Worker `id`'s counters. Panics if `id` is not below the worker count given to `new`
     /// (a programming error: workers are created from the same count).
-    pub fn worker(&self, id: usize) -> &WorkerStats {
+    pub(crate) fn worker(&self, id: usize) -> &WorkerStats {
         &self.workers[id]
     }
 
     /// Sums every block.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Snapshot {
             accepted: load(&self.acceptor.accepted),

@@ -188,8 +188,13 @@ fn an_extra_stdout_line_fails_the_test() {
         exits.wait();
     })));
     assert!(waited.contains("\"surprise\""), "{waited}");
-    let runs = stand_in("exec sleep 600");
+    // The stand-in says on stderr once its extra line is out, so the drop below cannot kill
+    // it before it printed that line.
+    let runs = stand_in("echo printed >&2; exec sleep 600");
     assert_eq!(runs.addr, "127.0.0.1:9".parse().unwrap());
+    util::wait_until("the stand-in printed its extra line", || {
+        runs.stderr().contains("printed")
+    });
     let dropped = message(catch_unwind(AssertUnwindSafe(|| drop(runs))));
     assert!(dropped.contains("\"surprise\""), "{dropped}");
 }

@@ -42,21 +42,21 @@ const WAKER: Token = Token(1);
 /// Client tokens are slab keys offset by this.
 const FIRST_CLIENT: usize = 2;
 /// Longest request head accepted.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// How long one client may take for everything: its request, our answer, the linger.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// How long to wait for the client to close after the response.
 const LINGER: Duration = Duration::from_millis(250);
 /// Most bytes read (and ignored) while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 /// Clients served at once; a newcomer beyond it closes the oldest.
-pub const MAX_CLIENTS: usize = 64;
+pub(crate) const MAX_CLIENTS: usize = 64;
 /// Listen backlog of the metrics port.
 const BACKLOG: u32 = 128;
 
 /// A bound metrics endpoint, not yet serving.
 #[derive(Debug)]
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     /// Listening, non-blocking.
     listener: TcpListener,
     /// The bound address (port 0 resolved).
@@ -65,7 +65,7 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Binds `addr` (before privileges are dropped, so a low port works too).
-    pub fn bind(addr: SocketAddr) -> Result<MetricsServer, BindError> {
+    pub(crate) fn bind(addr: SocketAddr) -> Result<MetricsServer, BindError> {
         let listener = listener::bind(addr, BACKLOG)?;
         let local_addr = listener
             .local_addr()
@@ -77,12 +77,12 @@ impl MetricsServer {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// Serves scrapes of `source` on a thread named `metrics` until `shutdown` is requested.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self,
         source: MetricsSource,
         shutdown: &ShutdownHandle,

@@ -7,8 +7,8 @@
 //! Metric names start with `reactor_pool_`; the standard `process_*` metrics (open fds,
 //! resident memory, CPU seconds, start time) come from `/proc/self`.
 
-pub mod http;
-pub mod render;
+pub(crate) mod http;
+pub(crate) mod render;
 
-pub use http::MetricsServer;
-pub use render::{MetricsSource, render};
+pub(crate) use http::MetricsServer;
+pub(crate) use render::MetricsSource;

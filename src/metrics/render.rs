@@ -10,18 +10,18 @@ use crate::stats::{Snapshot, Stats};
 
 /// What a scrape reads: the counters and the live settings of one server.
 #[derive(Debug, Clone)]
-pub struct MetricsSource {
+pub(crate) struct MetricsSource {
     /// The server's counters.
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// The settings a reload changes (exported as gauges, so a reload is visible).
-    pub live: Arc<LiveSettings>,
+    pub(crate) live: Arc<LiveSettings>,
     /// When this server process started (Unix seconds).
-    pub started: f64,
+    pub(crate) started: f64,
 }
 
 impl MetricsSource {
     /// A source for a server started now.
-    pub fn new(stats: Arc<Stats>, live: Arc<LiveSettings>) -> Self {
+    pub(crate) fn new(stats: Arc<Stats>, live: Arc<LiveSettings>) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -60,7 +60,7 @@ impl Family<'_> {
 }
 
 /// Renders every metric of `source` in the Prometheus text format.
-pub fn render(source: &MetricsSource) -> String {
+pub(crate) fn render(source: &MetricsSource) -> String {
     let snap = source.stats.snapshot();
     let mut out = String::with_capacity(4096 + 128 * snap.workers.len());
     let mut f = Family { out: &mut out };

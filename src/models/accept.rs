@@ -12,23 +12,23 @@ use crate::sys::poll::{self, PollFd};
 /// `poll` on a wake-up descriptor (shutdown eventfd or signal pipe) and the listener, leaving
 /// the listener out while accepting is paused (it would be reported at once: a spin).
 #[derive(Debug)]
-pub struct AcceptWait {
+pub(crate) struct AcceptWait {
     /// `[wake-up, listener]`.
     fds: [PollFd; 2],
 }
 
 /// What ended an [`AcceptWait::wait`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Woken {
+pub(crate) struct Woken {
     /// The wake-up descriptor is readable (the caller drains it).
-    pub wake: bool,
+    pub(crate) wake: bool,
     /// Connections wait to be accepted.
-    pub listener: bool,
+    pub(crate) listener: bool,
 }
 
 impl AcceptWait {
     /// Watches `wake` and `listener` for readability.
-    pub fn new(wake: RawFd, listener: RawFd) -> AcceptWait {
+    pub(crate) fn new(wake: RawFd, listener: RawFd) -> AcceptWait {
         AcceptWait {
             fds: [poll::entry(wake, poll::READ), poll::entry(listener, 0)],
         }
@@ -37,7 +37,7 @@ impl AcceptWait {
     /// Waits until the wake-up descriptor is readable, the listener is (unless `pause`, from
     /// [`Admission::resume_in`](crate::policy::admission::Admission::resume_in), says accepting is paused), or the pause ends. A signal (`EINTR`)
     /// ends the wait with nothing ready.
-    pub fn wait(&mut self, pause: Option<Duration>) -> io::Result<Woken> {
+    pub(crate) fn wait(&mut self, pause: Option<Duration>) -> io::Result<Woken> {
         self.fds[1].events = if pause.is_none() { poll::READ } else { 0 };
         match poll::poll(&mut self.fds, pause) {
             Ok(_) => Ok(Woken {

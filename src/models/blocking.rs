@@ -20,20 +20,25 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::Bound;
 use super::accept::AcceptWait;
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
-use crate::config::Model;
+use super::{About, Bound, Model};
 use crate::policy::admission::{Accepted, Admission};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::{Mode, Stream};
 
+/// The `blocking` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About::new(
+    "iterative: serves one connection at a time with blocking I/O; everyone else \
+     waits in the backlog (the baseline)",
+);
+
 /// Serves until shutdown, then finishes the connections in service and taken in.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
-        config,
+        settings,
         shutdown,
         live,
         stats,
@@ -67,7 +72,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             .stack_size(64 * 1024)
             .spawn(move || registry.watch(|| live.shutdown_timeout()))?
     };
-    let options = blocking_options(config.buffer_size);
+    let options = blocking_options(settings.buffer_size);
     let mut scratch = vec![0u8; options.limit];
     let mut serve = |stream: Arc<Stream>, registry: &Arc<Registry>| {
         let log = match prepare(&stream, &live, Model::Blocking) {

@@ -4,7 +4,8 @@
 //!
 //! Idle timeout: `SO_RCVTIMEO`/`SO_SNDTIMEO` are set to `idle_timeout`, so a read or write
 //! that waits that long fails with `EAGAIN`; [`Timed`] turns that into `TimedOut`, which
-//! ends the connection, and remembers it for the log.
+//! ends the connection, and remembers it for the log. A `fork` child's [`Timed`] also bounds
+//! each call by what is left of `shutdown_timeout` once the parent asked it to finish.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -16,8 +17,8 @@ use parking_lot::{Condvar, Mutex};
 use slab::Slab;
 use tracing::info;
 
-use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::models::Model;
 use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
@@ -26,53 +27,119 @@ use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// Echo options for a blocking socket: a short read ends the attempt (the next read blocks
 /// until more arrives), so no read ever waits while received bytes are still unechoed.
-pub fn blocking_options(buffer_size: usize) -> EchoOptions {
+pub(crate) fn blocking_options(buffer_size: usize) -> EchoOptions {
     EchoOptions {
         read_until: ReadUntil::ShortRead,
         ..EchoOptions::new(buffer_size)
     }
 }
 
-/// A blocking socket whose timeouts (`EAGAIN`) become `TimedOut` errors.
+/// The one timeout transport of the blocking models: a blocking socket whose timeouts
+/// (`EAGAIN` after `SO_RCVTIMEO`/`SO_SNDTIMEO`) become `TimedOut` errors, which end the
+/// connection. A `fork` child also bounds every call, once it has been asked to finish, by
+/// what is left of `shutdown_timeout` ([`Timed::finishing`]).
 #[derive(Debug)]
-pub struct Timed<'a> {
+pub(crate) struct Timed<'a> {
     /// The socket, blocking, with `SO_RCVTIMEO`/`SO_SNDTIMEO` set (or not, for no timeout).
-    pub stream: &'a Stream,
+    stream: &'a Stream,
+    /// The finish rule, for a connection that must notice a finish notice itself.
+    finish: Option<Finish>,
     /// Set when a call gave up after its timeout.
-    pub timed_out: bool,
+    timed_out: bool,
+}
+
+/// How a connection served alone (a `fork` child) finishes once asked to.
+#[derive(Debug)]
+struct Finish {
+    /// Whether the finish notice has arrived; checked before every call.
+    asked: fn() -> bool,
+    /// The configured idle timeout (what the socket's timeouts are otherwise).
+    idle_timeout: Option<Duration>,
+    /// How long the connection may go on once asked to finish.
+    within: Duration,
+    /// Set when the notice is first seen.
+    deadline: Option<Instant>,
 }
 
 impl<'a> Timed<'a> {
-    /// Wraps `stream`.
-    pub fn new(stream: &'a Stream) -> Self {
+    /// Wraps `stream`, whose socket timeouts are the idle timeout.
+    pub(crate) fn new(stream: &'a Stream) -> Self {
         Timed {
             stream,
+            finish: None,
             timed_out: false,
         }
     }
 
-    fn check<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.timed_out = true;
-                Err(io::ErrorKind::TimedOut.into())
+    /// Wraps `stream` and, once `asked()` says so, bounds each call by what is left of
+    /// `within` (and by `idle_timeout`, if any).
+    pub(crate) fn finishing(
+        stream: &'a Stream,
+        idle_timeout: Option<Duration>,
+        within: Duration,
+        asked: fn() -> bool,
+    ) -> Self {
+        Timed {
+            stream,
+            finish: Some(Finish {
+                asked,
+                idle_timeout,
+                within,
+                deadline: None,
+            }),
+            timed_out: false,
+        }
+    }
+
+    /// Why the connection ended, given how the echo ended: a timeout is the idle timeout,
+    /// or the shutdown timeout once the connection was asked to finish.
+    pub(crate) fn close_reason(&self, closed: CloseReason) -> CloseReason {
+        let finishing = self.finish.as_ref().is_some_and(|f| f.deadline.is_some());
+        match (self.timed_out, finishing) {
+            (true, true) => CloseReason::ShutdownTimeout,
+            (true, false) => CloseReason::IdleTimeout,
+            (false, _) => closed,
+        }
+    }
+
+    /// Runs one blocking call, retrying `EINTR` (a signal: maybe the finish notice).
+    fn call(&mut self, mut f: impl FnMut(&Stream) -> io::Result<usize>) -> io::Result<usize> {
+        loop {
+            if let Some(finish) = &mut self.finish {
+                if finish.deadline.is_none() && (finish.asked)() {
+                    finish.deadline = Some(Instant::now() + finish.within);
+                }
+                if let Some(deadline) = finish.deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        self.timed_out = true;
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    let bound = finish.idle_timeout.map_or(left, |idle| idle.min(left));
+                    self.stream.set_timeouts(Some(bound))?;
+                }
             }
-            r => r,
+            match f(self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.timed_out = true;
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                r => return r,
+            }
         }
     }
 }
 
 impl Read for Timed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.stream.recv(buf);
-        self.check(r)
+        self.call(|s| s.recv(buf))
     }
 }
 
 impl Write for Timed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let r = self.stream.send(buf);
-        self.check(r)
+        self.call(|s| s.send(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -91,7 +158,7 @@ impl Transport for Timed<'_> {
 /// idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to
 /// connections accepted after it). Returns the connection log's record, opened here, at
 /// accept, on the accepting thread.
-pub fn prepare(stream: &Stream, live: &LiveSettings, model: Model) -> io::Result<Record> {
+pub(crate) fn prepare(stream: &Stream, live: &LiveSettings, model: Model) -> io::Result<Record> {
     crate::policy::socket_options::configure_accepted(stream, live);
     stream.set_timeouts(live.idle_timeout())?;
     Ok(ConnLog::opened(live, model, 0, || stream.peer_addr()))
@@ -103,7 +170,7 @@ pub fn prepare(stream: &Stream, live: &LiveSettings, model: Model) -> io::Result
 /// With blocking calls every `drive` either makes progress or waits inside a read or write,
 /// so looping on `Blocked`/`Yielded` cannot spin: a write returns only when everything was
 /// sent (or it failed), and the next read waits for the peer.
-pub fn serve<T: Transport>(
+pub(crate) fn serve<T: Transport>(
     io: &mut T,
     scratch: &mut [u8],
     options: &EchoOptions,
@@ -127,7 +194,7 @@ pub fn serve<T: Transport>(
 /// Serves `stream` (blocking, timeouts set) to the end, counting it in `counters` from
 /// open to close and logging its close if `log` (from [`prepare`]) says so; returns why it
 /// ended.
-pub fn serve_stream(
+pub(crate) fn serve_stream(
     stream: &Stream,
     scratch: &mut [u8],
     options: &EchoOptions,
@@ -137,11 +204,7 @@ pub fn serve_stream(
     counters.opened();
     let mut io = Timed::new(stream);
     let closed = serve(&mut io, scratch, options, Some(counters), &mut log);
-    let reason = if io.timed_out {
-        CloseReason::IdleTimeout
-    } else {
-        closed
-    };
+    let reason = io.close_reason(closed);
     counters.closed(reason);
     ConnLog::closed(log, reason);
     reason
@@ -159,7 +222,7 @@ const FORCE_GRACE: Duration = Duration::from_secs(1);
 /// The `blocking` model also parks here the connections taken from the backlog at shutdown,
 /// which it serves one by one during the drain.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// Live sockets, parked connections and drain state.
     state: Mutex<State>,
     /// Signalled when a socket leaves, a drain is requested, or serving has finished.
@@ -204,7 +267,7 @@ impl State {
 
 /// Proof of registration: dropping it removes the socket from the registry.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     /// The registry to leave.
     registry: Arc<Registry>,
     /// Our slab key in it.
@@ -220,7 +283,7 @@ impl Drop for Ticket {
 
 impl Registry {
     /// Registers a connection's socket for the time its ticket lives.
-    pub fn register(self: &Arc<Self>, stream: &Arc<Stream>) -> Ticket {
+    pub(crate) fn register(self: &Arc<Self>, stream: &Arc<Stream>) -> Ticket {
         let mut state = self.state.lock();
         if state.cut {
             // Too late to be served: the drain is over.
@@ -234,33 +297,28 @@ impl Registry {
     }
 
     /// Connections being served.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.state.lock().sockets.len()
     }
 
-    /// Whether no connection is being served.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Parks a connection to be served later in the drain.
-    pub fn park(&self, stream: Stream) {
+    pub(crate) fn park(&self, stream: Stream) {
         self.state.lock().parked.push_back(stream);
     }
 
     /// Takes the next parked connection (none once the drain deadline has passed).
-    pub fn unpark(&self) -> Option<Stream> {
+    pub(crate) fn unpark(&self) -> Option<Stream> {
         self.state.lock().parked.pop_front()
     }
 
     /// Asks the watchdog ([`Registry::watch`]) to start draining.
-    pub fn request_drain(&self) {
+    pub(crate) fn request_drain(&self) {
         self.state.lock().drain_requested = true;
         self.changed.notify_all();
     }
 
     /// Tells the watchdog that serving is over.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.state.lock().finished = true;
         self.changed.notify_all();
     }
@@ -268,7 +326,7 @@ impl Registry {
     /// Waits until every connection has ended or `deadline` passed; then shuts down the
     /// sockets left (waking their threads) and waits up to [`FORCE_GRACE`] for them to go.
     /// Returns how many connections had to be cut. (The `thread` model's drain.)
-    pub fn drain_until(&self, deadline: Instant) -> usize {
+    pub(crate) fn drain_until(&self, deadline: Instant) -> usize {
         let mut state = self.state.lock();
         while !state.sockets.is_empty() {
             if self.changed.wait_until(&mut state, deadline).timed_out() {
@@ -292,7 +350,7 @@ impl Registry {
     /// finishes; once draining, gives the serving thread `timeout()` (read when the drain
     /// starts) to finish, then cuts every
     /// connection still registered or parked.
-    pub fn watch(&self, timeout: impl Fn() -> Duration) {
+    pub(crate) fn watch(&self, timeout: impl Fn() -> Duration) {
         let mut state = self.state.lock();
         while !state.drain_requested && !state.finished {
             self.changed.wait(&mut state);
@@ -342,6 +400,6 @@ mod tests {
             Ok(0),
             "shutdown wakes the blocked read"
         );
-        assert!(registry.is_empty());
+        assert_eq!(registry.len(), 0);
     }
 }

@@ -6,7 +6,7 @@ use std::net::Shutdown;
 
 use tracing::debug;
 
-use crate::config::Model;
+use super::Model;
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::connlog::Record;
@@ -21,24 +21,24 @@ impl Transport for Stream {
 
 /// A connection owned by an event loop.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The non-blocking socket; closing it (drop) also removes it from an epoll set.
-    pub stream: Stream,
+    pub(crate) stream: Stream,
     /// Echo state: unsent bytes, whether the peer has closed.
-    pub echo: Echo,
+    pub(crate) echo: Echo,
     /// What the poller currently watches for, so models re-register only on change.
-    pub watching: Wants,
+    pub(crate) watching: Wants,
     /// Loop clock (milliseconds) of the last event for this connection.
-    pub last_active_ms: u64,
+    pub(crate) last_active_ms: u64,
     /// The connection log's record, if this connection is logged.
-    pub log: Record,
+    pub(crate) log: Record,
 }
 
 impl Conn {
     /// A fresh connection, watched for reading; `log` from [`LoopCore::admit`].
     ///
     /// [`LoopCore::admit`]: super::event_loop::LoopCore::admit
-    pub fn new(stream: Stream, now_ms: u64, log: Record) -> Conn {
+    pub(crate) fn new(stream: Stream, now_ms: u64, log: Record) -> Conn {
         Conn {
             stream,
             echo: Echo::new(),
@@ -50,6 +50,6 @@ impl Conn {
 }
 
 /// Logs a closed connection at debug level.
-pub fn log_close(model: Model, reason: CloseReason, pending: usize) {
+pub(crate) fn log_close(model: Model, reason: CloseReason, pending: usize) {
     debug!(%model, ?reason, pending, "connection closed");
 }

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::Bound;
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
@@ -39,8 +39,14 @@ fn bits(wants: Wants) -> u32 {
     (if wants.read { epoll::READ } else { 0 }) | (if wants.write { epoll::WRITE } else { 0 })
 }
 
+/// The `epoll` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About::new(
+    "one thread, raw epoll, level-triggered; no descriptor limit, cost grows with \
+     ready connections only; uses one core",
+);
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::Epoll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);

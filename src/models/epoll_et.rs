@@ -23,10 +23,10 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::Bound;
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::policy::CloseReason;
 use crate::policy::admission::Accepted;
 use crate::policy::interest::{Next, Trigger};
@@ -41,8 +41,14 @@ const WAKE: u64 = u64::MAX - 1;
 /// What every connection is registered for, once.
 const CONN_EVENTS: u32 = epoll::READ | epoll::WRITE | epoll::RDHUP | epoll::EDGE;
 
+/// The `epoll-et` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About::new(
+    "one thread, raw epoll, edge-triggered: reads and accepts drain to EAGAIN, \
+     connections that yield are resumed without a new edge; uses one core",
+);
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::EpollEt, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let ep = Epoll::new()?;
     let mut listener = Some(bound.listener);

@@ -17,8 +17,8 @@ use slab::Slab;
 use tracing::{error, info};
 
 use super::Bound;
+use super::Model;
 use super::conn::{Conn, log_close};
-use crate::config::Model;
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::Admission;
@@ -33,7 +33,7 @@ use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
-pub trait OpenConns {
+pub(crate) trait OpenConns {
     /// How many are open.
     fn count(&self) -> usize;
     /// Takes every connection out (the loop is ending).
@@ -62,17 +62,17 @@ impl OpenConns for Vec<Conn> {
 
 /// Shared state of a single-threaded loop.
 #[derive(Debug)]
-pub struct LoopCore {
+pub(crate) struct LoopCore {
     /// The model, for logs.
-    pub model: Model,
+    pub(crate) model: Model,
     /// Echo tunables; `limit` is `buffer_size`.
-    pub echo: EchoOptions,
+    pub(crate) echo: EchoOptions,
     /// How the model's poller reports readiness (for the interest rule).
     trigger: Trigger,
     /// The one read buffer all connections share, one at a time (`buffer_size` bytes).
-    pub scratch: Box<[u8]>,
+    pub(crate) scratch: Box<[u8]>,
     /// Accept policy: connection limit and back-off.
-    pub admission: Admission,
+    pub(crate) admission: Admission,
     /// Written by the shutdown callback; the loop watches it for readability.
     wake: Arc<EventFd>,
     /// The shutdown trigger.
@@ -91,7 +91,7 @@ pub struct LoopCore {
 impl LoopCore {
     /// Creates the wake-up eventfd and registers it with the shutdown trigger and with the
     /// live settings (a reload).
-    pub fn new(
+    pub(crate) fn new(
         model: Model,
         bound: &Bound,
         trigger: Trigger,
@@ -108,7 +108,7 @@ impl LoopCore {
         bound.shutdown.on_shutdown(wake_up);
         let echo = EchoOptions {
             read_until,
-            ..EchoOptions::new(bound.config.buffer_size)
+            ..EchoOptions::new(bound.settings.buffer_size)
         };
         let core = LoopCore {
             model,
@@ -127,17 +127,17 @@ impl LoopCore {
     }
 
     /// Milliseconds since the loop started.
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
     /// The wake-up descriptor to watch for readability.
-    pub fn wake_fd(&self) -> RawFd {
+    pub(crate) fn wake_fd(&self) -> RawFd {
         self.wake.as_raw_fd()
     }
 
     /// Resets the wake-up descriptor after it was reported readable.
-    pub fn take_wake(&self) {
+    pub(crate) fn take_wake(&self) {
         // Reading a non-blocking eventfd cannot fail in a way that matters: at worst the
         // loop wakes once more.
         let _ = self.wake.drain();
@@ -145,12 +145,12 @@ impl LoopCore {
 
     /// True once, when shutdown has been requested and the drain has not started: the loop
     /// must now close its listener and call [`LoopCore::begin_drain`].
-    pub fn should_stop_accepting(&self) -> bool {
+    pub(crate) fn should_stop_accepting(&self) -> bool {
         !self.housekeeping.is_draining() && self.shutdown.is_requested()
     }
 
     /// Starts the drain: open connections get `shutdown_timeout` to finish.
-    pub fn begin_drain(&mut self, now_ms: u64, open: usize) {
+    pub(crate) fn begin_drain(&mut self, now_ms: u64, open: usize) {
         if self
             .housekeeping
             .begin_drain(now_ms, self.live.shutdown_timeout())
@@ -166,14 +166,14 @@ impl LoopCore {
     /// Configures and counts a freshly accepted socket, and opens its connection-log record
     /// (for [`Conn::new`]); every admitted connection is later passed to
     /// [`LoopCore::closed`] exactly once.
-    pub fn admit(&self, stream: &Stream) -> Record {
+    pub(crate) fn admit(&self, stream: &Stream) -> Record {
         self.counters().opened();
         crate::policy::socket_options::configure_accepted(stream, &self.live);
         ConnLog::opened(&self.live, self.model, 0, || stream.peer_addr())
     }
 
     /// Logs and counts the close of an admitted connection.
-    pub fn closed(&self, reason: CloseReason, conn: &mut Conn) {
+    pub(crate) fn closed(&self, reason: CloseReason, conn: &mut Conn) {
         self.counters().closed(reason);
         log_close(self.model, reason, conn.echo.pending());
         ConnLog::closed(conn.log.take(), reason);
@@ -182,7 +182,7 @@ impl LoopCore {
     /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
     /// reading paused (backpressure), and returns what the loop must do next
     /// ([`interest::next`]).
-    pub fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
+    pub(crate) fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
         conn.last_active_ms = now_ms;
         self.drive_over(&mut conn.echo, &mut conn.stream, &mut conn.log)
     }
@@ -190,7 +190,7 @@ impl LoopCore {
     /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
     /// already received, not over the socket); the caller keeps the idle clock. What moved is
     /// counted, and added to `log` (the connection's [`Conn::log`]).
-    pub fn drive_over<T: Transport + ?Sized>(
+    pub(crate) fn drive_over<T: Transport + ?Sized>(
         &mut self,
         echo: &mut Echo,
         io: &mut T,
@@ -220,7 +220,7 @@ impl LoopCore {
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
     /// (connections yielded), otherwise until the next idle sweep, the drain deadline or the
     /// end of an accept pause, whichever is first; `None` (forever) if there is none.
-    pub fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
+    pub(crate) fn timeout(&mut self, now_ms: u64, open: usize, busy: bool) -> Option<Duration> {
         let mut timeout =
             self.housekeeping
                 .poll_timeout(now_ms, self.live.idle_timeout(), open, busy);
@@ -231,19 +231,19 @@ impl LoopCore {
     }
 
     /// Whether the idle sweep is due now; if so, schedules the next one.
-    pub fn sweep_due(&mut self, now_ms: u64) -> bool {
+    pub(crate) fn sweep_due(&mut self, now_ms: u64) -> bool {
         self.housekeeping
             .sweep_due(now_ms, self.live.idle_timeout())
     }
 
     /// Whether `conn` has been idle for `idle_timeout`.
-    pub fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
+    pub(crate) fn is_idle(&self, conn: &Conn, now_ms: u64) -> bool {
         housekeeping::is_idle(self.live.idle_timeout(), conn.last_active_ms, now_ms)
     }
 
     /// Closes every connection of `conns` idle for `idle_timeout` (for loops whose tokens are
     /// slab keys: removal moves no other connection).
-    pub fn sweep_idle(&self, conns: &mut Slab<Conn>, now_ms: u64) {
+    pub(crate) fn sweep_idle(&self, conns: &mut Slab<Conn>, now_ms: u64) {
         conns.retain(|_, c| {
             let idle = self.is_idle(c, now_ms);
             if idle {
@@ -256,7 +256,7 @@ impl LoopCore {
     /// The end of a round: whether the loop must now return, because it is draining and
     /// every connection has finished, or the drain deadline passed (the connections left are
     /// then closed here).
-    pub fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
+    pub(crate) fn finish_round(&self, now_ms: u64, conns: &mut impl OpenConns) -> bool {
         let open = conns.count();
         match self.housekeeping.drain(now_ms, open) {
             Drain::Running => false,

@@ -23,19 +23,18 @@
 //! `KILL_GRACE` after the deadline. Then the parent returns and the process exits 0.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::Bound;
+use super::Model;
 use super::ReloadHook;
 use super::accept::AcceptWait;
-use super::blocking_io::{blocking_options, prepare, serve};
+use super::blocking_io::{Timed, blocking_options, prepare, serve};
 use super::conn::log_close;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::live::LiveSettings;
 use crate::policy::CloseReason;
 use crate::policy::admission::{Accepted, Admission};
@@ -45,22 +44,32 @@ use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
 use crate::sys::signal::{self, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, Signo};
 use crate::sys::socket::{Mode, Stream};
-use crate::worker::{EchoOptions, Transport};
+use crate::worker::EchoOptions;
 
 /// Signals the parent handles (installed at bind time).
-pub const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
+pub(crate) const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
 /// Signals that ask for a graceful shutdown (parent) or for finishing (child). SIGHUP asks
 /// the parent to reload, like the other models' signal thread.
 const TERMINATE: &[Signo] = &[SIGTERM, SIGINT];
 /// How long after the drain deadline the parent waits before killing children.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
+/// The `fork` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    serves_metrics: false,
+    signals: SIGNALS,
+    ..About::new(
+        "one child process per connection, blocking I/O; the parent reaps children \
+         and counts them for max_connections; a fork per connection is costly",
+    )
+};
+
 /// Serves until a terminating signal (or a shutdown request made before `run`), then waits
 /// for the children.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
-        config,
+        settings,
         shutdown,
         live,
         stats,
@@ -75,7 +84,7 @@ pub fn run(bound: Bound) -> io::Result<()> {
             "the fork model needs a single-threaded process, but {threads} threads are running"
         )));
     }
-    let options = blocking_options(config.buffer_size);
+    let options = blocking_options(settings.buffer_size);
     let mut children: HashSet<Pid> = HashSet::new();
     let mut gate = Admission::new(live.clone(), stats);
     let mut fork_log = RateLimit::new(Duration::from_secs(1));
@@ -209,90 +218,16 @@ fn reap(children: &mut HashSet<Pid>) {
 
 /// The child's life: serve the one connection, then return the exit code.
 fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings, mut log: Record) -> i32 {
-    let mut io = Finishing {
-        stream,
-        idle_timeout: live.idle_timeout(),
-        finish_within: live.shutdown_timeout(),
-        deadline: None,
-        timed_out: false,
-    };
+    let mut io = Timed::finishing(stream, live.idle_timeout(), live.shutdown_timeout(), || {
+        signal::received().any(TERMINATE)
+    });
     let mut scratch = vec![0u8; options.limit];
     // No counters: they would live in this child's copy of the parent's memory.
     let closed = serve(&mut io, &mut scratch, options, None, &mut log);
-    let reason = match (io.timed_out, io.deadline) {
-        (true, Some(_)) => CloseReason::ShutdownTimeout,
-        (true, None) => CloseReason::IdleTimeout,
-        (false, _) => closed,
-    };
+    let reason = io.close_reason(closed);
     log_close(Model::Fork, reason, 0);
     ConnLog::closed(log, reason);
     i32::from(reason == CloseReason::Error)
-}
-
-/// A child's blocking socket: timeouts end the connection, and once the parent has asked the
-/// child to finish, every call is bounded by what is left of `shutdown_timeout`.
-#[derive(Debug)]
-struct Finishing<'a> {
-    /// The connection (blocking, idle timeouts set).
-    stream: &'a Stream,
-    /// The configured idle timeout.
-    idle_timeout: Option<Duration>,
-    /// How long the child may go on once asked to finish.
-    finish_within: Duration,
-    /// Set when the finish notice is first seen.
-    deadline: Option<Instant>,
-    /// A call gave up after its timeout.
-    timed_out: bool,
-}
-
-impl Finishing<'_> {
-    /// Runs one blocking call, retrying `EINTR` (a signal: maybe the finish notice).
-    fn call(&mut self, mut f: impl FnMut(&Stream) -> io::Result<usize>) -> io::Result<usize> {
-        loop {
-            if self.deadline.is_none() && signal::received().any(TERMINATE) {
-                self.deadline = Some(Instant::now() + self.finish_within);
-            }
-            if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    self.timed_out = true;
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                let bound = self.idle_timeout.map_or(left, |idle| idle.min(left));
-                self.stream.set_timeouts(Some(bound))?;
-            }
-            match f(self.stream) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.timed_out = true;
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                r => return r,
-            }
-        }
-    }
-}
-
-impl Read for Finishing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.call(|s| s.recv(buf))
-    }
-}
-
-impl Write for Finishing<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.call(|s| s.send(buf))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Finishing<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.stream.shutdown(Shutdown::Write)
-    }
 }
 
 #[cfg(test)]

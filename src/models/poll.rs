@@ -11,10 +11,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use super::Bound;
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
@@ -36,8 +36,14 @@ fn bits(wants: Wants) -> poll::Events {
     (if wants.read { poll::READ } else { 0 }) | (if wants.write { poll::WRITE } else { 0 })
 }
 
+/// The `poll` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About::new(
+    "one thread, growable pollfd array with swap-remove; no descriptor limit, but \
+     the kernel scans every connection on every call",
+);
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::Poll, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let lfd = listener.as_ref().map_or(-1, AsRawFd::as_raw_fd);

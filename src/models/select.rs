@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::Bound;
+use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::policy::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
@@ -60,8 +60,18 @@ impl Watched {
     }
 }
 
+/// The `select` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    // Descriptors `select` can watch (`FD_SETSIZE`), hence its connection ceiling.
+    connection_ceiling: Some(crate::sys::select::FD_SETSIZE),
+    ..About::new(
+        "one thread, fd_set copied each round; descriptors >= 1024 (FD_SETSIZE) are \
+         refused, and every call scans 0..maxfd",
+    )
+};
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let mut core = LoopCore::new(Model::Select, &bound, Trigger::Level, ReadUntil::ShortRead)?;
     let mut listener = Some(bound.listener);
     let wake = core.wake_fd();

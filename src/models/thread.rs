@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::Bound;
+use super::Model;
 use super::accept::AcceptWait;
 use super::blocking_io::{Registry, blocking_options, prepare, serve_stream};
 use super::conn::log_close;
-use crate::config::Model;
+use super::{About, Bound};
 use crate::live::LiveSettings;
 use crate::policy::admission::{Accepted, Admission};
 use crate::ratelimit::RateLimit;
@@ -29,11 +29,20 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::socket::{Listener, Mode};
 use crate::worker::EchoOptions;
 
+/// The `thread` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    uses_thread_stack_size: true,
+    ..About::new(
+        "one thread per connection (stack: thread_stack_size), blocking I/O; memory \
+         and context switches grow with every connection",
+    )
+};
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let Bound {
         listener,
-        config,
+        settings,
         shutdown,
         live,
         stats,
@@ -49,8 +58,8 @@ pub fn run(bound: Bound) -> io::Result<()> {
     let mut spawner = Spawner {
         registry: Arc::new(Registry::default()),
         gate: Admission::new(live.clone(), stats.clone()),
-        options: blocking_options(config.buffer_size),
-        stack_size: config.thread_stack_size,
+        options: blocking_options(settings.buffer_size),
+        stack_size: settings.thread_stack_size,
         live: live.clone(),
         stats,
         spawn_log: RateLimit::new(Duration::from_secs(1)),

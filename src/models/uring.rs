@@ -42,10 +42,9 @@ use std::time::Instant;
 use slab::Slab;
 use tracing::debug;
 
-use super::Bound;
 use super::conn::Conn;
 use super::event_loop::{LoopCore, OpenConns};
-use crate::config::Model;
+use super::{About, Bound, Model};
 use crate::policy::CloseReason;
 use crate::policy::admission::Accepted;
 use crate::policy::close::classify;
@@ -74,8 +73,17 @@ const WAKE: u64 = 1;
 /// Tag of the multishot accept.
 const ACCEPT: u64 = 2;
 
+/// The `uring` model, as `reactor-pool models` describes it.
+pub(crate) const ABOUT: About = About {
+    probe: Some(probe),
+    ..About::new(
+        "one thread, io_uring: multishot accept, multishot receive into a shared \
+         provided-buffer pool, one send in flight per connection; needs Linux 6.0+",
+    )
+};
+
 /// Serves until shutdown, then drains.
-pub fn run(bound: Bound) -> io::Result<()> {
+pub(crate) fn run(bound: Bound) -> io::Result<()> {
     // Edge: a connection that spent its read budget gets no new completion for the bytes it
     // holds, so the rule says to resume it without one.
     let core = LoopCore::new(Model::Uring, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
@@ -615,7 +623,7 @@ impl Transport for Completed<'_> {
 }
 
 /// Checks, before the server reports that it listens, that io_uring can be used at all.
-pub fn probe() -> io::Result<()> {
+pub(crate) fn probe() -> io::Result<()> {
     crate::sys::uring::probe()
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring is unavailable: {e}")))
 }

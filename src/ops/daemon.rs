@@ -27,7 +27,7 @@ use crate::sys::process::{self, Fork};
 
 /// Tells whoever started this process how start-up went. Exactly one report is sent.
 #[derive(Debug)]
-pub enum Reporter {
+pub(super) enum Reporter {
     /// Foreground: print `listening on ADDR` on stdout; errors on stderr.
     Stdout,
     /// Daemon or supervised server: one protocol line on this stream.
@@ -36,7 +36,7 @@ pub enum Reporter {
 
 /// One start-up report, as sent over a [`Reporter::Channel`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
+pub(super) enum Report {
     /// Serving on this address.
     Ready(SocketAddr),
     /// Start-up failed: exit with `code`, tell the user `message`.
@@ -54,7 +54,7 @@ impl Report {
     }
 
     /// Parses one protocol line.
-    pub fn decode(line: &str) -> Option<Report> {
+    pub(super) fn decode(line: &str) -> Option<Report> {
         let line = line.trim_end_matches(['\r', '\n']);
         if let Some(addr) = line.strip_prefix("ready ") {
             return addr.parse().ok().map(Report::Ready);
@@ -70,7 +70,7 @@ impl Report {
 
 impl Reporter {
     /// Reports that the server is serving on `addr`.
-    pub fn ready(&mut self, addr: SocketAddr) {
+    pub(super) fn ready(&mut self, addr: SocketAddr) {
         match self {
             Reporter::Stdout => {
                 let mut stdout = io::stdout().lock();
@@ -84,7 +84,7 @@ impl Reporter {
     }
 
     /// Reports a start-up failure; the caller then exits with `code`.
-    pub fn fail(&mut self, code: u8, message: &str) {
+    pub(super) fn fail(&mut self, code: u8, message: &str) {
         match self {
             // In the foreground stderr is the log: say it once.
             Reporter::Stdout => eprintln!("reactor-pool: error: {message}"),
@@ -102,7 +102,7 @@ impl Reporter {
 }
 
 /// Reads one report from `stream`: `None` if it closed without one.
-pub fn read_report(stream: &mut impl io::Read) -> io::Result<Option<Report>> {
+pub(super) fn read_report(stream: &mut impl io::Read) -> io::Result<Option<Report>> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     Ok(Report::decode(&line))
@@ -110,7 +110,7 @@ pub fn read_report(stream: &mut impl io::Read) -> io::Result<Option<Report>> {
 
 /// What `daemonize` returns in the process that goes on.
 #[derive(Debug)]
-pub enum Daemonized {
+pub(super) enum Daemonized {
     /// The original process: exit with this code (the report was printed already).
     Parent(u8),
     /// The daemon: report start-up through this.
@@ -119,7 +119,7 @@ pub enum Daemonized {
 
 /// Detaches from the terminal as described in the module docs. `keep_fd` (the log file) stays
 /// open; the caller may then point stderr at it.
-pub fn daemonize(keep_fd: Option<RawFd>) -> io::Result<Daemonized> {
+pub(super) fn daemonize(keep_fd: Option<RawFd>) -> io::Result<Daemonized> {
     let (mut parent_end, daemon_end) = UnixStream::pair()?;
     match process::fork_single_threaded()? {
         Fork::Parent(child) => {

@@ -34,7 +34,7 @@ pub enum LogTarget {
 
 /// A log file opened in append mode, reopened on reload.
 #[derive(Debug)]
-pub struct LogFile {
+pub(super) struct LogFile {
     /// Where it is (absolute).
     path: PathBuf,
     /// The open file; replaced by `reopen`.
@@ -45,7 +45,7 @@ pub struct LogFile {
 
 impl LogFile {
     /// Opens (creating, mode 0640) `path` for appending.
-    pub fn open(path: &Path) -> io::Result<LogFile> {
+    pub(super) fn open(path: &Path) -> io::Result<LogFile> {
         Ok(LogFile {
             path: path.to_owned(),
             file: Mutex::new(open_append(path)?),
@@ -54,20 +54,20 @@ impl LogFile {
     }
 
     /// Makes fd 2 write to this file from now on and after every reopen.
-    pub fn redirect_stderr(&mut self) -> io::Result<()> {
+    pub(super) fn redirect_stderr(&mut self) -> io::Result<()> {
         dup2(self.file.get_mut().as_fd(), 2)?;
         self.redirect_stderr = true;
         Ok(())
     }
 
     /// The open descriptor (to keep it open across daemonizing).
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+    pub(super) fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.file.lock().as_raw_fd()
     }
 
     /// Opens the path again (after logrotate moved the old file away).
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(super) fn reopen(&self) -> io::Result<()> {
         let fresh = open_append(&self.path)?;
         if self.redirect_stderr {
             dup2(fresh.as_fd(), 2)?;
@@ -167,7 +167,7 @@ impl<'a> MakeWriter<'a> for Sink {
 
 /// The installed logger: changes its filter and reopens its file on reload.
 #[derive(Debug, Clone)]
-pub struct Logging {
+pub(super) struct Logging {
     /// Swaps the filter in the running subscriber.
     filter: reload::Handle<EnvFilter, Registry>,
     /// The log file, if logging to one.
@@ -187,7 +187,7 @@ enum FilterSource {
 impl Logging {
     /// Installs the global subscriber. `configured` is the config's `log_level` (which already
     /// holds `--log-level` when that flag was given, as `flag_given` says).
-    pub fn init(
+    pub(super) fn init(
         target: LogTarget,
         file: Option<LogFile>,
         flag_given: bool,
@@ -246,7 +246,7 @@ impl Logging {
 
     /// Applies a reloaded `log_level`, unless `--log-level` or `RUST_LOG` took precedence.
     /// Returns whether the filter changed.
-    pub fn set_level(&self, level: &str) -> Result<bool, String> {
+    pub(super) fn set_level(&self, level: &str) -> Result<bool, String> {
         match self.source {
             FilterSource::Flag => return Ok(false),
             FilterSource::Env => {
@@ -264,7 +264,7 @@ impl Logging {
     }
 
     /// Reopens the log file, if there is one (a no-op for stderr and syslog).
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(super) fn reopen(&self) -> io::Result<()> {
         match &self.file {
             Some(file) => file.reopen(),
             None => Ok(()),

@@ -1,13 +1,13 @@
 //! Running reactor-pool for real: the `serve` command's process management.
 //!
-//! - [`daemon`]: `--daemon` (double fork, detach) and the start-up [`Reporter`] protocol.
-//! - [`supervise`]: `--supervise`, a parent process that restarts a crashed server.
-//! - [`pidfile`]: `--pid-file`, written atomically, `flock`ed, removed on exit.
-//! - [`privilege`]: `--user`, dropping root after binding.
-//! - [`logging`]: stderr, `--log-file` or `--log syslog`; filter and file reloadable.
-//! - [`signals`]: the server's signal thread (SIGINT/SIGTERM drain, SIGHUP reload).
-//! - [`reload`]: what a reload changes, and what needs a restart.
-//! - [`notify`]: systemd `sd_notify` readiness.
+//! - `daemon`: `--daemon` (double fork, detach) and the start-up `Reporter` protocol.
+//! - `supervise`: `--supervise`, a parent process that restarts a crashed server.
+//! - `pidfile`: `--pid-file`, written atomically, `flock`ed, removed on exit.
+//! - `privilege`: `--user`, dropping root after binding.
+//! - `logging`: stderr, `--log-file` or `--log syslog`; filter and file reloadable.
+//! - `signals`: the server's signal thread (SIGINT/SIGTERM drain, SIGHUP reload).
+//! - `reload`: what a reload changes, and what needs a restart.
+//! - `notify`: systemd `sd_notify` readiness.
 //!
 //! Order of start-up in [`serve`], chosen so that every fork happens while the process has a
 //! single thread, and every privileged step happens before the privilege drop:
@@ -18,14 +18,14 @@
 //!                   ─▶ report ready ("listening on ADDR") ─▶ run workers ─▶ drain ─▶ exit
 //! ```
 
-pub mod daemon;
-pub mod logging;
-pub mod notify;
-pub mod pidfile;
-pub mod privilege;
-pub mod reload;
-pub mod signals;
-pub mod supervise;
+mod daemon;
+mod logging;
+mod notify;
+mod pidfile;
+mod privilege;
+mod reload;
+mod signals;
+mod supervise;
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-pub use daemon::Reporter;
+use daemon::Reporter;
 pub use logging::LogTarget;
 pub use supervise::RestartPolicy;
 
@@ -51,7 +51,7 @@ use supervise::Supervisor;
 /// Exit code for bad arguments or configuration.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for failures at run time.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 
 /// The `serve` flags that manage the process rather than the echo service.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// Sends `state` (e.g. `"READY=1"`) to the service manager, if there is one.
-pub fn notify(state: &str) {
+pub(super) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

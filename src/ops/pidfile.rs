@@ -19,7 +19,7 @@ use crate::sys::fs::try_lock_exclusive;
 
 /// A locked pid file, removed when dropped.
 #[derive(Debug)]
-pub struct PidFile {
+pub(super) struct PidFile {
     /// Where it is.
     path: PathBuf,
     /// The open, locked file; the lock lives as long as this descriptor (and any fork's copy).
@@ -28,7 +28,7 @@ pub struct PidFile {
 
 /// Why a pid file could not be taken.
 #[derive(Debug)]
-pub enum PidFileError {
+pub(super) enum PidFileError {
     /// Another live process holds the lock.
     Running { path: PathBuf, pid: Option<u32> },
     /// The file system refused.
@@ -63,7 +63,7 @@ impl std::error::Error for PidFileError {}
 impl PidFile {
     /// Takes `path` for this process: refuses if another process holds its lock, replaces a
     /// stale file, and writes this process's pid.
-    pub fn create(path: &Path) -> Result<PidFile, PidFileError> {
+    pub(super) fn create(path: &Path) -> Result<PidFile, PidFileError> {
         let io_err = |source| PidFileError::Io {
             path: path.to_owned(),
             source,
@@ -155,7 +155,7 @@ fn same_file(file: &File, path: &Path) -> io::Result<bool> {
 }
 
 /// The pid recorded in `path`, if it holds one.
-pub fn read_pid(path: &Path) -> Option<u32> {
+pub(super) fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 

@@ -7,11 +7,11 @@ use crate::sys::user::{self, Passwd};
 /// The account to switch to, resolved at start-up (so a typo is a usage error, exit 2, before
 /// anything is bound or forked).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User(Passwd);
+pub(super) struct User(Passwd);
 
 impl User {
     /// Looks `name` up in the password database.
-    pub fn lookup(name: &str) -> Result<User, String> {
+    pub(super) fn lookup(name: &str) -> Result<User, String> {
         match user::user_by_name(name) {
             Ok(Some(passwd)) => Ok(User(passwd)),
             Ok(None) => Err(format!("invalid `--user`: no user named '{name}'")),
@@ -23,7 +23,7 @@ impl User {
     /// primary group, then its uid. Must run before any thread is started.
     ///
     /// Without root this only succeeds if we already are that user (nothing to drop).
-    pub fn switch_to(&self) -> Result<(), String> {
+    pub(super) fn switch_to(&self) -> Result<(), String> {
         let Passwd { name, uid, gid } = &self.0;
         let euid = user::effective_uid();
         if euid != 0 {

@@ -33,7 +33,7 @@ use crate::live::LiveSettings;
 
 /// The outcome of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadOutcome {
+pub(super) struct ReloadOutcome {
     /// Settings that took effect.
     pub applied: Vec<&'static str>,
     /// Settings that changed in the file but need a restart.
@@ -42,7 +42,7 @@ pub struct ReloadOutcome {
 
 /// Re-reads the config file on request and applies what can be applied.
 #[derive(Debug)]
-pub struct Reloader {
+pub(super) struct Reloader {
     /// The config file (absolute); `None` when the server runs on flags alone.
     path: Option<PathBuf>,
     /// Command-line values, which keep beating the file after a reload.
@@ -57,7 +57,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for a server started with `current`.
-    pub fn new(
+    pub(super) fn new(
         path: Option<PathBuf>,
         overrides: Overrides,
         current: Config,
@@ -74,7 +74,7 @@ impl Reloader {
     }
 
     /// Handles one SIGHUP. Returns the outcome, or the reason the file was rejected.
-    pub fn reload(&mut self) -> Result<ReloadOutcome, String> {
+    pub(super) fn reload(&mut self) -> Result<ReloadOutcome, String> {
         notify("RELOADING=1");
         let result = self.reload_inner();
         notify("READY=1");
@@ -182,7 +182,7 @@ impl Reloader {
 /// Runs reloads on a thread of their own, one at a time, so whoever asks (the signal thread)
 /// never waits for one.
 #[derive(Debug)]
-pub struct ReloadThread {
+pub(super) struct ReloadThread {
     /// One pending request at most: requests that arrive while one is pending are merged
     /// into it (it reads the file as it is when it runs).
     requests: Sender<()>,
@@ -191,7 +191,7 @@ pub struct ReloadThread {
 impl ReloadThread {
     /// Starts the thread. It ends when the `ReloadThread` is dropped and no reload runs; it is
     /// never joined, since a reload stuck in the kernel must not hold up the exit.
-    pub fn spawn(mut reloader: Reloader) -> io::Result<ReloadThread> {
+    pub(super) fn spawn(mut reloader: Reloader) -> io::Result<ReloadThread> {
         let (requests, pending) = crossbeam_channel::bounded::<()>(1);
         thread::Builder::new()
             .name("reload".to_owned())
@@ -205,7 +205,7 @@ impl ReloadThread {
     }
 
     /// Asks for a reload; returns at once.
-    pub fn request(&self) {
+    pub(super) fn request(&self) {
         match self.requests.try_send(()) {
             Ok(()) => {}
             Err(TrySendError::Full(())) => {

@@ -19,7 +19,7 @@ use crate::shutdown::ShutdownHandle;
 
 /// Installed handlers and the thread that acts on them.
 #[derive(Debug)]
-pub struct SignalThread {
+pub(super) struct SignalThread {
     /// Closes the signal iterator, which ends the thread.
     handle: Handle,
     /// The thread.
@@ -28,7 +28,7 @@ pub struct SignalThread {
 
 /// Installs the handlers at once (so a signal that arrives right after start-up is not lost
 /// to its default action) and starts the thread.
-pub fn spawn(shutdown: ShutdownHandle, reloader: Reloader) -> io::Result<SignalThread> {
+pub(super) fn spawn(shutdown: ShutdownHandle, reloader: Reloader) -> io::Result<SignalThread> {
     let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM])?;
     // Reloads run elsewhere: a read that blocks must not keep SIGTERM waiting.
     let reloads = ReloadThread::spawn(reloader)?;
@@ -65,7 +65,7 @@ pub fn spawn(shutdown: ShutdownHandle, reloader: Reloader) -> io::Result<SignalT
 impl SignalThread {
     /// Stops the thread (the handlers stay installed, so a late signal is still handled
     /// harmlessly rather than killing the process mid-exit).
-    pub fn stop(self) {
+    pub(super) fn stop(self) {
         self.handle.close();
         let _ = self.thread.join();
     }

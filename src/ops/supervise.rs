@@ -21,8 +21,9 @@
 //!   reloads) and reopens the supervisor's log file. Children get SIGTERM if the supervisor
 //!   dies (`PR_SET_PDEATHSIG`), and every child is waited for: no zombies.
 //!
-//! Signals reach the loop through `signal-hook` flags plus a self-pipe that `poll(2)` watches
-//! together with the child's report socket; the supervisor is single-threaded.
+//! Signals reach the loop through the process's [`SignalPipe`] (the self-pipe the fork model
+//! uses too), which `poll(2)` watches together with the child's report socket; the supervisor
+//! is single-threaded.
 
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -31,11 +32,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
 use tracing::{error, info, warn};
 
 use super::daemon::{Report, Reporter};
@@ -44,13 +42,14 @@ use super::notify::notify;
 use crate::sys::fd::clear_cloexec;
 use crate::sys::poll;
 use crate::sys::process::{self, Pid};
+use crate::sys::signal::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SignalPipe, Signo};
 
 /// First restart delay unless `--restart-delay` says otherwise.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest restart delay.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child that ran this long was healthy: the back-off starts over.
-pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+pub(super) const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Extra time after `shutdown_timeout` before a draining child is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -73,7 +72,7 @@ impl RestartPolicy {
 
 /// What the supervisor needs to start children.
 #[derive(Debug)]
-pub struct Supervisor {
+pub(super) struct Supervisor {
     /// The listening socket every child serves on.
     pub listener: TcpListener,
     /// The children's drain time (to know when to give up waiting).
@@ -91,42 +90,8 @@ pub struct Supervisor {
     pub logging: Logging,
 }
 
-/// Signal flags plus the self-pipe that wakes `poll`.
-struct SignalPipe {
-    /// Readable whenever a signal arrived; drained after each wake.
-    wake: UnixStream,
-    chld: Arc<AtomicBool>,
-    term: Arc<AtomicBool>,
-    int: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-}
-
-impl SignalPipe {
-    fn install() -> io::Result<SignalPipe> {
-        let (wake, write) = UnixStream::pair()?;
-        wake.set_nonblocking(true)?;
-        let flag = |signal| -> io::Result<Arc<AtomicBool>> {
-            let flag = Arc::new(AtomicBool::new(false));
-            // Order matters: the flag is set before the pipe is written, so a wake-up always
-            // finds its flag.
-            signal_hook::flag::register(signal, flag.clone())?;
-            signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-            Ok(flag)
-        };
-        Ok(SignalPipe {
-            chld: flag(SIGCHLD)?,
-            term: flag(SIGTERM)?,
-            int: flag(SIGINT)?,
-            hup: flag(SIGHUP)?,
-            wake,
-        })
-    }
-
-    fn drain(&mut self) {
-        let mut buf = [0u8; 64];
-        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
-    }
-}
+/// Signals the supervisor handles: SIGCHLD only wakes the loop (which then calls `try_wait`).
+const SIGNALS: &[Signo] = &[SIGCHLD, SIGTERM, SIGINT, SIGHUP];
 
 /// A child that is running.
 struct Running {
@@ -153,8 +118,8 @@ enum State {
 impl Supervisor {
     /// Supervises until stopped; returns the exit code. `reporter` is told once the first
     /// child is ready (or failed).
-    pub fn run(self, mut reporter: Reporter) -> u8 {
-        let mut signals = match SignalPipe::install() {
+    pub(super) fn run(self, mut reporter: Reporter) -> u8 {
+        let signals = match SignalPipe::install(SIGNALS) {
             Ok(s) => s,
             Err(e) => {
                 reporter.fail(1, &format!("cannot install signal handlers: {e}"));
@@ -188,7 +153,7 @@ impl Supervisor {
                 State::Running(r) => r.report.as_ref().map(|s| s.as_fd()),
                 State::BackingOff { .. } => None,
             };
-            let mut fds = vec![signals.wake.as_fd()];
+            let mut fds = vec![signals.as_fd()];
             fds.extend(report_fd);
             let readable = match wait_readable(&fds, timeout) {
                 Ok(r) => r,
@@ -198,11 +163,11 @@ impl Supervisor {
                 }
             };
             drop(fds);
-            signals.drain();
+            let received = signals.take();
             if let (State::Running(r), Some(true)) = (&mut state, readable.get(1)) {
                 self.read_report(r, &mut reporter);
             }
-            if signals.hup.swap(false, Ordering::SeqCst) {
+            if received.contains(SIGHUP) {
                 if let Err(e) = self.logging.reopen() {
                     error!(error = %e, "cannot reopen the log file");
                 }
@@ -211,8 +176,8 @@ impl Supervisor {
                     forward(&r.child, SIGHUP);
                 }
             }
-            for (flag, signal) in [(&signals.term, SIGTERM), (&signals.int, SIGINT)] {
-                if !flag.swap(false, Ordering::SeqCst) {
+            for signal in [SIGTERM, SIGINT] {
+                if !received.contains(signal) {
                     continue;
                 }
                 if stop.is_none() {
@@ -225,7 +190,6 @@ impl Supervisor {
                     State::BackingOff { .. } => return 0,
                 }
             }
-            signals.chld.store(false, Ordering::SeqCst);
             let now = Instant::now();
             match &mut state {
                 State::Running(r) => {
@@ -439,7 +403,7 @@ fn forward(child: &Child, signal: i32) {
 }
 
 /// "exit status 3" or "killed by signal 9".
-pub fn describe(status: ExitStatus) -> String {
+pub(super) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),

@@ -26,7 +26,7 @@ use crate::sys::socket::{self, Listener, Mode, Stream};
 /// How long accepting pauses after `accept` failed for lack of descriptors or memory (or a
 /// model could not start a thread or process for a connection): retrying at once would fail
 /// again, and spin.
-pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Minimum time between two log lines of one kind (over the limit, accept failed).
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,7 +38,7 @@ const RETRY_AT_ONCE: &[i32] = &[libc::EINTR, libc::ECONNABORTED, libc::EPROTO];
 
 /// What an `accept` error means for the accept loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptError {
+pub(crate) enum AcceptError {
     /// Nothing (more) to accept: the backlog is empty (`EAGAIN`), or the socket no longer
     /// listens (`EINVAL`: stopped for shutdown by another thread). Nothing to report.
     Drained,
@@ -51,7 +51,7 @@ pub enum AcceptError {
 }
 
 /// Sorts an `accept(2)` error.
-pub fn classify_accept_error(e: &io::Error) -> AcceptError {
+pub(crate) fn classify_accept_error(e: &io::Error) -> AcceptError {
     if e.kind() == io::ErrorKind::WouldBlock || socket::is_not_listening(e) {
         AcceptError::Drained
     } else if e.raw_os_error().is_some_and(|n| RETRY_AT_ONCE.contains(&n)) {
@@ -64,7 +64,7 @@ pub fn classify_accept_error(e: &io::Error) -> AcceptError {
 }
 
 /// An accepted socket, as far as admission needs it.
-pub trait Peer {
+pub(crate) trait Peer {
     /// The peer's address, for the over-the-limit warning.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
 }
@@ -83,7 +83,7 @@ impl Peer for mio::net::TcpStream {
 
 /// Result of one [`Admission::accept`] call.
 #[derive(Debug)]
-pub enum Accepted<S> {
+pub(crate) enum Accepted<S> {
     /// A connection to serve.
     Conn(S),
     /// The backlog is empty.
@@ -95,7 +95,7 @@ pub enum Accepted<S> {
 /// Accept policy of one server: connection limit, back-off, rate-limited logs, accept
 /// counters.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// `max_connections`, re-read at every accept so a reload applies at once.
     live: Arc<LiveSettings>,
     /// The acceptor counters (accepted, closed for the limit, accept errors).
@@ -110,7 +110,7 @@ pub struct Admission {
 
 impl Admission {
     /// A policy admitting at most `live.max_connections()` open connections.
-    pub fn new(live: Arc<LiveSettings>, stats: Arc<Stats>) -> Admission {
+    pub(crate) fn new(live: Arc<LiveSettings>, stats: Arc<Stats>) -> Admission {
         Admission {
             live,
             stats,
@@ -121,7 +121,7 @@ impl Admission {
     }
 
     /// How long accepting stays paused: `None` when it is not paused.
-    pub fn resume_in(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn resume_in(&mut self, now: Instant) -> Option<Duration> {
         match self.resume_at {
             Some(at) if at > now => Some(at - now),
             _ => {
@@ -132,26 +132,31 @@ impl Admission {
     }
 
     /// Whether accepting is paused right now.
-    pub fn is_paused(&mut self, now: Instant) -> bool {
+    pub(crate) fn is_paused(&mut self, now: Instant) -> bool {
         self.resume_in(now).is_some()
     }
 
     /// Pauses accepting for [`EXHAUSTED_BACKOFF`] (also used when a model cannot start a
     /// thread or process for a connection).
-    pub fn pause(&mut self, now: Instant) {
+    pub(crate) fn pause(&mut self, now: Instant) {
         self.resume_at = Some(now + EXHAUSTED_BACKOFF);
     }
 
     /// Accepts from a raw-syscall listener the next connection that may be served while
     /// `open` are open; see [`Admission::accept_with`].
-    pub fn accept(&mut self, listener: &Listener, mode: Mode, open: usize) -> Accepted<Stream> {
+    pub(crate) fn accept(
+        &mut self,
+        listener: &Listener,
+        mode: Mode,
+        open: usize,
+    ) -> Accepted<Stream> {
         self.accept_with(open, || listener.accept(mode))
     }
 
     /// Calls `accept` until it yields a connection that may be served while `open` are
     /// open, the backlog is empty, or accepting must pause. Connections over the limit are
     /// closed here.
-    pub fn accept_with<S: Peer>(
+    pub(crate) fn accept_with<S: Peer>(
         &mut self,
         open: usize,
         mut accept: impl FnMut() -> io::Result<S>,

@@ -26,7 +26,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [CloseReason; 6] = [
+    pub(crate) const ALL: [CloseReason; 6] = [
         CloseReason::Eof,
         CloseReason::Reset,
         CloseReason::Error,
@@ -36,7 +36,7 @@ impl CloseReason {
     ];
 
     /// The `reason` label value (also the short name in logs).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CloseReason::Eof => "eof",
             CloseReason::Reset => "reset",
@@ -48,14 +48,14 @@ impl CloseReason {
     }
 
     /// Position in [`CloseReason::ALL`], for counters kept in an array.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
 
 /// Sorts an I/O error that ended a connection: the peer going away is a `Reset`, anything
 /// else an `Error`.
-pub fn classify(e: &io::Error) -> CloseReason {
+pub(crate) fn classify(e: &io::Error) -> CloseReason {
     use io::ErrorKind::*;
     match e.kind() {
         ConnectionReset | BrokenPipe | ConnectionAborted | NotConnected | TimedOut

@@ -14,13 +14,13 @@ use std::time::Instant;
 use tracing::info;
 
 use super::CloseReason;
-use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::models::Model;
 use crate::worker::Moved;
 
 /// What the close line reports about one connection.
 #[derive(Debug)]
-pub struct ConnLog {
+pub(crate) struct ConnLog {
     /// The peer (`None` if `getpeername` failed: the peer is already gone).
     peer: Option<SocketAddr>,
     /// The model serving it.
@@ -36,12 +36,12 @@ pub struct ConnLog {
 }
 
 /// A connection's record: `None` when the connection is not logged.
-pub type Record = Option<Box<ConnLog>>;
+pub(crate) type Record = Option<Box<ConnLog>>;
 
 impl ConnLog {
     /// Logs the open line and returns the record, if `log_connections` is on now. `peer` is
     /// asked for only then (it is a system call).
-    pub fn opened(
+    pub(crate) fn opened(
         live: &LiveSettings,
         model: Model,
         worker: usize,
@@ -64,7 +64,7 @@ impl ConnLog {
     }
 
     /// Adds what one drive moved.
-    pub fn add(record: &mut Record, moved: Moved) {
+    pub(crate) fn add(record: &mut Record, moved: Moved) {
         if let Some(log) = record {
             log.bytes_in += moved.read;
             log.bytes_out += moved.written;
@@ -72,7 +72,7 @@ impl ConnLog {
     }
 
     /// Logs the close line, if the connection was logged.
-    pub fn closed(record: Record, reason: CloseReason) {
+    pub(crate) fn closed(record: Record, reason: CloseReason) {
         let Some(log) = record else { return };
         info!(
             peer = %log.peer_text(),

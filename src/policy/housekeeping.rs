@@ -16,20 +16,20 @@ const MAX_SWEEP_MS: u64 = 1000;
 
 /// Milliseconds between idle sweeps for `idle_timeout`: an eighth of it (a connection closes
 /// at most an eighth late), clamped to 5..=1000 ms.
-pub fn sweep_interval_ms(idle_timeout: Duration) -> u64 {
+pub(crate) fn sweep_interval_ms(idle_timeout: Duration) -> u64 {
     (idle_timeout.as_millis() as u64 / 8).clamp(MIN_SWEEP_MS, MAX_SWEEP_MS)
 }
 
 /// Whether a connection last active at `last_active_ms` has been idle for `idle_timeout`
 /// (never, when there is no idle timeout).
-pub fn is_idle(idle_timeout: Option<Duration>, last_active_ms: u64, now_ms: u64) -> bool {
+pub(crate) fn is_idle(idle_timeout: Option<Duration>, last_active_ms: u64, now_ms: u64) -> bool {
     idle_timeout
         .is_some_and(|idle| now_ms.saturating_sub(last_active_ms) >= idle.as_millis() as u64)
 }
 
 /// Where a drain stands at the end of a round ([`Housekeeping::drain`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drain {
+pub(crate) enum Drain {
     /// Not draining, or draining with connections open and time left: keep looping.
     Running,
     /// Draining and every connection has finished: the loop returns.
@@ -41,7 +41,7 @@ pub enum Drain {
 
 /// The idle-sweep schedule and the drain deadline of one event loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Housekeeping {
+pub(crate) struct Housekeeping {
     /// Loop clock at the next idle sweep (meaningful only while there is an idle timeout).
     next_sweep_ms: u64,
     /// Set when the drain starts: it must end by this loop-clock time.
@@ -50,7 +50,7 @@ pub struct Housekeeping {
 
 impl Housekeeping {
     /// A loop starting at `now_ms`: the first sweep is one interval away.
-    pub fn new(now_ms: u64, idle_timeout: Option<Duration>) -> Housekeeping {
+    pub(crate) fn new(now_ms: u64, idle_timeout: Option<Duration>) -> Housekeeping {
         Housekeeping {
             next_sweep_ms: now_ms + idle_timeout.map_or(0, sweep_interval_ms),
             drain_deadline_ms: None,
@@ -58,7 +58,7 @@ impl Housekeeping {
     }
 
     /// Whether the idle sweep is due at `now_ms`; if so, schedules the next one.
-    pub fn sweep_due(&mut self, now_ms: u64, idle_timeout: Option<Duration>) -> bool {
+    pub(crate) fn sweep_due(&mut self, now_ms: u64, idle_timeout: Option<Duration>) -> bool {
         match idle_timeout {
             Some(idle) if now_ms >= self.next_sweep_ms => {
                 self.next_sweep_ms = now_ms + sweep_interval_ms(idle);
@@ -70,7 +70,7 @@ impl Housekeeping {
 
     /// Starts the drain at `now_ms`: open connections get `shutdown_timeout` to finish.
     /// Returns whether it started now (false if it had already started).
-    pub fn begin_drain(&mut self, now_ms: u64, shutdown_timeout: Duration) -> bool {
+    pub(crate) fn begin_drain(&mut self, now_ms: u64, shutdown_timeout: Duration) -> bool {
         if self.drain_deadline_ms.is_some() {
             return false;
         }
@@ -79,12 +79,12 @@ impl Housekeeping {
     }
 
     /// Whether the drain has started.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.drain_deadline_ms.is_some()
     }
 
     /// The end-of-round verdict with `open` connections left.
-    pub fn drain(&self, now_ms: u64, open: usize) -> Drain {
+    pub(crate) fn drain(&self, now_ms: u64, open: usize) -> Drain {
         match self.drain_deadline_ms {
             None => Drain::Running,
             Some(_) if open == 0 => Drain::Finished,
@@ -96,7 +96,7 @@ impl Housekeeping {
     /// How long the next wait may sleep with `open` connections: not at all when `busy`
     /// (connections owed a drive without an event), otherwise until the next idle sweep or
     /// the drain deadline, whichever is first; `None` (no timeout) if there is neither.
-    pub fn poll_timeout(
+    pub(crate) fn poll_timeout(
         &self,
         now_ms: u64,
         idle_timeout: Option<Duration>,

@@ -20,7 +20,7 @@ pub struct Wants {
 
 impl Wants {
     /// The interest of a fresh connection: reading only.
-    pub const READ: Wants = Wants {
+    pub(crate) const READ: Wants = Wants {
         read: true,
         write: false,
     };
@@ -42,17 +42,17 @@ pub enum Progress {
 /// A connection's reading state as the rule needs it, read from the echo core before and
 /// after a drive (`Echo::state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct State {
+pub(crate) struct State {
     /// The interest the connection has: read while the peer is open and its buffer has room,
     /// write while bytes wait.
-    pub wants: Wants,
+    pub(crate) wants: Wants,
     /// The peer's FIN has been read.
-    pub peer_closed: bool,
+    pub(crate) peer_closed: bool,
 }
 
 /// How a loop's poller reports readiness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// Level-triggered (`select`, `poll`, epoll without `EPOLLET`): a ready descriptor is
     /// reported at every wait, so bytes left unread are reported again.
     Level,
@@ -63,7 +63,7 @@ pub enum Trigger {
 
 /// What the loop does with a connection after a drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Keep the connection.
     Wait {
         /// The interest to register (re-register only if it changed). Never empty: a
@@ -83,7 +83,7 @@ pub enum Next {
 
 /// The rule: from a drive's `progress`, the connection's state `before` and `after` it, and
 /// the loop's `trigger`, what the loop does next.
-pub fn next(progress: Progress, before: State, after: State, trigger: Trigger) -> Next {
+pub(crate) fn next(progress: Progress, before: State, after: State, trigger: Trigger) -> Next {
     let wants = match progress {
         Progress::Done(reason) => return Next::Close(reason),
         // `Blocked` carries the same interest as `after.wants`; the state is the one source.

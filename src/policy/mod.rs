@@ -2,23 +2,23 @@
 //! compares the models and not diverging copies of the rules. The reactor (`worker`,
 //! `reactor`) and every model (`models`) call these; none of them depends on either.
 //!
-//! - [`close`]: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
-//! - [`interest`]: `Progress` and `Wants`, the echo core's status, and `next`, the rule from a
+//! - `close`: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
+//! - `interest`: `Progress` and `Wants`, the echo core's status, and `next`, the rule from a
 //!   drive to the interest, the resume-without-event and the backpressure count.
-//! - [`housekeeping`]: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
+//! - `housekeeping`: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
 //!   deadline of an event loop (pure: time is passed in).
-//! - [`admission`]: `Admission`, `max_connections`, the accept back-off and its logs, and
+//! - `admission`: `Admission`, `max_connections`, the accept back-off and its logs, and
 //!   `classify_accept_error`.
 //! - [`socket_options`]: `configure_accepted`, the options of an accepted connection
 //!   (`TCP_NODELAY`, keepalive, `TCP_USER_TIMEOUT`).
 //! - [`connlog`]: `ConnLog`, the connection log's open and close lines (`log_connections`).
 
-pub mod admission;
-pub mod close;
-pub mod connlog;
-pub mod housekeeping;
-pub mod interest;
-pub mod socket_options;
+pub(crate) mod admission;
+pub(crate) mod close;
+pub(crate) mod connlog;
+pub(crate) mod housekeeping;
+pub(crate) mod interest;
+pub(crate) mod socket_options;
 
 pub use close::CloseReason;
 pub use interest::{Progress, Wants};

@@ -16,12 +16,12 @@ use tracing::debug;
 use crate::live::LiveSettings;
 
 /// Keepalive probes sent before an unanswered peer is given up (`TCP_KEEPCNT`).
-pub const KEEPALIVE_PROBES: u32 = 3;
+pub(crate) const KEEPALIVE_PROBES: u32 = 3;
 
 /// The gap between keepalive probes (`TCP_KEEPINTVL`) for an idle time of `idle`: a third
 /// of it, so a dead peer is found about `2 × idle` after the last traffic, within 1..=75 s
 /// (75 s is the kernel's default gap; a gap under a second cannot be expressed).
-pub fn keepalive_interval(idle: Duration) -> Duration {
+pub(crate) fn keepalive_interval(idle: Duration) -> Duration {
     Duration::from_secs((idle.as_secs() / 3).clamp(1, 75))
 }
 
@@ -30,7 +30,7 @@ pub fn keepalive_interval(idle: Duration) -> Duration {
 /// from [`keepalive_interval`] and [`KEEPALIVE_PROBES`]), and `TCP_USER_TIMEOUT`. Settings
 /// that are off are left at the kernel's defaults. A failure is logged at debug level and
 /// otherwise ignored: the peer may already be gone, and the first read will tell.
-pub fn configure_accepted(connection: &impl AsFd, live: &LiveSettings) {
+pub(crate) fn configure_accepted(connection: &impl AsFd, live: &LiveSettings) {
     let socket = SockRef::from(connection);
     let failed = |option: &str, result: io::Result<()>| {
         if let Err(e) = result {

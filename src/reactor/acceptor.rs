@@ -18,9 +18,9 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
 
 /// Token of the listening socket.
-pub const LISTENER: Token = Token(0);
+pub(crate) const LISTENER: Token = Token(0);
 /// Token of the acceptor's waker (shutdown requests).
-pub const WAKER: Token = Token(1);
+pub(crate) const WAKER: Token = Token(1);
 
 /// Connections accepted before the pending wake-ups are flushed to the workers, so a long
 /// burst does not keep the first connections waiting.
@@ -28,7 +28,7 @@ const FLUSH_EVERY: usize = 64;
 
 /// The accept loop.
 #[derive(Debug)]
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     /// The acceptor's poller (listener + waker).
     poll: Poll,
     /// The listening socket; dropped (closed) the moment shutdown starts.
@@ -45,7 +45,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Registers `listener` and a shutdown waker with a new poller.
-    pub fn new(
+    pub(crate) fn new(
         mut listener: TcpListener,
         dispatcher: Dispatcher,
         active: Arc<AtomicUsize>,
@@ -74,7 +74,7 @@ impl Acceptor {
 
     /// Accepts until shutdown is requested, then closes the listener and tells the workers
     /// to drain. Returns the dispatcher's workers' fate to the caller (the pool joins them).
-    pub fn run(mut self) -> io::Result<()> {
+    pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         let result = loop {
             // While accepting is paused (descriptor exhaustion), wake when the pause ends.

@@ -17,12 +17,10 @@
 //!   └─────────────┘        └─────────────┘        └─────────────┘
 //! ```
 //!
-//! - [`acceptor`]: `Acceptor`, the accept loop with limits and EMFILE back-off.
+//! - `acceptor`: `Acceptor`, the accept loop with limits and EMFILE back-off.
 //! - [`dispatch`]: `Dispatcher`, round-robin hand-off with one wake per batch.
-//! - [`pool`]: `ReactorServer`, which binds, spawns the workers and runs the acceptor.
+//! - `pool`: `run`, which spawns the workers, runs the acceptor and joins the workers.
 
-pub mod acceptor;
+pub(crate) mod acceptor;
 pub mod dispatch;
-pub mod pool;
-
-pub use pool::ReactorServer;
+pub(crate) mod pool;

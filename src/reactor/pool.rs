@@ -1,14 +1,11 @@
-//! `ReactorServer`: takes the bound listener, spawns the worker threads, runs the acceptor on the
-//! calling thread, and joins the workers once they have drained.
+//! The reactor model's `run`: spawns the worker threads, runs the acceptor on the calling
+//! thread, and joins the workers once they have drained.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::thread;
 
-use crate::config::Config;
-use crate::listener::BindError;
 use crate::live::LiveSettings;
 use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
@@ -16,112 +13,68 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
 use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
-/// The reactor-pool model: a bound listener waiting for [`ReactorServer::run`].
-#[derive(Debug)]
-pub struct ReactorServer {
-    /// Settings it was bound with.
-    config: Config,
-    /// Bound and listening (connections queue in the backlog until `run`).
+/// Serves on `listener` with `workers` workers (counting in one `stats` block each) until
+/// shutdown is requested and every worker has drained.
+pub(crate) fn run(
     listener: std::net::TcpListener,
-    /// The address actually bound (port 0 resolved).
-    local_addr: SocketAddr,
-    /// Shutdown trigger, shared with whoever holds a handle.
+    workers: usize,
+    buffer_size: usize,
     shutdown: ShutdownHandle,
-    /// Settings a reload may change while running.
     live: Arc<LiveSettings>,
-    /// Counters, one block per worker (`config.workers` of them).
     stats: Arc<Stats>,
-}
-
-impl ReactorServer {
-    /// Serves on a listening socket (bound by [`Server::bind`](crate::Server::bind), or
-    /// inherited from a supervisor); `config.listen` and `config.backlog` are not used. The
-    /// socket is made non-blocking here.
-    pub fn from_listener(
-        config: &Config,
-        listener: std::net::TcpListener,
-        shutdown: ShutdownHandle,
-        live: Arc<LiveSettings>,
-        stats: Arc<Stats>,
-    ) -> Result<ReactorServer, BindError> {
-        let local_addr = listener
-            .set_nonblocking(true)
-            .and_then(|()| listener.local_addr())
-            .map_err(|source| BindError {
-                addr: config.listen,
-                source,
-            })?;
-        Ok(ReactorServer {
-            config: config.clone(),
-            listener,
-            local_addr,
-            shutdown,
-            live,
-            stats,
-        })
+) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut links = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for id in 0..workers {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let worker_settings = WorkerSettings {
+            id,
+            echo: EchoOptions::new(buffer_size),
+            live: live.clone(),
+            stats: stats.clone(),
+        };
+        let (worker, waker) = Worker::new(worker_settings, rx, active.clone())?;
+        // A reload may shorten the idle timeout: wake the worker so it recomputes its
+        // poll timeout instead of sleeping on the old one.
+        let wake = waker.clone();
+        live.on_change(move || {
+            let _ = wake.wake();
+        });
+        let handle = thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || worker.run())?;
+        links.push(WorkerLink {
+            commands: tx,
+            waker,
+        });
+        threads.push(handle);
     }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    let wakers: Vec<_> = links.iter().map(|l| l.waker.clone()).collect();
+    let acceptor = Acceptor::new(
+        mio::net::TcpListener::from_std(listener),
+        Dispatcher::new(links),
+        active,
+        live.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    );
+    let mut result = acceptor.and_then(Acceptor::run);
+    // Normally the acceptor has sent Stop. If it failed, its dispatcher is dropped by now,
+    // which disconnects the channels; a wake makes each worker notice and drain. The
+    // wakers stay alive until the workers are joined: closing a waker's eventfd would
+    // remove its pending event from the worker's epoll set before the worker saw it.
+    for waker in &wakers {
+        let _ = waker.wake();
     }
-
-    /// Serves until shutdown is requested and every worker has drained.
-    pub fn run(self) -> io::Result<()> {
-        let config = &self.config;
-        let active = Arc::new(AtomicUsize::new(0));
-        let mut links = Vec::with_capacity(config.workers);
-        let mut threads = Vec::with_capacity(config.workers);
-        for id in 0..config.workers {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            let settings = WorkerSettings {
-                id,
-                echo: EchoOptions::new(config.buffer_size),
-                live: self.live.clone(),
-                stats: self.stats.clone(),
-            };
-            let (worker, waker) = Worker::new(settings, rx, active.clone())?;
-            // A reload may shorten the idle timeout: wake the worker so it recomputes its
-            // poll timeout instead of sleeping on the old one.
-            let wake = waker.clone();
-            self.live.on_change(move || {
-                let _ = wake.wake();
-            });
-            let handle = thread::Builder::new()
-                .name(format!("worker-{id}"))
-                .spawn(move || worker.run())?;
-            links.push(WorkerLink {
-                commands: tx,
-                waker,
-            });
-            threads.push(handle);
+    for handle in threads {
+        let joined = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+        if result.is_ok() {
+            result = joined;
         }
-        let wakers: Vec<_> = links.iter().map(|l| l.waker.clone()).collect();
-        let acceptor = Acceptor::new(
-            mio::net::TcpListener::from_std(self.listener),
-            Dispatcher::new(links),
-            active,
-            self.live.clone(),
-            self.stats.clone(),
-            self.shutdown.clone(),
-        );
-        let mut result = acceptor.and_then(Acceptor::run);
-        // Normally the acceptor has sent Stop. If it failed, its dispatcher is dropped by now,
-        // which disconnects the channels; a wake makes each worker notice and drain. The
-        // wakers stay alive until the workers are joined: closing a waker's eventfd would
-        // remove its pending event from the worker's epoll set before the worker saw it.
-        for waker in &wakers {
-            let _ = waker.wake();
-        }
-        for handle in threads {
-            let joined = handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
-            if result.is_ok() {
-                result = joined;
-            }
-        }
-        drop(wakers);
-        result
     }
+    drop(wakers);
+    result
 }

@@ -7,30 +7,30 @@ use std::time::Duration;
 use super::{syscall, timeout_ms};
 
 /// Readable (`EPOLLIN`).
-pub const READ: u32 = libc::EPOLLIN as u32;
+pub(crate) const READ: u32 = libc::EPOLLIN as u32;
 /// Writable (`EPOLLOUT`).
-pub const WRITE: u32 = libc::EPOLLOUT as u32;
+pub(crate) const WRITE: u32 = libc::EPOLLOUT as u32;
 /// The peer shut down its write side (`EPOLLRDHUP`).
-pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub(crate) const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 /// The peer's FIN, a hang-up or an error (`EPOLLRDHUP | EPOLLHUP | EPOLLERR`); the last two
 /// are reported whether asked for or not.
-pub const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+pub(crate) const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 /// Edge-triggered (`EPOLLET`): report changes, not states.
-pub const EDGE: u32 = libc::EPOLLET as u32;
+pub(crate) const EDGE: u32 = libc::EPOLLET as u32;
 
 /// One ready descriptor: the token it was registered with and its event bits.
-pub type Event = libc::epoll_event;
+pub(crate) type Event = libc::epoll_event;
 
 /// An epoll instance. Descriptors are removed automatically when closed (we never dup them).
 #[derive(Debug)]
-pub struct Epoll {
+pub(crate) struct Epoll {
     /// The epoll descriptor (close-on-exec).
     fd: OwnedFd,
 }
 
 impl Epoll {
     /// A new, empty epoll set.
-    pub fn new() -> io::Result<Epoll> {
+    pub(crate) fn new() -> io::Result<Epoll> {
         // SAFETY: plain syscall with a valid flag.
         let fd = unsafe { syscall!(epoll_create1(libc::EPOLL_CLOEXEC)) }?;
         // SAFETY: epoll_create1 just returned this descriptor; nothing else owns it.
@@ -39,29 +39,28 @@ impl Epoll {
     }
 
     /// Watches `fd` for `events`, reporting `token`.
-    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
     }
 
     /// Changes what `fd` is watched for.
-    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    pub(crate) fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
-    }
-
-    /// Stops watching `fd` (needed only when `fd` stays open).
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut event = libc::epoll_event { events, u64: token };
-        // SAFETY: `event` outlives the call; the kernel copies it and ignores it for DEL.
+        // SAFETY: `event` outlives the call; the kernel copies it.
         unsafe { syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event)) }.map(drop)
     }
 
     /// Waits up to `timeout` (`None`: forever) and fills `events` (its spare capacity) with
     /// ready descriptors. Returns `Interrupted` if a signal arrived.
-    pub fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        events: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         events.clear();
         let max = events.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
         assert!(max > 0, "the event buffer needs capacity");
@@ -103,6 +102,5 @@ mod tests {
         assert_ne!(bits & READ, 0);
         efd.drain().unwrap();
         epoll.modify(efd.as_raw_fd(), WRITE, 8).unwrap();
-        epoll.delete(efd.as_raw_fd()).unwrap();
     }
 }

@@ -8,14 +8,14 @@ use super::syscall;
 
 /// A non-blocking, close-on-exec eventfd.
 #[derive(Debug)]
-pub struct EventFd {
+pub(crate) struct EventFd {
     /// The eventfd descriptor.
     fd: OwnedFd,
 }
 
 impl EventFd {
     /// A new eventfd with counter 0 (not readable).
-    pub fn new() -> io::Result<EventFd> {
+    pub(crate) fn new() -> io::Result<EventFd> {
         // SAFETY: plain syscall with valid flags.
         let fd = unsafe { syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)) }?;
         // SAFETY: eventfd just returned this descriptor; nothing else owns it.
@@ -24,7 +24,7 @@ impl EventFd {
     }
 
     /// Makes the descriptor readable. Safe to call from any thread, any number of times.
-    pub fn wake(&self) -> io::Result<()> {
+    pub(crate) fn wake(&self) -> io::Result<()> {
         let one: u64 = 1;
         loop {
             // SAFETY: writes exactly the 8 bytes of `one`, which outlives the call.
@@ -39,7 +39,7 @@ impl EventFd {
     }
 
     /// Resets the counter so the descriptor is no longer readable.
-    pub fn drain(&self) -> io::Result<()> {
+    pub(crate) fn drain(&self) -> io::Result<()> {
         let mut value: u64 = 0;
         loop {
             // SAFETY: reads exactly 8 bytes into `value`, which outlives the call.

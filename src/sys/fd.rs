@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use super::syscall;
 
 /// `dup2(2)`: makes `target` refer to what `fd` refers to, retrying `EINTR`.
-pub fn dup2(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+pub(crate) fn dup2(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     loop {
         // SAFETY: `fd` is open (borrowed); `target` is a descriptor number the caller intends
         // to replace (0, 1 or 2), which no Rust object in this crate owns.
@@ -20,7 +20,7 @@ pub fn dup2(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
 
 /// Closes every descriptor numbered 3 or above except those in `keep`. Called right after
 /// daemonizing, when no Rust object owns a descriptor other than those in `keep`.
-pub fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
+pub(crate) fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
@@ -35,7 +35,7 @@ pub fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
 
 /// Clears `FD_CLOEXEC` so `fd` survives `exec`. Async-signal-safe: used between `fork` and
 /// `exec`.
-pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: `fcntl` on a descriptor number; a closed one gives EBADF, not UB.
     let flags = unsafe { syscall!(fcntl(fd, libc::F_GETFD)) }?;
     // SAFETY: as above.
@@ -43,7 +43,7 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
 }
 
 /// Whether `fd` is open.
-pub fn is_open(fd: RawFd) -> bool {
+pub(crate) fn is_open(fd: RawFd) -> bool {
     // SAFETY: `fcntl(F_GETFD)` only inspects the descriptor table.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }

@@ -1,43 +1,43 @@
 //! The only home of raw syscalls: small safe wrappers over the `libc` crate, used by the
-//! comparison models in [`crate::models`], by process management in [`crate::ops`] and by the
+//! comparison models in `crate::models`, by process management in [`crate::ops`] and by the
 //! load generator (the `reactor-pool-bench` crate, `crates/bench`).
 //!
 //! Every wrapper returns `io::Result` (through the one `syscall!` macro where the call
 //! reports errors as `-1`/`errno`), every descriptor is wrapped in an `OwnedFd` the moment the
 //! kernel hands it over, every `unsafe` block says why it holds, and the one `unsafe fn`
-//! ([`process::fork`]) says what its caller must guarantee. Nothing here knows about echo
+//! (`process::fork`) says what its caller must guarantee. Nothing here knows about echo
 //! servers.
 //!
 //! - [`socket`]: `Listener` (accept4) and `Stream` (recv/send with `MSG_NOSIGNAL`, socket
 //!   options, shutdown), and how to read `accept` errors.
-//! - [`epoll`]: `Epoll` (epoll_create1/ctl/wait).
-//! - [`poll`]: `poll(2)` over a slice of `pollfd`.
-//! - [`select`]: `FdSet`, an `fd_set` that refuses descriptors >= `FD_SETSIZE`, and `select(2)`.
-//! - [`eventfd`]: `EventFd`, the wake-up a shutdown request writes to.
-//! - [`signal`]: `SignalPipe`, sigaction handlers that record signals and write a self-pipe;
+//! - `epoll`: `Epoll` (epoll_create1/ctl/wait).
+//! - `poll`: `poll(2)` over a slice of `pollfd`.
+//! - `select`: `FdSet`, an `fd_set` that refuses descriptors >= `FD_SETSIZE`, and `select(2)`.
+//! - `eventfd`: `EventFd`, the wake-up a shutdown request writes to.
+//! - `signal`: `SignalPipe`, sigaction handlers that record signals and write a self-pipe;
 //!   blocking every signal around `fork`.
 //! - [`process`]: fork, waitpid, kill, `_exit`, setsid, the parent-death signal, thread count.
-//! - [`fd`]: the descriptor table: dup2, close-on-exec, closing inherited descriptors.
-//! - [`fs`]: `flock` and `umask`.
-//! - [`user`]: the password database and dropping root.
-//! - [`syslog`]: the system log (`openlog`, `syslog`).
+//! - `fd`: the descriptor table: dup2, close-on-exec, closing inherited descriptors.
+//! - `fs`: `flock` and `umask`.
+//! - `user`: the password database and dropping root.
+//! - `syslog`: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
-//! - [`uring`]: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
+//! - `uring`: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
 //!   in-flight memory it owns until the kernel lets go.
 
-pub mod epoll;
-pub mod eventfd;
-pub mod fd;
-pub mod fs;
-pub mod poll;
+pub(crate) mod epoll;
+pub(crate) mod eventfd;
+pub(crate) mod fd;
+pub(crate) mod fs;
+pub(crate) mod poll;
 pub mod process;
 pub mod rlimit;
-pub mod select;
-pub mod signal;
+pub(crate) mod select;
+pub(crate) mod signal;
 pub mod socket;
-pub mod syslog;
-pub mod uring;
-pub mod user;
+pub(crate) mod syslog;
+pub(crate) mod uring;
+pub(crate) mod user;
 
 use std::time::Duration;
 

@@ -6,18 +6,18 @@ use std::time::Duration;
 use super::{syscall, timeout_ms};
 
 /// One entry of the array `poll` scans. A negative `fd` is ignored by the kernel.
-pub type PollFd = libc::pollfd;
+pub(crate) type PollFd = libc::pollfd;
 
 /// A set of `poll` event bits (an entry's `events` and `revents`).
-pub type Events = libc::c_short;
+pub(crate) type Events = libc::c_short;
 
 /// Readable (`POLLIN`).
-pub const READ: Events = libc::POLLIN;
+pub(crate) const READ: Events = libc::POLLIN;
 /// Writable (`POLLOUT`).
-pub const WRITE: Events = libc::POLLOUT;
+pub(crate) const WRITE: Events = libc::POLLOUT;
 
 /// An entry watching `fd` for `events`.
-pub fn entry(fd: std::os::fd::RawFd, events: Events) -> PollFd {
+pub(crate) fn entry(fd: std::os::fd::RawFd, events: Events) -> PollFd {
     PollFd {
         fd,
         events,
@@ -28,7 +28,7 @@ pub fn entry(fd: std::os::fd::RawFd, events: Events) -> PollFd {
 /// Waits up to `timeout` (`None`: forever) for any entry to become ready and fills in each
 /// entry's `revents`. Returns how many entries have non-zero `revents`; `Interrupted` if a
 /// signal arrived.
-pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `fds`, which the kernel may write for the
     // duration of the call.
     let n = unsafe {

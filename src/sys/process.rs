@@ -10,7 +10,7 @@ pub type Pid = libc::pid_t;
 
 /// Which side of a `fork` we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fork {
+pub(crate) enum Fork {
     /// In the parent; the child's pid.
     Parent(Pid),
     /// In the child.
@@ -24,7 +24,7 @@ pub enum Fork {
 /// a lock held by any other thread (the allocator's, stdio's, a logger's) stays locked in the
 /// child forever. The child must leave through [`exit_now`] (or `exec`) and never return into
 /// code that would run the parent's destructors or exit paths twice.
-pub unsafe fn fork() -> io::Result<Fork> {
+pub(crate) unsafe fn fork() -> io::Result<Fork> {
     // SAFETY: the caller guarantees the process is single-threaded.
     let pid = unsafe { syscall!(fork()) }?;
     Ok(if pid == 0 {
@@ -40,7 +40,7 @@ pub unsafe fn fork() -> io::Result<Fork> {
 /// exist there (allocator, stdio, logging), and may deadlock on its first allocation. Every
 /// fork in the daemon start-up happens before any thread is started; this check keeps it that
 /// way. Both sides may go on running ordinary Rust code.
-pub fn fork_single_threaded() -> io::Result<Fork> {
+pub(crate) fn fork_single_threaded() -> io::Result<Fork> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!(
@@ -54,7 +54,7 @@ pub fn fork_single_threaded() -> io::Result<Fork> {
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     /// It exited with this code.
     Code(i32),
     /// A signal killed it.
@@ -63,12 +63,12 @@ pub enum ExitStatus {
 
 /// Reaps one exited child without blocking (`waitpid(-1, WNOHANG)`). `Ok(None)` when no
 /// child has exited yet or there are no children at all.
-pub fn reap_any() -> io::Result<Option<(Pid, ExitStatus)>> {
+pub(crate) fn reap_any() -> io::Result<Option<(Pid, ExitStatus)>> {
     wait(-1, libc::WNOHANG)
 }
 
 /// Waits for `pid` to exit and reaps it (`Ok(None)` if it is not our child).
-pub fn reap_blocking(pid: Pid) -> io::Result<Option<(Pid, ExitStatus)>> {
+pub(crate) fn reap_blocking(pid: Pid) -> io::Result<Option<(Pid, ExitStatus)>> {
     wait(pid, 0)
 }
 
@@ -104,19 +104,19 @@ pub fn kill(pid: Pid, signo: libc::c_int) -> io::Result<()> {
 /// Ends the calling process at once with `code`, running no destructors, atexit handlers or
 /// stdio flushes: the right exit for a forked child (or the intermediate process of a double
 /// fork), whose copies of those belong to the parent.
-pub fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
 }
 
 /// `setsid(2)`: a new session with no controlling terminal.
-pub fn setsid() -> io::Result<()> {
+pub(crate) fn setsid() -> io::Result<()> {
     // SAFETY: no pointers; fails (EPERM) only if we already lead a process group.
     unsafe { syscall!(setsid()) }.map(drop)
 }
 
 /// `getppid(2)`.
-pub fn parent_pid() -> Pid {
+pub(crate) fn parent_pid() -> Pid {
     // SAFETY: no pointers, cannot fail.
     unsafe { libc::getppid() }
 }
@@ -138,7 +138,7 @@ pub fn set_parent_death_signal(signo: libc::c_int) -> io::Result<()> {
 }
 
 /// Number of threads in this process (from `/proc/self/task`).
-pub fn thread_count() -> io::Result<usize> {
+pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 

@@ -12,11 +12,11 @@ use std::time::Duration;
 use super::syscall;
 
 /// Descriptors an `fd_set` can hold: `0..FD_SETSIZE`.
-pub const FD_SETSIZE: usize = libc::FD_SETSIZE;
+pub(crate) const FD_SETSIZE: usize = libc::FD_SETSIZE;
 
 /// A descriptor that cannot be watched by `select`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutOfRange(pub RawFd);
+pub(crate) struct OutOfRange(pub RawFd);
 
 impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,7 +30,7 @@ impl fmt::Display for OutOfRange {
 
 /// A set of descriptors, all below `FD_SETSIZE`.
 #[derive(Clone, Copy)]
-pub struct FdSet {
+pub(crate) struct FdSet {
     /// The kernel bitmap. Invariant: only bits below `FD_SETSIZE` are ever set.
     set: libc::fd_set,
 }
@@ -51,20 +51,20 @@ impl Default for FdSet {
 }
 
 /// Whether `fd` fits in an `fd_set`.
-pub fn fits(fd: RawFd) -> bool {
+pub(crate) fn fits(fd: RawFd) -> bool {
     usize::try_from(fd).is_ok_and(|fd| fd < FD_SETSIZE)
 }
 
 impl FdSet {
     /// An empty set.
-    pub fn new() -> FdSet {
+    pub(crate) fn new() -> FdSet {
         // SAFETY: fd_set is a plain bitmap; all zeroes is the empty set (what FD_ZERO does).
         let set = unsafe { std::mem::zeroed() };
         FdSet { set }
     }
 
     /// Adds `fd`, or refuses it if it is outside `0..FD_SETSIZE`.
-    pub fn insert(&mut self, fd: RawFd) -> Result<(), OutOfRange> {
+    pub(crate) fn insert(&mut self, fd: RawFd) -> Result<(), OutOfRange> {
         if !fits(fd) {
             return Err(OutOfRange(fd));
         }
@@ -74,7 +74,7 @@ impl FdSet {
     }
 
     /// Removes `fd` (no-op if absent or out of range).
-    pub fn remove(&mut self, fd: RawFd) {
+    pub(crate) fn remove(&mut self, fd: RawFd) {
         if fits(fd) {
             // SAFETY: `fd` is in 0..FD_SETSIZE.
             unsafe { libc::FD_CLR(fd, &mut self.set) };
@@ -82,7 +82,7 @@ impl FdSet {
     }
 
     /// Whether `fd` is in the set (always false out of range).
-    pub fn contains(&self, fd: RawFd) -> bool {
+    pub(crate) fn contains(&self, fd: RawFd) -> bool {
         // SAFETY: `fd` is in 0..FD_SETSIZE when FD_ISSET runs.
         fits(fd) && unsafe { libc::FD_ISSET(fd, &self.set) }
     }
@@ -91,7 +91,7 @@ impl FdSet {
 /// Waits up to `timeout` (`None`: forever) until a descriptor below `nfds` in `read` is
 /// readable or one in `write` is writable. On return the sets hold only the ready
 /// descriptors. Returns how many there are; `Interrupted` if a signal arrived.
-pub fn select(
+pub(crate) fn select(
     nfds: usize,
     read: &mut FdSet,
     write: &mut FdSet,

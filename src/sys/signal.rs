@@ -1,21 +1,22 @@
 //! Signals without helper threads: `sigaction` handlers that record which signal arrived and
 //! write one byte to a self-pipe, so a single-threaded `poll` loop wakes up (the classic
-//! self-pipe trick). Used by the fork model, whose parent must stay single-threaded.
+//! self-pipe trick). The one self-pipe of the crate: used by the fork model, whose parent must
+//! stay single-threaded, and by the `--supervise` supervisor's loop.
 //!
 //! The handler only touches atomics and calls `write(2)`, both async-signal-safe, and saves
 //! and restores `errno`. Handlers are installed without `SA_RESTART`, so a blocking call
 //! interrupted by one of these signals returns `EINTR` and the caller sees the signal.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use super::syscall;
 
 /// A signal number.
-pub type Signo = libc::c_int;
+pub(crate) type Signo = libc::c_int;
 
-pub use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+pub(crate) use libc::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM};
 
 /// Bit `n` is set once signal `n` has arrived (signals 1..=63), until [`SignalPipe::take`].
 static RECEIVED: AtomicU64 = AtomicU64::new(0);
@@ -46,29 +47,29 @@ extern "C" fn record(signo: libc::c_int) {
 
 /// Signals that arrived, as a bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Signals(u64);
+pub(crate) struct Signals(u64);
 
 impl Signals {
     /// Whether `signo` is in the set.
-    pub fn contains(self, signo: Signo) -> bool {
+    pub(crate) fn contains(self, signo: Signo) -> bool {
         (1..64).contains(&signo) && self.0 & (1 << signo) != 0
     }
 
     /// Whether any of `signos` is in the set.
-    pub fn any(self, signos: &[Signo]) -> bool {
+    pub(crate) fn any(self, signos: &[Signo]) -> bool {
         signos.iter().any(|&s| self.contains(s))
     }
 }
 
 /// Signals recorded so far, without clearing them (usable anywhere, including a forked child
 /// after [`SignalPipe::forget_in_child`]).
-pub fn received() -> Signals {
+pub(crate) fn received() -> Signals {
     Signals(RECEIVED.load(Ordering::SeqCst))
 }
 
 /// The installed handlers and their self-pipe. Dropping it restores the previous handlers.
 #[derive(Debug)]
-pub struct SignalPipe {
+pub(crate) struct SignalPipe {
     /// Read end, non-blocking: readable whenever a recorded signal has arrived.
     read: OwnedFd,
     /// Write end, non-blocking; held open for the handler, which finds its number in
@@ -81,7 +82,7 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Creates the pipe and installs the recording handler for `signals`. Fails if another
     /// `SignalPipe` exists in this process.
-    pub fn install(signals: &[Signo]) -> io::Result<SignalPipe> {
+    pub(crate) fn install(signals: &[Signo]) -> io::Result<SignalPipe> {
         if INSTALLED.swap(true, Ordering::SeqCst) {
             return Err(io::Error::other("signal handlers are already installed"));
         }
@@ -109,12 +110,12 @@ impl SignalPipe {
     }
 
     /// The read end, to watch for readability.
-    pub fn read_fd(&self) -> RawFd {
+    pub(crate) fn read_fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
 
     /// Empties the pipe and returns (and clears) the signals recorded since the last call.
-    pub fn take(&self) -> Signals {
+    pub(crate) fn take(&self) -> Signals {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reads at most `buf.len()` bytes into `buf`.
@@ -136,10 +137,17 @@ impl SignalPipe {
     /// In a freshly forked child: stops the handler from writing to the (parent's) pipe and
     /// closes the child's copies of it, but keeps the handlers installed so the child can
     /// still see, through [`received`], that it was asked to finish.
-    pub fn forget_in_child(mut self) {
+    pub(crate) fn forget_in_child(mut self) {
         // Dropping with no previous dispositions to restore: the handlers stay, the pipe
         // closes, and `WRITE_FD` goes back to -1.
         self.previous.clear();
+    }
+}
+
+impl AsFd for SignalPipe {
+    /// The read end (as [`SignalPipe::read_fd`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
     }
 }
 
@@ -172,20 +180,20 @@ fn set_action(signo: Signo, handler: libc::sighandler_t) -> io::Result<libc::sig
 }
 
 /// Restores the default disposition of `signo` (in a forked child: SIGCHLD).
-pub fn set_default(signo: Signo) -> io::Result<()> {
+pub(crate) fn set_default(signo: Signo) -> io::Result<()> {
     set_action(signo, libc::SIG_DFL).map(drop)
 }
 
 /// The calling thread's signal mask while every signal is blocked; restores it on drop.
 #[derive(Debug)]
-pub struct BlockedSignals {
+pub(crate) struct BlockedSignals {
     /// The mask before blocking.
     previous: libc::sigset_t,
 }
 
 /// Blocks every signal for the calling thread until the guard drops (used around `fork`, so
 /// the child can replace the parent's handlers before any signal reaches it).
-pub fn block_all() -> io::Result<BlockedSignals> {
+pub(crate) fn block_all() -> io::Result<BlockedSignals> {
     // SAFETY: sigset_t is plain data, initialised by sigfillset / pthread_sigmask below.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `all` is a valid sigset_t.

@@ -11,7 +11,7 @@ use super::syscall;
 
 /// A listening TCP socket.
 #[derive(Debug)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The listening descriptor (created by `listener::bind`: non-blocking, close-on-exec).
     fd: OwnedFd,
 }
@@ -19,7 +19,7 @@ pub struct Listener {
 /// Whether an accepted socket starts non-blocking (event loops) or blocking (thread, fork,
 /// blocking models).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `O_NONBLOCK`: calls return `WouldBlock` instead of waiting.
     NonBlocking,
     /// Calls wait (bounded by `SO_RCVTIMEO`/`SO_SNDTIMEO` when set).
@@ -34,10 +34,16 @@ impl From<std::net::TcpListener> for Listener {
     }
 }
 
+impl From<Listener> for std::net::TcpListener {
+    fn from(listener: Listener) -> Self {
+        std::net::TcpListener::from(listener.fd)
+    }
+}
+
 impl Listener {
     /// Accepts one connection, close-on-exec, in `mode`. Returns `WouldBlock` when the
     /// backlog is empty (the listener itself is non-blocking).
-    pub fn accept(&self, mode: Mode) -> io::Result<Stream> {
+    pub(crate) fn accept(&self, mode: Mode) -> io::Result<Stream> {
         let mut flags = libc::SOCK_CLOEXEC;
         if mode == Mode::NonBlocking {
             flags |= libc::SOCK_NONBLOCK;
@@ -63,7 +69,7 @@ impl Listener {
     /// socket, Linux): connections in the backlog are reset, new connects are refused, and a
     /// thread waiting on it wakes. Safe to call from another thread while the owner still
     /// holds the descriptor; the port is fully released when it is closed.
-    pub fn stop_listening(&self) -> io::Result<()> {
+    pub(crate) fn stop_listening(&self) -> io::Result<()> {
         // SAFETY: plain syscall on a descriptor we own.
         unsafe { syscall!(shutdown(self.fd.as_raw_fd(), libc::SHUT_RD)) }.map(drop)
     }
@@ -71,7 +77,7 @@ impl Listener {
 
 /// Whether an `accept` error means the process or system ran out of descriptors or memory
 /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): retrying at once would fail again, and spin.
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -80,7 +86,7 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 /// Whether an `accept` error means the socket no longer listens (`EINVAL`: another thread
 /// stopped it with [`Listener::stop_listening`]); there is nothing left to accept.
-pub fn is_not_listening(e: &io::Error) -> bool {
+pub(crate) fn is_not_listening(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINVAL)
 }
 
@@ -99,14 +105,14 @@ impl AsFd for Listener {
 /// A connected TCP socket. Writes use `MSG_NOSIGNAL`: a write to a vanished peer is an
 /// `EPIPE` error, never a `SIGPIPE`, whatever the process's signal disposition.
 #[derive(Debug)]
-pub struct Stream {
+pub(crate) struct Stream {
     /// The connected descriptor; closed on drop.
     fd: OwnedFd,
 }
 
 impl Stream {
     /// Reads into `buf`; `Ok(0)` is the peer's FIN.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
         let n = unsafe {
             syscall!(recv(
@@ -120,7 +126,7 @@ impl Stream {
     }
 
     /// Writes from `buf`; may write less than all of it.
-    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+    pub(crate) fn send(&self, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
         let n = unsafe {
             syscall!(send(
@@ -134,7 +140,7 @@ impl Stream {
     }
 
     /// `shutdown(2)`: ends one or both directions; also wakes a thread blocked on this socket.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         let how = match how {
             Shutdown::Read => libc::SHUT_RD,
             Shutdown::Write => libc::SHUT_WR,
@@ -144,19 +150,9 @@ impl Stream {
         unsafe { syscall!(shutdown(self.fd.as_raw_fd(), how)) }.map(drop)
     }
 
-    /// Sets `TCP_NODELAY`.
-    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        setsockopt(
-            self.fd.as_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            libc::c_int::from(on),
-        )
-    }
-
     /// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` to `timeout` (`None` waits forever). A blocking
     /// call that times out fails with `WouldBlock`.
-    pub fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
         let tv = match timeout {
             // A zero timeval means "no timeout"; never let a tiny duration round to it.
             Some(t) => libc::timeval {
@@ -173,7 +169,7 @@ impl Stream {
     }
 
     /// The peer's address (for logs).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
         let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -314,7 +310,6 @@ mod tests {
             }
         };
         assert_eq!(server.peer_addr().unwrap(), client_addr);
-        server.set_nodelay(true).unwrap();
         server
             .set_timeouts(Some(Duration::from_millis(20)))
             .unwrap();

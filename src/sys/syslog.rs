@@ -4,7 +4,7 @@ use std::ffi::{CStr, CString};
 
 /// How important a message is (the syslog priorities this server uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
+pub(crate) enum Priority {
     /// `LOG_ERR`
     Error,
     /// `LOG_WARNING`
@@ -31,7 +31,7 @@ static IDENT: &CStr = c"reactor-pool";
 
 /// `openlog(3)` with the pid in each message, facility `daemon`, connecting at once (so the
 /// connection is made while `/dev/log` is still reachable, before privileges are dropped).
-pub fn open() {
+pub(crate) fn open() {
     // SAFETY: `IDENT` is a static NUL-terminated string, valid for the whole program, as
     // `openlog` requires (it keeps the pointer).
     unsafe {
@@ -44,7 +44,7 @@ pub fn open() {
 }
 
 /// `syslog(3)` of one message at `priority` (NULs in it are replaced).
-pub fn send(priority: Priority, message: &str) {
+pub(crate) fn send(priority: Priority, message: &str) {
     let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
     // SAFETY: the format is a static "%s" and its one argument is a NUL-terminated string
     // that lives for the call; glibc's syslog is thread-safe.

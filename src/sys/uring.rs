@@ -37,11 +37,11 @@ const DROP_WAIT: Duration = Duration::from_secs(1);
 
 /// Identifies one operation in flight: `slot | generation << 32`, its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpId(u64);
+pub(crate) struct OpId(u64);
 
 /// What kind of operation completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     /// Multishot accept.
     Accept,
     /// Multishot poll for readability.
@@ -69,7 +69,7 @@ struct Op {
 /// A provided buffer the kernel filled and handed over; give it back with
 /// [`Ring::recycle`] (a token dropped without that only shrinks the pool).
 #[derive(Debug)]
-pub struct RecvBuf {
+pub(crate) struct RecvBuf {
     /// Buffer id within the pool.
     bid: u16,
     /// Bytes received into it.
@@ -78,9 +78,7 @@ pub struct RecvBuf {
 
 /// One completion.
 #[derive(Debug)]
-pub struct Completion {
-    /// The operation (for a multishot one, the same for each of its completions).
-    pub op: OpId,
+pub(crate) struct Completion {
     /// The caller's tag for the operation.
     pub tag: u64,
     /// Which operation it was.
@@ -100,14 +98,14 @@ pub struct Completion {
 
 impl Completion {
     /// The error a negative result stands for.
-    pub fn error(&self) -> Option<io::Error> {
+    pub(crate) fn error(&self) -> Option<io::Error> {
         (self.result < 0).then(|| io::Error::from_raw_os_error(-self.result))
     }
 }
 
 /// Which optional setup flags the kernel took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setup {
+pub(crate) enum Setup {
     /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (kernel 6.1+).
     DeferTaskrun,
     /// `IORING_SETUP_COOP_TASKRUN` (5.19+).
@@ -117,7 +115,7 @@ pub enum Setup {
 }
 
 /// An io_uring with a provided-buffer pool for receives.
-pub struct Ring {
+pub(crate) struct Ring {
     /// Declared first: dropped (unmapped and closed) before the pool it reads.
     ring: IoUring,
     /// Receive buffers shared by every connection.
@@ -141,14 +139,14 @@ impl std::fmt::Debug for Ring {
 
 /// Checks that io_uring can be set up at all (it is missing on old kernels, and may be
 /// disabled by `kernel.io_uring_disabled` or a seccomp filter).
-pub fn probe() -> io::Result<()> {
+pub(crate) fn probe() -> io::Result<()> {
     IoUring::<squeue::Entry, cqueue::Entry>::new(2).map(drop)
 }
 
 impl Ring {
     /// A ring of `entries` submission slots (completion queue four times that) and a pool of
     /// `buf_count` (a power of two) receive buffers of `buf_size` bytes each.
-    pub fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
+    pub(crate) fn new(entries: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
         let (ring, setup) = build(entries)?;
         // Saves a descriptor lookup per `io_uring_enter`; an old kernel just goes without.
         let _ = ring.submitter().register_ring_fd();
@@ -174,12 +172,13 @@ impl Ring {
     }
 
     /// Which optional setup flags the kernel accepted.
-    pub fn setup(&self) -> Setup {
+    pub(crate) fn setup(&self) -> Setup {
         self.setup
     }
 
-    /// Number of operations in flight.
-    pub fn in_flight(&self) -> usize {
+    /// Number of operations in flight (the tests check that a cancel releases them all).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
     }
 
@@ -214,7 +213,7 @@ impl Ring {
     }
 
     /// Arms a multishot accept on listening socket `fd`.
-    pub fn accept_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn accept_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Accept, tag, None);
         let entry = opcode::AcceptMulti::new(Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
@@ -224,7 +223,7 @@ impl Ring {
     }
 
     /// Arms a multishot poll for readability of `fd`.
-    pub fn poll_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn poll_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Poll, tag, None);
         let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
             .multi(true)
@@ -234,7 +233,7 @@ impl Ring {
     }
 
     /// Arms a multishot receive on `fd` into the buffer pool.
-    pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<OpId> {
         let id = self.start(OpKind::Recv, tag, None);
         let entry = opcode::RecvMulti::new(Fd(fd), BGID).build().user_data(id.0);
         self.push_or_forget(id, &entry)
@@ -242,7 +241,13 @@ impl Ring {
 
     /// Sends `buf[from..]` on `fd` (without `SIGPIPE`); the ring keeps `buf` until the
     /// completion hands it back.
-    pub fn send(&mut self, fd: RawFd, buf: Vec<u8>, from: usize, tag: u64) -> io::Result<OpId> {
+    pub(crate) fn send(
+        &mut self,
+        fd: RawFd,
+        buf: Vec<u8>,
+        from: usize,
+        tag: u64,
+    ) -> io::Result<OpId> {
         debug_assert!(from < buf.len());
         let len = u32::try_from(buf.len() - from).unwrap_or(u32::MAX);
         let ptr = buf[from..].as_ptr();
@@ -268,14 +273,14 @@ impl Ring {
 
     /// Asks the kernel to cancel operation `id` (its last completion still comes, usually
     /// with `ECANCELED`).
-    pub fn cancel(&mut self, id: OpId) -> io::Result<()> {
+    pub(crate) fn cancel(&mut self, id: OpId) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(id.0).build().user_data(CANCEL);
         self.push(&entry)
     }
 
     /// Submits what is queued and waits until at least one completion is ready or `timeout`
     /// passes (`None`: no limit; zero: do not wait). A signal ends the wait early.
-    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let ready = !self.ring.completion().is_empty();
         let result = match timeout {
             _ if ready => self.ring.submit(),
@@ -305,7 +310,7 @@ impl Ring {
 
     /// The next completion, if one is ready. Completions of cancellation requests, and
     /// stray ones no operation matches, are skipped.
-    pub fn next_completion(&mut self) -> Option<Completion> {
+    pub(crate) fn next_completion(&mut self) -> Option<Completion> {
         loop {
             let cqe = self.ring.completion().next()?;
             let user_data = cqe.user_data();
@@ -340,7 +345,6 @@ impl Ring {
                 // nothing else owns.
                 .then(|| unsafe { OwnedFd::from_raw_fd(result) });
             return Some(Completion {
-                op: OpId(user_data),
                 tag,
                 kind,
                 result,
@@ -353,12 +357,12 @@ impl Ring {
     }
 
     /// The bytes received into `buf`.
-    pub fn data(&self, buf: &RecvBuf) -> &[u8] {
+    pub(crate) fn data(&self, buf: &RecvBuf) -> &[u8] {
         self.pool.data(buf)
     }
 
     /// Gives `buf` back to the kernel for further receives.
-    pub fn recycle(&mut self, buf: RecvBuf) {
+    pub(crate) fn recycle(&mut self, buf: RecvBuf) {
         self.pool.give(buf.bid);
     }
 }

@@ -7,13 +7,13 @@ use std::io;
 use super::syscall;
 
 /// A user id.
-pub type Uid = libc::uid_t;
+pub(crate) type Uid = libc::uid_t;
 /// A group id.
-pub type Gid = libc::gid_t;
+pub(crate) type Gid = libc::gid_t;
 
 /// A password-database entry, as far as privilege dropping needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwd {
+pub(crate) struct Passwd {
     /// Login name.
     pub name: String,
     /// User id.
@@ -23,7 +23,7 @@ pub struct Passwd {
 }
 
 /// `getpwnam_r(3)`: `Ok(None)` when there is no such user.
-pub fn user_by_name(name: &str) -> io::Result<Option<Passwd>> {
+pub(crate) fn user_by_name(name: &str) -> io::Result<Option<Passwd>> {
     let cname = CString::new(name).map_err(|_| io::Error::other("user name contains NUL"))?;
     let mut buf = vec![0u8; 1024];
     loop {
@@ -65,7 +65,7 @@ pub fn user_by_name(name: &str) -> io::Result<Option<Passwd>> {
 }
 
 /// The effective user id.
-pub fn effective_uid() -> Uid {
+pub(crate) fn effective_uid() -> Uid {
     // SAFETY: no pointers, cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -75,7 +75,7 @@ pub fn effective_uid() -> Uid {
 ///
 /// glibc applies each of these to every thread of the process, but callers run it before any
 /// thread exists anyway.
-pub fn drop_privileges(uid: Uid, gid: Gid) -> io::Result<()> {
+pub(crate) fn drop_privileges(uid: Uid, gid: Gid) -> io::Result<()> {
     // SAFETY: a zero-length list with a null pointer is the documented way to clear it.
     unsafe { syscall!(setgroups(0, std::ptr::null())) }?;
     // SAFETY: no pointers; sets real, effective and saved group ids (we are root here).

@@ -8,7 +8,7 @@
 /// Bytes are appended at the back and consumed from the front; consumed space is reclaimed by
 /// compacting on the next append, and the allocation is released as soon as it drains.
 #[derive(Debug, Default)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// Storage; `buf[start..]` are the unsent bytes. Empty (capacity 0) whenever drained.
     buf: Vec<u8>,
     /// Index of the first unsent byte in `buf`.
@@ -17,7 +17,7 @@ pub struct Pending {
 
 impl Pending {
     /// An empty buffer with no allocation.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Pending {
             buf: Vec::new(),
             start: 0,
@@ -25,17 +25,17 @@ impl Pending {
     }
 
     /// Number of unsent bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len() - self.start
     }
 
     /// Whether there is nothing left to send.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The unsent bytes, oldest first.
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 
@@ -47,7 +47,7 @@ impl Pending {
 
     /// Appends `data`; the allocation grows at most to `limit` bytes, which the caller
     /// guarantees `len() + data.len()` does not exceed.
-    pub fn push(&mut self, data: &[u8], limit: usize) {
+    pub(crate) fn push(&mut self, data: &[u8], limit: usize) {
         debug_assert!(self.len() + data.len() <= limit);
         if self.start > 0 {
             self.buf.drain(..self.start);
@@ -63,7 +63,7 @@ impl Pending {
     }
 
     /// Marks the first `n` unsent bytes as sent; frees the allocation once everything is sent.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
         if self.start >= self.buf.len() {

@@ -10,23 +10,23 @@ use crate::policy::connlog::Record;
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The socket, registered with the worker's poller under this connection's slab key.
-    pub stream: TcpStream,
+    pub(crate) stream: TcpStream,
     /// Echo state: unsent bytes, whether the peer has closed, whether the poller reported its
     /// FIN.
-    pub echo: Echo,
+    pub(crate) echo: Echo,
     /// Interest currently registered with the poller, so we re-register only on change.
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
-    pub last_active_ms: u64,
+    pub(crate) last_active_ms: u64,
     /// The connection log's record, if this connection is logged (one pointer otherwise).
-    pub log: Record,
+    pub(crate) log: Record,
 }
 
 impl Connection {
     /// Registers `stream` for reading under `token`.
-    pub fn register(
+    pub(crate) fn register(
         mut stream: TcpStream,
         registry: &Registry,
         token: Token,
@@ -44,7 +44,12 @@ impl Connection {
 
     /// Drives the echo as far as the socket allows. `fin_event` says the poller flagged the peer's FIN or an error with this wake-up
     /// ([`Echo::note_read_closed`]: mio's epoll is edge-triggered).
-    pub fn drive(&mut self, scratch: &mut [u8], options: &EchoOptions, fin_event: bool) -> Driven {
+    pub(crate) fn drive(
+        &mut self,
+        scratch: &mut [u8],
+        options: &EchoOptions,
+        fin_event: bool,
+    ) -> Driven {
         if fin_event {
             self.echo.note_read_closed();
         }
@@ -54,7 +59,7 @@ impl Connection {
     /// Makes the poller's interest match `wants` (from
     /// [`policy::interest::next`](crate::policy::interest::next)), with a syscall only when it
     /// changed.
-    pub fn set_interest(
+    pub(crate) fn set_interest(
         &mut self,
         registry: &Registry,
         token: Token,

@@ -60,7 +60,7 @@ pub enum ReadUntil {
     /// A read that fills less than the space offered means the socket is drained. Saves one
     /// `EAGAIN` read per message. Correct with level-triggered pollers (they report again) and
     /// with Linux `EPOLLET` on TCP sockets, which signals every arrival of new data, provided
-    /// the loop passes the peer's FIN on through [`Echo::note_read_closed`]: the read that
+    /// the loop passes the peer's FIN on through `Echo::note_read_closed`: the read that
     /// returns the last bytes may consume the FIN too, and no edge reports it again.
     ShortRead,
 }
@@ -71,9 +71,9 @@ pub struct EchoOptions {
     /// Most unsent bytes a connection may hold; at the bound it stops reading (backpressure).
     pub limit: usize,
     /// Successful reads per [`Echo::drive`] call before it yields to other connections.
-    pub read_budget: u32,
+    pub(crate) read_budget: u32,
     /// When a read counts as draining the socket.
-    pub read_until: ReadUntil,
+    pub(crate) read_until: ReadUntil,
 }
 
 impl EchoOptions {
@@ -143,7 +143,7 @@ impl Echo {
     /// does), and an edge-triggered poller never reports that FIN again, so a short read is no
     /// longer proof that nothing is left to read. Level-triggered loops need not call this
     /// (they report the FIN again); calling it costs at most one `WouldBlock` read per drive.
-    pub fn note_read_closed(&mut self) {
+    pub(crate) fn note_read_closed(&mut self) {
         self.flags |= READ_CLOSED;
     }
 
@@ -162,7 +162,7 @@ impl Echo {
     }
 
     /// What the interest rule needs to know, read before and after a drive.
-    pub fn state(&self, options: &EchoOptions) -> State {
+    pub(crate) fn state(&self, options: &EchoOptions) -> State {
         State {
             wants: self.wants(options),
             peer_closed: self.is_peer_closed(),

@@ -18,8 +18,8 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
-use crate::config::Model;
 use crate::live::LiveSettings;
+use crate::models::Model;
 use crate::policy::CloseReason;
 use crate::policy::connlog::ConnLog;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
@@ -27,7 +27,7 @@ use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
-pub const WAKER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]

@@ -1,16 +1,16 @@
 //! The worker side of the reactor pool: one event loop per thread, its connections, and the
 //! echo state machine they share with every other model.
 //!
-//! - [`echo`]: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
-//!   `Progress` and the rule a loop applies to it live in [`crate::policy::interest`]).
-//! - [`buffer`]: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
-//! - [`connection`]: `Connection`, a socket plus its echo state and timer.
-//! - [`event_loop`]: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
+//! - `echo`: `Echo`, the sans-IO connection state machine, and the `Transport` trait (its
+//!   `Progress` and the rule a loop applies to it live in `crate::policy::interest`).
+//! - `buffer`: `Pending`, the bounded unsent-bytes buffer that owns memory only when used.
+//! - `connection`: `Connection`, a socket plus its echo state and timer.
+//! - `event_loop`: `Worker`, the thread that owns a `mio::Poll` and a slab of connections.
 
-pub mod buffer;
-pub mod connection;
-pub mod echo;
-pub mod event_loop;
+pub(crate) mod buffer;
+pub(crate) mod connection;
+pub(crate) mod echo;
+pub(crate) mod event_loop;
 
 #[cfg(test)]
 mod echo_props;

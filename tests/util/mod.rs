@@ -881,22 +881,23 @@ pub fn is_concurrent(model: Model) -> bool {
     model.name() != "blocking"
 }
 
-/// Generates one `#[test]` per model for each listed test function `fn name(model: Model)`.
-/// Each model gets its own module, so `cargo test reactor::` or `epoll::` selects a model
-/// (the thread model's module is `threads`, clear of `std::thread`).
+/// Generates one `#[test]` per model for each listed test function `fn name(model: Model)`,
+/// for every model of the library's catalogue (`reactor_pool::for_each_model!`). Each model
+/// gets its own module, named after its source file, inside `per_model`, so
+/// `cargo test reactor::` or `epoll::` selects a model.
 #[macro_export]
 macro_rules! per_model {
     ($($name:ident),* $(,)?) => {
-        $crate::per_model!(@models [$($name),*]
-            reactor: Reactor, epoll: Epoll, epoll_et: EpollEt, poll: Poll, select: Select,
-            threads: Thread, fork: Fork, blocking: Blocking, uring: Uring);
+        reactor_pool::for_each_model!($crate::per_model! { @models [$($name),*] });
     };
-    (@models $names:tt $($module:ident: $model:ident),*) => {
-        $( $crate::per_model!(@one $module $model $names); )*
+    (@models $names:tt $($model:ident $module:ident $text:literal,)*) => {
+        mod per_model {
+            $( $crate::per_model!(@one $module $model $names); )*
+        }
     };
     (@one $module:ident $model:ident [$($name:ident),*]) => {
         mod $module {
-            $( #[test] fn $name() { super::$name(reactor_pool::Model::$model) } )*
+            $( #[test] fn $name() { super::super::$name(reactor_pool::Model::$model) } )*
         }
     };
 }

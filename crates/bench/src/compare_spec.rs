@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use reactor_pool::config::{MAX_WORKERS, Model};
+use reactor_pool::Model;
+use reactor_pool::config::MAX_WORKERS;
 use serde::Serialize;
 
 use crate::args::{BenchArgs, BenchError, resolve_spec};
