@@ -25,8 +25,10 @@
 //! - `shutdown`: `ShutdownHandle`, the graceful-shutdown protocol.
 //! - `config`: `Config` and its validation; `live`: `LiveSettings`, what a reload changes.
 //! - `ratelimit`: rate-limited logging for floods of identical events.
+//! - `close`: `CloseReason`, why a connection ended (counted by `stats`, decided by the
+//!   rules, the echo core and the loops).
 //! - `stats`: per-worker lock-free counters summed for the metrics endpoint.
-//! - `policy`: the rules every server shares, one home each: close reasons, the interest
+//! - `policy`: the rules every server shares, one home each: the interest
 //!   rule, loop housekeeping, admission.
 //! - `worker`: the sans-IO echo core, and each reactor worker's event loop and connections.
 //! - `reactor`: the reactor model's acceptor, round-robin dispatch and worker pool.
@@ -55,6 +57,7 @@ compile_error!(
 );
 
 pub mod client;
+mod close;
 pub mod config;
 mod listener;
 pub mod live;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::policy::CloseReason;
+use crate::close::CloseReason;
 
 /// Counters written only by one worker thread.
 #[derive(Debug, Default)]

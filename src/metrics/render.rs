@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::close::CloseReason;
 use crate::live::LiveSettings;
-use crate::policy::CloseReason;
 use crate::stats::{Snapshot, Stats};
 
 /// What a scrape reads: the counters and the live settings of one server.

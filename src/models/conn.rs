@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use tracing::debug;
 
 use super::Model;
-use crate::policy::CloseReason;
+use crate::close::CloseReason;
 use crate::policy::Wants;
 use crate::policy::connlog::Record;
 use crate::sys::socket::Stream;

@@ -15,7 +15,7 @@ use super::Model;
 use super::conn::Conn;
 use super::event_loop::LoopCore;
 use super::{About, Bound};
-use crate::policy::CloseReason;
+use crate::close::CloseReason;
 use crate::policy::Wants;
 use crate::policy::admission::Accepted;
 use crate::policy::interest::{Next, Trigger};

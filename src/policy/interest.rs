@@ -7,7 +7,7 @@
 //! state-machine property tests' loop model all call [`next`], so the tests check the rule
 //! the servers run.
 
-use super::close::CloseReason;
+use crate::close::CloseReason;
 
 /// Readiness a connection needs before it can make progress again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,7 +2,8 @@
 //! compares the models and not diverging copies of the rules. The reactor (`worker`,
 //! `reactor`) and every model (`models`) call these; none of them depends on either.
 //!
-//! - `close`: `CloseReason`, why a connection ended (echo core, loops, admission, counters).
+//! - `CloseReason` (re-exported from [`crate::close`], its own module so that the counters in
+//!   `stats` can name it without depending on the rules): why a connection ended.
 //! - `interest`: `Progress` and `Wants`, the echo core's status, and `next`, the rule from a
 //!   drive to the interest, the resume-without-event and the backpressure count.
 //! - `housekeeping`: `Housekeeping`, the idle-sweep schedule, the wait timeout and the drain
@@ -14,11 +15,10 @@
 //! - [`connlog`]: `ConnLog`, the connection log's open and close lines (`log_connections`).
 
 pub(crate) mod admission;
-pub(crate) mod close;
 pub(crate) mod connlog;
 pub(crate) mod housekeeping;
 pub(crate) mod interest;
 pub(crate) mod socket_options;
 
-pub use close::CloseReason;
+pub use crate::close::CloseReason;
 pub use interest::{Progress, Wants};

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use super::buffer::Pending;
-use crate::policy::close::{CloseReason, classify};
+use crate::close::{CloseReason, classify};
 use crate::policy::interest::{Progress, State, Wants};
 
 /// A byte stream the echo can run over.

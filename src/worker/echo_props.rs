@@ -59,7 +59,7 @@ use proptest::prelude::*;
 
 use super::echo::{Echo, EchoOptions, ReadUntil};
 use super::sim_socket::{Fin, ReadFault, SimSocket, WriteFault};
-use crate::policy::close::{CloseReason, classify};
+use crate::close::{CloseReason, classify};
 use crate::policy::interest::{self, Next, Progress, Wants};
 
 /// How the modelled poller reports readiness (see the module table).

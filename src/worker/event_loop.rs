@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::echo::EchoOptions;
+use crate::close::CloseReason;
 use crate::live::LiveSettings;
 use crate::models::Model;
-use crate::policy::CloseReason;
 use crate::policy::connlog::ConnLog;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
