@@ -72,6 +72,10 @@ pub struct Config {
     pub tcp_user_timeout: Option<Duration>,
     /// Log one info line when a connection opens and one when it closes.
     pub log_connections: bool,
+    /// Also serve UDP echo on the listen address (reactor model only).
+    pub udp: bool,
+    /// UDP datagrams per second echoed per source address; 0 (the default) is unlimited.
+    pub udp_rate_limit: u32,
 }
 
 impl Default for Config {
@@ -95,6 +99,8 @@ impl Default for Config {
             tcp_keepalive: None,
             tcp_user_timeout: None,
             log_connections: false,
+            udp: false,
+            udp_rate_limit: 0,
         }
     }
 }
@@ -124,6 +130,8 @@ struct FileConfig {
     tcp_keepalive: Option<DurationValue>,
     tcp_user_timeout: Option<DurationValue>,
     log_connections: Option<bool>,
+    udp: Option<bool>,
+    udp_rate_limit: Option<u32>,
 }
 
 /// Values given on the command line; `None` leaves the file's (or the default) value.
@@ -163,6 +171,10 @@ pub struct Overrides {
     pub tcp_user_timeout: Option<Duration>,
     /// `--log-connections` sets this to `Some(true)`
     pub log_connections: Option<bool>,
+    /// `--udp` sets this to `Some(true)`
+    pub udp: Option<bool>,
+    /// `--udp-rate-limit`
+    pub udp_rate_limit: Option<u32>,
 }
 
 /// A configuration problem, written for the person who made it.
@@ -247,6 +259,7 @@ impl Config {
             workers: file.workers.is_some(),
             thread_stack_size: file.thread_stack_size.is_some(),
             max_connections: file.max_connections.is_some(),
+            udp: file.udp == Some(true),
         };
         let listen_text = o.listen.clone().or(file.listen);
         let listen = match listen_text {
@@ -376,6 +389,8 @@ impl Config {
             }
             other => other,
         };
+        // A model without UDP echo has refused the flag above, or warned about the file.
+        let udp = o.udp.or(file.udp).unwrap_or(d.udp) && model.uses_workers();
         Ok(Config {
             listen,
             workers,
@@ -398,6 +413,11 @@ impl Config {
                 .log_connections
                 .or(file.log_connections)
                 .unwrap_or(d.log_connections),
+            udp,
+            udp_rate_limit: o
+                .udp_rate_limit
+                .or(file.udp_rate_limit)
+                .unwrap_or(d.udp_rate_limit),
         })
     }
 }
@@ -444,6 +464,8 @@ struct InFile {
     workers: bool,
     thread_stack_size: bool,
     max_connections: bool,
+    /// `udp = true` (turning it off is honoured by every model).
+    udp: bool,
 }
 
 /// The rule for settings the chosen model cannot honour: given as a flag, the setting is an
@@ -488,6 +510,15 @@ fn check_model_fit(
                          below FD_SETSIZE); {max_connections} cannot be honoured"
                     )
                 }),
+        ),
+        (
+            "udp",
+            o.udp == Some(true),
+            file.udp,
+            // The UDP echo runs inside the reactor's workers (a socket per worker).
+            (!model.uses_workers()).then(|| {
+                format!("the {model} model serves TCP only (UDP echo runs in the reactor model)")
+            }),
         ),
     ];
     let mut warnings = Vec::new();
@@ -858,6 +889,8 @@ mod tests {
             ("backlog = 0", "`backlog`"),
             ("max_connections = 0", "`max_connections`"),
             ("nodelay = 3", "`nodelay`"),
+            ("udp = \"yes\"", "`udp`"),
+            ("udp_rate_limit = -1", "`udp_rate_limit`"),
             ("metrics_listen = \"0.0.0.0:9707\"", "`metrics_listen`"),
             ("metrics_listen = \"here\"", "`metrics_listen`"),
             ("[section]\nx = 1", "section"),
@@ -948,6 +981,21 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            udp: Some(true),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`udp`"), "{e}");
+        let c = Config::from_toml("model = \"poll\"\nudp = true").unwrap();
+        assert!(!c.udp, "ignored, not kept");
+        assert!(c.warnings[0].contains("`udp`"), "{:?}", c.warnings);
+        let c = Config::from_toml("model = \"poll\"\nudp = false").unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::from_toml("udp = true\nudp_rate_limit = 50").unwrap();
+        assert!(c.udp);
+        assert_eq!(c.udp_rate_limit, 50);
         let e = Config::from_toml("thread_stack_size = 1024").unwrap_err();
         assert!(e.to_string().contains("`thread_stack_size`"), "{e}");
     }

@@ -31,6 +31,8 @@
 //! - `policy`: the rules every server shares, one home each: the interest
 //!   rule, loop housekeeping, admission.
 //! - `worker`: the sans-IO echo core, and each reactor worker's event loop and connections.
+//! - `udp`: UDP echo in the reactor's workers (`SO_REUSEPORT`, `recvmmsg`/`sendmmsg`), with
+//!   the loop-refusal rule and a per-source rate limit.
 //! - `reactor`: the reactor model's acceptor, round-robin dispatch and worker pool.
 //! - `models`: the model catalogue (`Model`, one list), what every model receives (`Bound`,
 //!   `Settings`), and one file per model (reactor, epoll, epoll-et, poll, select, thread,
@@ -71,6 +73,7 @@ mod server;
 mod shutdown;
 pub mod stats;
 pub mod sys;
+mod udp;
 mod wakers;
 pub mod worker;
 

@@ -7,7 +7,7 @@
 //! with a timeout computed from the old `idle_timeout` recomputes it at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -29,6 +29,8 @@ pub struct LiveSettings {
     tcp_user_timeout_ms: AtomicU64,
     /// Log each connection's open and close (connections accepted from now on).
     log_connections: AtomicBool,
+    /// UDP datagrams per second echoed per source address; 0 is off.
+    udp_rate_limit: AtomicU32,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
     wakers: Wakers,
     /// Reloads that were applied.
@@ -47,6 +49,7 @@ impl fmt::Debug for LiveSettings {
             .field("tcp_keepalive", &self.tcp_keepalive())
             .field("tcp_user_timeout", &self.tcp_user_timeout())
             .field("log_connections", &self.log_connections())
+            .field("udp_rate_limit", &self.udp_rate_limit())
             .finish()
     }
 }
@@ -62,6 +65,7 @@ impl LiveSettings {
             tcp_keepalive_secs: AtomicU64::new(0),
             tcp_user_timeout_ms: AtomicU64::new(0),
             log_connections: AtomicBool::new(false),
+            udp_rate_limit: AtomicU32::new(0),
             wakers: Wakers::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -90,6 +94,8 @@ impl LiveSettings {
         );
         self.log_connections
             .store(config.log_connections, Ordering::Relaxed);
+        self.udp_rate_limit
+            .store(config.udp_rate_limit, Ordering::Relaxed);
     }
 
     /// Takes the live fields of `config` and wakes everyone registered with `on_change`.
@@ -170,6 +176,14 @@ impl LiveSettings {
     #[inline]
     pub fn log_connections(&self) -> bool {
         self.log_connections.load(Ordering::Relaxed)
+    }
+    /// UDP datagrams per second echoed per source address; `None` when unlimited.
+    #[inline]
+    pub fn udp_rate_limit(&self) -> Option<u32> {
+        match self.udp_rate_limit.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
     }
 }
 

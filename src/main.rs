@@ -101,7 +101,12 @@ struct ServeArgs {
     /// bytes each way, duration, close reason).
     #[arg(long)]
     log_connections: bool,
-
+    /// Also serve UDP echo on the listen address (reactor model).
+    #[arg(long)]
+    udp: bool,
+    /// UDP datagrams per second echoed per source address; 0 means unlimited (the default).
+    #[arg(long, value_name = "N")]
+    udp_rate_limit: Option<u32>,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -126,6 +131,8 @@ impl ServeArgs {
             tcp_keepalive: self.tcp_keepalive,
             tcp_user_timeout: self.tcp_user_timeout,
             log_connections: self.log_connections.then_some(true),
+            udp: self.udp.then_some(true),
+            udp_rate_limit: self.udp_rate_limit,
         }
     }
 }

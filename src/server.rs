@@ -57,6 +57,15 @@ impl Server {
         } else {
             1
         };
+        // Only the reactor serves UDP (config refuses `--udp` for the others).
+        let udp = if config.udp {
+            crate::udp::bind(local_addr, config.workers).map_err(|source| BindError {
+                addr: local_addr,
+                source,
+            })?
+        } else {
+            Vec::new()
+        };
         let signals = match about.signals {
             [] => None,
             signals => Some(SignalPipe::install(signals).map_err(err)?),
@@ -69,6 +78,7 @@ impl Server {
             stats: Arc::new(Stats::new(blocks)),
             signals,
             reload: None,
+            udp,
         };
         Ok(Server { bound, local_addr })
     }

@@ -12,6 +12,72 @@ use crossbeam_utils::CachePadded;
 
 use crate::close::CloseReason;
 
+/// Why a UDP datagram got no echo, as counted in `reactor_pool_udp_datagrams_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UdpDrop {
+    /// From source port 0 or below 1024: echoing it could start a loop with another service.
+    Loop,
+    /// Larger than the receive slot (`MSG_TRUNC`); a partial echo would be a wrong echo.
+    Truncated,
+    /// Its source address was over `udp_rate_limit`.
+    RateLimit,
+    /// The reply could not be sent (full send buffer, or another send error).
+    SendFailed,
+}
+
+impl UdpDrop {
+    /// Every reason, in the order the metrics list them.
+    pub(crate) const ALL: [UdpDrop; 4] = [
+        UdpDrop::Loop,
+        UdpDrop::Truncated,
+        UdpDrop::RateLimit,
+        UdpDrop::SendFailed,
+    ];
+
+    /// The `reason` label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            UdpDrop::Loop => "loop",
+            UdpDrop::Truncated => "truncated",
+            UdpDrop::RateLimit => "rate_limit",
+            UdpDrop::SendFailed => "send_failed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One worker's UDP echo counters (all zero unless `udp` is on).
+#[derive(Debug, Default)]
+pub(crate) struct UdpStats {
+    /// Datagrams received.
+    pub(crate) received: AtomicU64,
+    /// Datagrams echoed.
+    pub(crate) echoed: AtomicU64,
+    /// Datagrams not echoed, indexed by [`UdpDrop`].
+    dropped: [AtomicU64; UdpDrop::ALL.len()],
+    /// Payload bytes received (of datagrams received whole).
+    pub(crate) bytes_received: AtomicU64,
+    /// Payload bytes echoed.
+    pub(crate) bytes_echoed: AtomicU64,
+    /// `recvmmsg` calls that returned datagrams.
+    pub(crate) recv_calls: AtomicU64,
+    /// `sendmmsg` calls.
+    pub(crate) send_calls: AtomicU64,
+}
+
+impl UdpStats {
+    /// Counts `n` datagrams dropped for `reason`.
+    #[inline]
+    pub(crate) fn dropped(&self, reason: UdpDrop, n: u64) {
+        if n != 0 {
+            self.dropped[reason.index()].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Counters written only by one worker thread.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerStats {
@@ -27,6 +93,8 @@ pub(crate) struct WorkerStats {
     pub(crate) bytes_written: AtomicU64,
     /// Times a connection's unsent bytes reached `buffer_size` and reading from it paused.
     pub(crate) backpressure_pauses: AtomicU64,
+    /// This worker's UDP echo.
+    pub(crate) udp: UdpStats,
 }
 
 impl WorkerStats {
@@ -40,8 +108,11 @@ impl WorkerStats {
     /// Counts the close of an open connection.
     #[inline]
     pub(crate) fn closed(&self, reason: CloseReason) {
-        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+        // `active` first, and the close published with Release: a snapshot that sees the
+        // close (Acquire) also sees the connection gone from `active`, so a scrape never
+        // shows a closed connection as still open.
         self.active.fetch_sub(1, Ordering::Relaxed);
+        self.closed[reason.index()].fetch_add(1, Ordering::Release);
     }
 
     /// Counts bytes moved by one drive of a connection.
@@ -95,6 +166,34 @@ pub(crate) struct Snapshot {
     pub(crate) backpressure_pauses: u64,
     /// Per worker: (connections handed over, connections open now).
     pub(crate) workers: Vec<(u64, u64)>,
+    /// UDP echo, summed over workers.
+    pub(crate) udp: UdpSnapshot,
+}
+
+/// The UDP counters summed over workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UdpSnapshot {
+    /// Datagrams received.
+    pub(crate) received: u64,
+    /// Datagrams echoed.
+    pub(crate) echoed: u64,
+    /// Datagrams dropped, by reason, in [`UdpDrop::ALL`] order.
+    pub(crate) dropped: [u64; UdpDrop::ALL.len()],
+    /// Payload bytes received.
+    pub(crate) bytes_received: u64,
+    /// Payload bytes echoed.
+    pub(crate) bytes_echoed: u64,
+    /// `recvmmsg` calls that returned datagrams.
+    pub(crate) recv_calls: u64,
+    /// `sendmmsg` calls.
+    pub(crate) send_calls: u64,
+}
+
+impl UdpSnapshot {
+    /// Datagrams dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: UdpDrop) -> u64 {
+        self.dropped[reason.index()]
+    }
 }
 
 impl Snapshot {
@@ -136,15 +235,26 @@ impl Stats {
         };
         s.closed[CloseReason::Limit.index()] = load(&self.acceptor.rejected_limit);
         for w in self.workers.iter() {
+            // Closes before `active` (see `WorkerStats::closed`).
+            for (sum, c) in s.closed.iter_mut().zip(w.closed.iter()) {
+                *sum += c.load(Ordering::Acquire);
+            }
             let active = load(&w.active);
             s.active += active;
             s.workers.push((load(&w.connections), active));
-            for (sum, c) in s.closed.iter_mut().zip(w.closed.iter()) {
-                *sum += load(c);
-            }
             s.bytes_read += load(&w.bytes_read);
             s.bytes_written += load(&w.bytes_written);
             s.backpressure_pauses += load(&w.backpressure_pauses);
+            let (u, su) = (&w.udp, &mut s.udp);
+            su.received += load(&u.received);
+            su.echoed += load(&u.echoed);
+            for (sum, c) in su.dropped.iter_mut().zip(u.dropped.iter()) {
+                *sum += load(c);
+            }
+            su.bytes_received += load(&u.bytes_received);
+            su.bytes_echoed += load(&u.bytes_echoed);
+            su.recv_calls += load(&u.recv_calls);
+            su.send_calls += load(&u.send_calls);
         }
         s
     }
@@ -177,6 +287,13 @@ mod tests {
         assert_eq!(s.closed(CloseReason::Limit), 1);
         assert_eq!((s.bytes_read, s.bytes_written), (15, 12));
         assert_eq!(s.workers, vec![(2, 1), (1, 0)]);
+        stats.worker(0).udp.dropped(UdpDrop::Loop, 2);
+        stats.worker(1).udp.dropped(UdpDrop::Loop, 1);
+        stats.worker(1).udp.echoed.fetch_add(3, Ordering::Relaxed);
+        let s = stats.snapshot();
+        assert_eq!(s.udp.dropped(UdpDrop::Loop), 3);
+        assert_eq!(s.udp.dropped(UdpDrop::SendFailed), 0);
+        assert_eq!(s.udp.echoed, 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::close::CloseReason;
 use crate::live::LiveSettings;
-use crate::stats::{Snapshot, Stats};
+use crate::stats::{Snapshot, Stats, UdpDrop, UdpSnapshot};
 
 /// What a scrape reads: the counters and the live settings of one server.
 #[derive(Debug, Clone)]
@@ -65,6 +65,7 @@ pub(crate) fn render(source: &MetricsSource) -> String {
     let mut out = String::with_capacity(4096 + 128 * snap.workers.len());
     let mut f = Family { out: &mut out };
     server_metrics(&mut f, &snap, source);
+    udp_metrics(&mut f, &snap.udp, source);
     process_metrics(&mut f, source.started);
     out
 }
@@ -174,6 +175,63 @@ fn server_metrics(f: &mut Family<'_>, s: &Snapshot, source: &MetricsSource) {
     .sample(name, "result=\"failure\"", failed);
 }
 
+/// The UDP echo's counters (zero unless `udp` is on) and its rate limit in force.
+fn udp_metrics(f: &mut Family<'_>, u: &UdpSnapshot, source: &MetricsSource) {
+    f.single(
+        "reactor_pool_udp_datagrams_received_total",
+        "counter",
+        "UDP datagrams received.",
+        u.received,
+    );
+    f.single(
+        "reactor_pool_udp_datagrams_echoed_total",
+        "counter",
+        "UDP datagrams echoed to their sender.",
+        u.echoed,
+    );
+    let name = "reactor_pool_udp_datagrams_dropped_total";
+    f.header(
+        name,
+        "counter",
+        "UDP datagrams not echoed, by reason: loop (source port 0 or below 1024), truncated \
+         (larger than 65507 bytes), rate_limit (udp_rate_limit), send_failed (full send buffer \
+         or send error).",
+    );
+    for reason in UdpDrop::ALL {
+        f.sample(
+            name,
+            &format!("reason=\"{}\"", reason.as_str()),
+            u.dropped(reason),
+        );
+    }
+    f.single(
+        "reactor_pool_udp_bytes_received_total",
+        "counter",
+        "UDP payload bytes received (datagrams received whole).",
+        u.bytes_received,
+    );
+    f.single(
+        "reactor_pool_udp_bytes_echoed_total",
+        "counter",
+        "UDP payload bytes echoed.",
+        u.bytes_echoed,
+    );
+    let name = "reactor_pool_udp_syscalls_total";
+    f.header(
+        name,
+        "counter",
+        "Batched UDP system calls: recvmmsg calls that returned datagrams, and sendmmsg calls.",
+    )
+    .sample(name, "call=\"recvmmsg\"", u.recv_calls)
+    .sample(name, "call=\"sendmmsg\"", u.send_calls);
+    f.single(
+        "reactor_pool_udp_rate_limit",
+        "gauge",
+        "The udp_rate_limit setting in force (datagrams per second per source address); 0 when off.",
+        source.live.udp_rate_limit().unwrap_or(0),
+    );
+}
+
 /// The standard `process_*` metrics, from `/proc/self` (skipped where unreadable).
 fn process_metrics(f: &mut Family<'_>, started: f64) {
     f.single(
@@ -268,6 +326,9 @@ mod tests {
             "reactor_pool_max_connections 10000",
             "reactor_pool_idle_timeout_seconds 300",
             "# TYPE reactor_pool_bytes_written_total counter",
+            "reactor_pool_udp_datagrams_dropped_total{reason=\"rate_limit\"} 0",
+            "reactor_pool_udp_syscalls_total{call=\"sendmmsg\"} 0",
+            "reactor_pool_udp_rate_limit 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

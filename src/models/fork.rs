@@ -75,6 +75,7 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         stats,
         signals,
         mut reload,
+        udp: _,
     } = bound;
     let signals =
         signals.ok_or_else(|| io::Error::other("fork model: signal handlers are not installed"))?;

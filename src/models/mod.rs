@@ -92,6 +92,9 @@ pub(crate) struct Bound {
     /// What the fork model runs on SIGHUP (the caller's reload); other models get SIGHUP
     /// through the caller's signal thread.
     pub(crate) reload: Option<ReloadHook>,
+    /// With `udp`: one `SO_REUSEPORT` UDP socket per worker on the listener's address, bound
+    /// with it so the port is held before `listening on` is printed; empty otherwise.
+    pub(crate) udp: Vec<std::net::UdpSocket>,
 }
 
 /// A reload action run on the server's own thread.

@@ -22,6 +22,7 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         shutdown,
         live,
         stats,
+        udp,
         ..
     } = bound;
     crate::reactor::pool::run(
@@ -31,5 +32,6 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         shutdown,
         live,
         stats,
+        udp,
     )
 }

@@ -381,7 +381,8 @@ fn run_server(
     }
     let addr = server.local_addr();
     info!(%addr, model = %config.model, workers = config.workers, buffer_size = config.buffer_size,
-        max_connections = config.max_connections, idle_timeout = ?config.idle_timeout, "serving");
+        max_connections = config.max_connections, idle_timeout = ?config.idle_timeout,
+        udp = config.udp, "serving");
     reporter.ready(addr);
     notify::notify("READY=1");
     drop(reporter);

@@ -4,9 +4,9 @@
 //! command-line overrides. An unreadable or invalid file is rejected as a whole and the
 //! running config kept. Otherwise the settings that can change at run time take effect at
 //! once, without touching open connections: `log_level`, `idle_timeout` (also for connections
-//! already open), `max_connections`, `shutdown_timeout`, and for new connections `nodelay`,
-//! `tcp_keepalive`, `tcp_user_timeout` and `log_connections`. Every other changed setting is
-//! logged as needing a restart, and stays as it was.
+//! already open), `max_connections`, `shutdown_timeout`, `udp_rate_limit`, and for new
+//! connections `nodelay`, `tcp_keepalive`, `tcp_user_timeout` and `log_connections`. Every
+//! other changed setting is logged as needing a restart, and stays as it was.
 //!
 //! Reading the file never blocks on what the path names (see [`read_config_file`]: a FIFO or
 //! a device is refused, the size is bounded). A regular file on a hung network mount can
@@ -130,7 +130,8 @@ impl Reloader {
             thread_stack_size,
             metrics_listen,
             metrics_allow_remote,
-            reuse_port
+            reuse_port,
+            udp
         );
         let mut next = old.clone();
         macro_rules! live {
@@ -153,7 +154,8 @@ impl Reloader {
             nodelay,
             tcp_keepalive,
             tcp_user_timeout,
-            log_connections
+            log_connections,
+            udp_rate_limit
         );
         if new.log_level != old.log_level {
             match self.logging.set_level(&new.log_level) {

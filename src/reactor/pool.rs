@@ -11,10 +11,12 @@ use crate::reactor::acceptor::Acceptor;
 use crate::reactor::dispatch::{Dispatcher, WorkerLink};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
+use crate::udp::UdpEcho;
 use crate::worker::{EchoOptions, Worker, WorkerSettings};
 
 /// Serves on `listener` with `workers` workers (counting in one `stats` block each) until
-/// shutdown is requested and every worker has drained.
+/// shutdown is requested and every worker has drained. Each socket of `udp` (one per worker,
+/// or none) is served by one worker.
 pub(crate) fn run(
     listener: std::net::TcpListener,
     workers: usize,
@@ -22,7 +24,9 @@ pub(crate) fn run(
     shutdown: ShutdownHandle,
     live: Arc<LiveSettings>,
     stats: Arc<Stats>,
+    udp: Vec<std::net::UdpSocket>,
 ) -> io::Result<()> {
+    let mut udp = udp.into_iter();
     let active = Arc::new(AtomicUsize::new(0));
     let mut links = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
@@ -34,7 +38,10 @@ pub(crate) fn run(
             live: live.clone(),
             stats: stats.clone(),
         };
-        let (worker, waker) = Worker::new(worker_settings, rx, active.clone())?;
+        let (mut worker, waker) = Worker::new(worker_settings, rx, active.clone())?;
+        if let Some(socket) = udp.next() {
+            worker.serve_udp(UdpEcho::new(socket, id, live.clone(), stats.clone()))?;
+        }
         // A reload may shorten the idle timeout: wake the worker so it recomputes its
         // poll timeout instead of sleeping on the old one.
         let wake = waker.clone();

@@ -22,6 +22,7 @@
 //! - `user`: the password database and dropping root.
 //! - `syslog`: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
+//! - `mmsg`: `DatagramBatch`, batched UDP receive and reply (`recvmmsg`/`sendmmsg`).
 //! - `uring`: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
 //!   in-flight memory it owns until the kernel lets go.
 
@@ -29,6 +30,7 @@ pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod fs;
+pub(crate) mod mmsg;
 pub(crate) mod poll;
 pub mod process;
 pub mod rlimit;

@@ -205,7 +205,8 @@ fn setsockopt<T>(
     .map(drop)
 }
 
-fn to_socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+/// The address in `storage` (IPv4 or IPv6; another family is an error).
+pub(crate) fn to_socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, which it is large and

@@ -25,9 +25,12 @@ use crate::policy::connlog::ConnLog;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
+use crate::udp::UdpEcho;
 
 /// Token of the worker's waker; connection tokens are slab keys, always below it.
 pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Token of the worker's UDP echo socket, if it serves UDP.
+pub(crate) const UDP: Token = Token(usize::MAX - 1);
 
 /// A message from the acceptor to a worker.
 #[derive(Debug)]
@@ -77,6 +80,10 @@ pub struct Worker {
     epoch: Instant,
     /// Idle-sweep schedule and drain deadline (set when `Stop` arrives), on the worker clock.
     housekeeping: Housekeeping,
+    /// UDP echo on this worker's `SO_REUSEPORT` socket; dropped (closed) when the drain starts.
+    udp: Option<UdpEcho>,
+    /// The UDP echo spent its budget (or has an event): serve it again this round.
+    udp_pending: bool,
 }
 
 impl Worker {
@@ -99,8 +106,17 @@ impl Worker {
             yielded: Vec::new(),
             epoch: Instant::now(),
             housekeeping: Housekeeping::new(0, None),
+            udp: None,
+            udp_pending: false,
         };
         Ok((worker, waker))
+    }
+
+    /// Also serves UDP echo: `udp`'s socket joins this worker's poller.
+    pub(crate) fn serve_udp(&mut self, mut udp: UdpEcho) -> io::Result<()> {
+        udp.register(self.poll.registry(), UDP)?;
+        self.udp = Some(udp);
+        Ok(())
     }
 
     fn now_ms(&self) -> u64 {
@@ -114,12 +130,13 @@ impl Worker {
         let mut now_ms = self.now_ms();
         self.housekeeping = Housekeeping::new(now_ms, self.settings.live.idle_timeout());
         loop {
-            // Connections that yielded are owed a round without waiting.
+            // Connections that yielded, and a UDP echo that spent its budget, are owed a
+            // round without waiting.
             let timeout = self.housekeeping.poll_timeout(
                 now_ms,
                 self.settings.live.idle_timeout(),
                 self.conns.len(),
-                !self.yielded.is_empty(),
+                !self.yielded.is_empty() || self.udp_pending,
             );
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 // A signal interrupted the wait: nothing happened, wait again.
@@ -132,6 +149,7 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => disconnected |= self.take_commands(now_ms),
+                    UDP => self.udp_pending = true,
                     token => {
                         let fin = event.is_read_closed() || event.is_error();
                         self.ready(token, now_ms, fin)
@@ -142,6 +160,9 @@ impl Worker {
             // had an event, so one busy peer cannot starve the rest.
             for token in std::mem::take(&mut self.yielded) {
                 self.ready(token, now_ms, false);
+            }
+            if self.udp_pending {
+                self.udp_pending = self.udp.as_mut().is_some_and(UdpEcho::ready);
             }
             if self
                 .housekeeping
@@ -186,6 +207,8 @@ impl Worker {
     }
 
     fn begin_drain(&mut self, now_ms: u64) {
+        // Datagrams have nothing to drain: the UDP socket closes with the listener.
+        self.udp = None;
         let timeout = self.settings.live.shutdown_timeout();
         if self.housekeeping.begin_drain(now_ms, timeout) {
             debug!(

@@ -10,7 +10,7 @@ use reactor_pool::config::parse_duration;
 
 use crate::procfs;
 use crate::scenario::Scenario;
-use crate::spec::LoadSpec;
+use crate::spec::{LoadSpec, UDP_HEADER, UDP_MAX_DATAGRAM};
 
 /// Largest message size accepted.
 const MAX_SIZE: usize = 16 << 20;
@@ -29,7 +29,7 @@ pub struct BenchArgs {
     /// Server to load, IP:PORT (or HOST:PORT). Required unless --compare.
     #[arg(long, value_name = "ADDR", required_unless_present = "compare")]
     pub target: Option<String>,
-    /// Traffic shape: pingpong, pipeline, connrate, idle or stream.
+    /// Traffic shape: pingpong, pipeline, connrate, idle, stream or udp (the server needs --udp).
     #[arg(
         long,
         value_name = "NAME",
@@ -202,10 +202,19 @@ pub(crate) fn resolve_spec(
             format!("{depth} is out of range (1..={MAX_DEPTH})"),
         ));
     }
+    if scenario == Scenario::Udp && !(UDP_HEADER..=UDP_MAX_DATAGRAM).contains(&size) {
+        return Err(usage(
+            "size",
+            format!(
+                "{size} is out of range for udp ({UDP_HEADER}..={UDP_MAX_DATAGRAM} bytes: each \
+                 datagram carries a {UDP_HEADER}-byte header)"
+            ),
+        ));
+    }
     if !compare && args.depth.is_some() && !scenario.uses_depth() {
         return Err(usage(
             "depth",
-            format!("applies to pipeline and stream, not {scenario}"),
+            format!("applies to pipeline, stream and udp, not {scenario}"),
         ));
     }
     if !(1..=MAX_THREADS).contains(&args.threads) {

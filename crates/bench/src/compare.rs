@@ -19,6 +19,7 @@ use crate::loadgen::{self, Observer};
 use crate::measurement::RunResult;
 use crate::procfs::{self, ProcSample};
 use crate::report::thousands;
+use crate::scenario::Scenario;
 use crate::server_process::{Exit, Launch, ServerProcess};
 use crate::spec::LoadSpec;
 use crate::summary::{self, CompareReport};
@@ -268,6 +269,14 @@ fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
                 args,
             }
         }
+        Launch::Serve { exe, args } if load.scenario == Scenario::Udp => {
+            let mut args = args.clone();
+            args.push("--udp".to_owned());
+            Launch::Serve {
+                exe: exe.clone(),
+                args,
+            }
+        }
         other => other.clone(),
     }
 }
@@ -345,9 +354,73 @@ mod report_tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
+    use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport, UdpFigures};
     use crate::scenario::Scenario;
     use crate::summary::build;
+
+    #[test]
+    fn the_udp_scenario_starts_serve_with_udp_and_leaves_peers_alone() {
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let serve = Cell {
+            launch: Launch::Serve {
+                exe: "reactor-pool".into(),
+                args: vec!["--workers".into(), "1".into()],
+            },
+            ..cell("reactor/w1", "reactor", Some(1))
+        };
+        let args = |launch: Launch| match launch {
+            Launch::Serve { args, .. } => args,
+            Launch::Peer { .. } => panic!("serve expected"),
+        };
+        let udp = LoadSpec::new(target, Scenario::Udp);
+        assert!(args(launch_for(&serve, &udp)).contains(&"--udp".to_owned()));
+        let tcp = LoadSpec::new(target, Scenario::Pingpong);
+        assert!(!args(launch_for(&serve, &tcp)).contains(&"--udp".to_owned()));
+        let peer = Cell {
+            launch: Launch::Peer {
+                command: "x {addr}".into(),
+            },
+            ..serve
+        };
+        assert_eq!(launch_for(&peer, &udp), peer.launch);
+    }
+
+    #[test]
+    fn the_udp_table_is_followed_by_what_udp_did_to_the_datagrams() {
+        let cells = vec![
+            cell("reactor/w1", "reactor", Some(1)),
+            cell("baseline", "baseline", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads: vec![LoadSpec::new(target, Scenario::Udp)],
+            repeat: 2,
+            baseline: "baseline".into(),
+            out: std::env::temp_dir(),
+            progress: false,
+        };
+        let mut runs = Vec::new();
+        for rep in 0..2 {
+            for (label, lost) in [("reactor/w1", 0), ("baseline", 3)] {
+                let mut r = result(label, Scenario::Udp, rep, 1000.0, 1.0);
+                r.report.udp = Some(UdpFigures {
+                    sent: 1000,
+                    echoed: 1000 - lost,
+                    lost,
+                    ..UdpFigures::default()
+                });
+                runs.push(r);
+            }
+        }
+        let report = build(&spec, runs, SystemTime::now());
+        let md = summary::markdown(&report, &[]);
+        assert!(
+            md.contains("- baseline: 2,000 sent, 6 lost (0 late), 0 duplicated, 0 reordered"),
+            "{md}"
+        );
+        assert!(md.contains("- reactor/w1: 2,000 sent, 0 lost"), "{md}");
+    }
 
     fn cell(label: &str, model: &str, workers: Option<usize>) -> Cell {
         Cell {
@@ -402,6 +475,7 @@ mod report_tests {
                     hold_secs: 1.0,
                     echo_secs: 0.01,
                 }),
+                udp: None,
             },
             server_cpu_secs: Some(cpu * rate / 1e6),
             server_cpu_per_msg_us: (!idle).then_some(cpu),

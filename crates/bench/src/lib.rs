@@ -49,7 +49,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use args::BenchArgs;
 use args::{BenchError, check_fd_limit, resolve_spec, resolve_target};
 use loadgen::Observer;
-pub use report::{ErrorCounts, IdleFigures, Latency, RunReport};
+pub use report::{ErrorCounts, IdleFigures, Latency, RunReport, UdpFigures};
 pub use scenario::Scenario;
 pub use spec::LoadSpec;
 

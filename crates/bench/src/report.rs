@@ -175,6 +175,39 @@ pub struct IdleFigures {
     pub echo_secs: f64,
 }
 
+/// What UDP did to the datagrams of the `udp` scenario, over the whole run (warm-up and drain
+/// included). None of these is an error: UDP may lose, duplicate and reorder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UdpFigures {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams whose echo came back, verified.
+    pub echoed: u64,
+    /// Datagrams given up on after the loss timeout.
+    pub lost: u64,
+    /// Echoes of datagrams already counted lost.
+    pub late: u64,
+    /// Further echoes of a datagram already answered.
+    pub duplicates: u64,
+    /// Echoes arriving after the echo of a later datagram of the same socket.
+    pub reordered: u64,
+    /// Sends the kernel refused for lack of buffer space (retried, not lost).
+    pub send_blocked: u64,
+}
+
+impl UdpFigures {
+    /// Adds another thread's counts.
+    pub fn merge(&mut self, o: &UdpFigures) {
+        self.sent += o.sent;
+        self.echoed += o.echoed;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.send_blocked += o.send_blocked;
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
@@ -212,6 +245,8 @@ pub struct RunReport {
     pub errors: ErrorCounts,
     /// Idle scenario only.
     pub idle: Option<IdleFigures>,
+    /// Udp scenario only: what UDP did to the datagrams.
+    pub udp: Option<UdpFigures>,
 }
 
 impl RunReport {
@@ -235,6 +270,7 @@ impl RunReport {
             connections_opened: 0,
             errors: ErrorCounts::default(),
             idle: None,
+            udp: None,
         }
     }
 }
@@ -287,6 +323,10 @@ impl RunReport {
                 "{} connections × {} B, depth {}",
                 self.connections, self.size, self.depth
             ),
+            Scenario::Udp => format!(
+                "{} UDP sockets × {} B datagrams, depth {}",
+                self.connections, self.size, self.depth
+            ),
             Scenario::Connrate => format!(
                 "{} concurrent clients, connect + {} B echo + close",
                 self.connections, self.size
@@ -318,6 +358,18 @@ impl RunReport {
                 t,
                 "window       {:.1} s after {:.1} s warm-up",
                 self.duration_secs, self.warmup_secs
+            );
+        }
+        if let Some(u) = &self.udp {
+            let _ = writeln!(
+                t,
+                "datagrams    {} sent, {} echoed, {} lost ({} late), {} duplicated, {} reordered (whole run)",
+                thousands(u.sent),
+                thousands(u.echoed),
+                thousands(u.lost),
+                thousands(u.late),
+                thousands(u.duplicates),
+                thousands(u.reordered)
             );
         }
         let _ = writeln!(
@@ -432,6 +484,7 @@ mod tests {
             connections_opened: 50,
             errors,
             idle: None,
+            udp: None,
         }
     }
 

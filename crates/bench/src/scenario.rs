@@ -18,16 +18,20 @@ pub enum Scenario {
     /// Bulk transfer: each connection writes as fast as the socket takes (within a window of
     /// `depth` chunks of `size` bytes) and reads the echo back concurrently.
     Stream,
+    /// Request/response datagrams over `connections` UDP sockets, `depth` in flight on each;
+    /// loss, duplicates and reordering are counted, not errors. The server needs `--udp`.
+    Udp,
 }
 
 impl Scenario {
     /// Every scenario, in the order help and reports list them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Pingpong,
         Scenario::Pipeline,
         Scenario::Connrate,
         Scenario::Idle,
         Scenario::Stream,
+        Scenario::Udp,
     ];
 
     /// The name used on the command line and in reports.
@@ -38,6 +42,7 @@ impl Scenario {
             Scenario::Connrate => "connrate",
             Scenario::Idle => "idle",
             Scenario::Stream => "stream",
+            Scenario::Udp => "udp",
         }
     }
 
@@ -47,13 +52,14 @@ impl Scenario {
             Scenario::Pingpong | Scenario::Pipeline | Scenario::Connrate => 50,
             Scenario::Idle => 10_000,
             Scenario::Stream => 4,
+            Scenario::Udp => 8,
         }
     }
 
     /// Message size in bytes when `--size` is not given.
     pub fn default_size(self) -> usize {
         match self {
-            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle => 64,
+            Scenario::Pingpong | Scenario::Connrate | Scenario::Idle | Scenario::Udp => 64,
             Scenario::Pipeline => 4096,
             Scenario::Stream => 64 * 1024,
         }
@@ -62,14 +68,14 @@ impl Scenario {
     /// Messages in flight per connection when `--depth` is not given.
     pub fn default_depth(self) -> usize {
         match self {
-            Scenario::Pipeline | Scenario::Stream => 16,
+            Scenario::Pipeline | Scenario::Stream | Scenario::Udp => 16,
             Scenario::Pingpong | Scenario::Connrate | Scenario::Idle => 1,
         }
     }
 
     /// Whether `--depth` means anything for this scenario.
     pub fn uses_depth(self) -> bool {
-        matches!(self, Scenario::Pipeline | Scenario::Stream)
+        matches!(self, Scenario::Pipeline | Scenario::Stream | Scenario::Udp)
     }
 
     /// Whether the run lasts a fixed time (as opposed to idle's connect-hold-echo sequence,
@@ -83,6 +89,7 @@ impl Scenario {
         match self {
             Scenario::Connrate => "conn",
             Scenario::Stream => "chunk",
+            Scenario::Udp => "datagram",
             Scenario::Pingpong | Scenario::Pipeline | Scenario::Idle => "msg",
         }
     }
@@ -127,7 +134,7 @@ mod tests {
     fn unknown_names_list_the_valid_ones() {
         let err = "ping".parse::<Scenario>().unwrap_err();
         assert!(
-            err.contains("pingpong, pipeline, connrate, idle, stream"),
+            err.contains("pingpong, pipeline, connrate, idle, stream, udp"),
             "{err}"
         );
     }

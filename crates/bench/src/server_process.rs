@@ -243,7 +243,8 @@ fn wait_for_listening_line(child: &mut Child) -> io::Result<SocketAddr> {
     }
 }
 
-/// Polls `addr` until it accepts a connection, the child exits, or the start timeout.
+/// Polls `addr` until it accepts a connection (or echoes a datagram: a UDP-only peer such as
+/// `examples/udp_echo_baseline`), the child exits, or the start timeout.
 fn wait_for_accept(child: &mut Child, addr: SocketAddr) -> io::Result<SocketAddr> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -253,7 +254,8 @@ fn wait_for_accept(child: &mut Child, addr: SocketAddr) -> io::Result<SocketAddr
                 describe(status)
             )));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() || udp_echoes(addr)
+        {
             return Ok(addr);
         }
         if Instant::now() >= deadline {
@@ -267,6 +269,21 @@ fn wait_for_accept(child: &mut Child, addr: SocketAddr) -> io::Result<SocketAddr
         }
         thread::sleep(CHECK_EVERY);
     }
+}
+
+/// Whether a datagram sent to `addr` comes back within a moment.
+fn udp_echoes(addr: SocketAddr) -> bool {
+    let probe = b"reactor-pool bench: ready?";
+    let Ok(socket) = std::net::UdpSocket::bind(("127.0.0.1", 0)) else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    socket.connect(addr).is_ok()
+        && socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .is_ok()
+        && socket.send(probe).is_ok()
+        && socket.recv(&mut buf).is_ok_and(|n| buf[..n] == probe[..])
 }
 
 /// The last non-empty line of a log file, shortened.

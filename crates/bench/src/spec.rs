@@ -9,6 +9,11 @@ use crate::scenario::Scenario;
 /// the runner's pipes and files).
 pub(crate) const FD_RESERVE: usize = 64;
 
+/// Bytes of each `udp` datagram's header: socket id (u32), size (u32), sequence number (u64).
+pub(crate) const UDP_HEADER: usize = 16;
+/// Largest datagram the `udp` scenario sends (the most one IPv4 datagram carries).
+pub(crate) const UDP_MAX_DATAGRAM: usize = 65_507;
+
 /// What to run, fully resolved and validated.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {

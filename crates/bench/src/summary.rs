@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::compare_spec::{Cell, CompareSpec};
 use crate::measurement::RunResult;
 use crate::procfs;
-use crate::report::{micros, thousands};
+use crate::report::{UdpFigures, micros, thousands};
 use crate::scenario::Scenario;
 
 /// Median and range of one figure over the repetitions.
@@ -100,6 +100,10 @@ impl ScenarioInfo {
             Scenario::Connrate => format!(
                 "{} concurrent clients, each: connect, {} B echo, close; {} s after {} s warm-up",
                 self.connections, self.size, self.duration_secs, self.warmup_secs
+            ),
+            Scenario::Udp => format!(
+                "{} UDP sockets × {} B datagrams, depth {}, {} s after {} s warm-up",
+                self.connections, self.size, self.depth, self.duration_secs, self.warmup_secs
             ),
             Scenario::Pipeline | Scenario::Stream => format!(
                 "{} connections × {} B, depth {}, {} s after {} s warm-up",
@@ -469,6 +473,32 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
                 cpu_us(c.median),
                 info.scenario.unit()
             );
+        }
+        if info.scenario == Scenario::Udp {
+            let _ = writeln!(
+                md,
+                "\nWhat UDP did to the datagrams (all runs of each server; `serve` cells ran with `--udp`):"
+            );
+            for s in &rows {
+                let mut total = UdpFigures::default();
+                for r in report
+                    .runs
+                    .iter()
+                    .filter(|r| r.scenario == info.scenario && r.cell == s.cell)
+                {
+                    total.merge(&r.report.udp.unwrap_or_default());
+                }
+                let _ = writeln!(
+                    md,
+                    "- {}: {} sent, {} lost ({} late), {} duplicated, {} reordered",
+                    s.cell,
+                    thousands(total.sent),
+                    thousands(total.lost),
+                    thousands(total.late),
+                    thousands(total.duplicates),
+                    thousands(total.reordered)
+                );
+            }
         }
         let notes: Vec<String> = rows
             .iter()

@@ -22,12 +22,15 @@
 //! - `connection`: `Conn`, one connection: connect, and `pump`, which moves and verifies its
 //!   bytes;
 //! - `tally`: the measured `Window` and each thread's `ThreadStats`;
-//! - `shared`: what the coordinator (`run`, here) and the threads share.
+//! - `shared`: what the coordinator (`run`, here) and the threads share;
+//! - `udp`: the `udp` scenario, datagrams over connected UDP sockets, with its own
+//!   coordinator and threads.
 
 mod connection;
 mod driver;
 mod shared;
 mod tally;
+mod udp;
 
 use std::io;
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use self::shared::{PHASE_ECHO, PHASE_STOP, Shared};
 use self::tally::{ThreadStats, Window};
 use crate::pattern::Pattern;
 use crate::report::{IdleFigures, Latency, RunReport};
+use crate::scenario::Scenario;
 use crate::spec::LoadSpec;
 
 /// Hooks the comparison runner uses to sample the server at the window's edges.
@@ -64,6 +68,9 @@ impl Observer for NoObserver {}
 /// Runs `spec` to completion and reports. Fails only when the load generator itself cannot
 /// run (pollers, threads); every network failure is counted in the report instead.
 pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport> {
+    if spec.scenario == Scenario::Udp {
+        return udp::run(spec, observer);
+    }
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let pattern = Arc::new(Pattern::new());
     let shared = Arc::new(Shared::new());
@@ -194,6 +201,7 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
         connections_opened: total.opened,
         errors: total.errors,
         idle,
+        udp: None,
     })
 }
 
