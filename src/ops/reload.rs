@@ -134,14 +134,17 @@ impl Reloader {
             udp
         );
         let mut next = old.clone();
+        let mut changes: Vec<(&'static str, String, String)> = Vec::new();
         macro_rules! live {
             ($($field:ident),*) => {$(
                 if new.$field != old.$field {
-                    info!(
-                        from = ?old.$field,
-                        to = ?new.$field,
-                        "config reload: `{}` applied", stringify!($field)
-                    );
+                    // Logged once applied (below): whoever reads the line (an operator, a
+                    // test) then finds the new value in force.
+                    changes.push((
+                        stringify!($field),
+                        format!("{:?}", old.$field),
+                        format!("{:?}", new.$field),
+                    ));
                     next.$field = new.$field.clone();
                     outcome.applied.push(stringify!($field));
                 }
@@ -169,6 +172,9 @@ impl Reloader {
             next.log_level = new.log_level.clone();
         }
         self.live.apply(&next);
+        for (field, from, to) in changes {
+            info!(from, to, "config reload: `{field}` applied");
+        }
         self.live.record_reload(true);
         self.current = next;
         info!(
