@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// for more connections than one address has ephemeral ports.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub source_addrs: usize,
+    /// Extra connections that stay silent for the whole run, opened before the load (any
+    /// scenario); on a loopback target they come from 127.0.0.x addresses after the
+    /// --source-addrs ones. With --compare, a list to sweep, e.g. 0,1000,5000,15000.
+    #[arg(long, value_name = "N[,N...]", value_delimiter = ',')]
+    pub idle_connections: Vec<usize>,
     /// Leave Nagle's algorithm on (TCP_NODELAY is set by default).
     #[arg(long)]
     pub no_nodelay: bool,
@@ -262,6 +267,50 @@ pub(crate) fn resolve_spec(
         timeout: args.timeout,
         source_addrs: args.source_addrs as u8,
         nodelay: !args.no_nodelay,
+        idle_connections: 0,
+    })
+}
+
+/// The `--idle-connections` counts: one for a single run (default 0), the sweep's list
+/// (deduplicated, in the order given) for a comparison.
+pub(crate) fn idle_counts(args: &BenchArgs, compare: bool) -> Result<Vec<usize>, BenchError> {
+    let mut counts: Vec<usize> = Vec::new();
+    for &n in &args.idle_connections {
+        if !counts.contains(&n) {
+            counts.push(n);
+        }
+    }
+    if counts.is_empty() {
+        counts.push(0);
+    }
+    if !compare && counts.len() > 1 {
+        return Err(BenchError::Usage(
+            "invalid `--idle-connections`: give one count (a list is swept by --compare)".into(),
+        ));
+    }
+    Ok(counts)
+}
+
+/// `spec` with `idle` silent connections, checked against the source addresses they need.
+pub(crate) fn with_idle(spec: &LoadSpec, idle: usize) -> Result<LoadSpec, BenchError> {
+    if idle > 0 && spec.scenario == Scenario::Udp {
+        return Err(BenchError::Usage(
+            "invalid `--idle-connections`: idle connections are TCP; the udp scenario has none"
+                .into(),
+        ));
+    }
+    let loopback = matches!(spec.target, SocketAddr::V4(a) if a.ip().is_loopback());
+    let sources = crate::loadgen::idle_sources_needed(idle);
+    if loopback && usize::from(spec.source_addrs) + sources > 254 {
+        return Err(BenchError::Usage(format!(
+            "invalid `--idle-connections`: {idle} needs {sources} source addresses after the \
+             {} of --source-addrs, beyond 127.0.0.254",
+            spec.source_addrs
+        )));
+    }
+    Ok(LoadSpec {
+        idle_connections: idle,
+        ..spec.clone()
     })
 }
 
@@ -269,14 +318,24 @@ pub(crate) fn resolve_spec(
 pub(crate) fn check_fd_limit(spec: &LoadSpec) -> Result<(), BenchError> {
     let needed = spec.fds_needed() as u64;
     procfs::ensure_nofile(needed).map(|_| ()).map_err(|why| {
-        let reserve = needed - spec.connections as u64;
+        let reserve = needed - (spec.connections + spec.idle_connections) as u64;
         let most = procfs::nofile_limit()
             .map(|(_, hard)| hard.saturating_sub(reserve))
             .unwrap_or(0);
-        BenchError::Usage(format!(
-            "invalid `--connections`: {} connections need about {needed} open files but \
-             {why}; use at most {most}",
-            spec.connections
-        ))
+        if spec.idle_connections > 0 {
+            BenchError::Usage(format!(
+                "invalid `--idle-connections`: {} connections plus {} idle ones need about \
+                 {needed} open files but {why}; use at most {} idle",
+                spec.connections,
+                spec.idle_connections,
+                most.saturating_sub(spec.connections as u64)
+            ))
+        } else {
+            BenchError::Usage(format!(
+                "invalid `--connections`: {} connections need about {needed} open files but \
+                 {why}; use at most {most}",
+                spec.connections
+            ))
+        }
     })
 }

@@ -1,10 +1,13 @@
 //! The comparison's SVG charts (plotters): msg/s and server CPU per message per server,
 //! latency percentiles per server, msg/s against worker count, and memory per idle
-//! connection. One panel per scenario; bars show the median with a min–max whisker.
+//! connection, and server CPU per message against the number of idle connections (the
+//! `--idle-connections` sweep). One panel per scenario; bars show the median with a min–max
+//! whisker. With a sweep, the bar charts show the sweep's first count.
 
 use std::error::Error;
 use std::path::Path;
 
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -13,9 +16,13 @@ use crate::scenario::Scenario;
 use crate::summary::{CellSummary, CompareReport, Spread};
 
 /// Chart files and their titles, in the order the Markdown report shows them.
-pub(crate) const FILES: [(&str, &str); 5] = [
+pub(crate) const FILES: [(&str, &str); 6] = [
     ("throughput.svg", "Throughput per server"),
     ("cpu_per_msg.svg", "Server CPU time per message"),
+    (
+        "idle_sweep.svg",
+        "Server CPU time per message against idle connections",
+    ),
     ("latency.svg", "Latency percentiles"),
     ("workers.svg", "Throughput against worker count"),
     ("idle_rss.svg", "Server memory per idle connection"),
@@ -57,6 +64,7 @@ pub(crate) fn planned(report: &CompareReport) -> Vec<(&'static str, &'static str
         .filter(|&(file, _)| match file {
             "workers.svg" => timed && worker_series(report).is_some(),
             "idle_rss.svg" => idle,
+            "idle_sweep.svg" => !swept_timed(report).is_empty(),
             _ => timed,
         })
         .collect()
@@ -97,6 +105,9 @@ pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
             |v| format!("{v:.2}"),
         )?;
     }
+    if files.contains(&"idle_sweep.svg") {
+        idle_sweep_chart(&dir.join("idle_sweep.svg"), report, &swept_timed(report))?;
+    }
     if files.contains(&"latency.svg") {
         latency_chart(&dir.join("latency.svg"), report, &timed)?;
     }
@@ -129,13 +140,130 @@ pub(crate) fn write_all(dir: &Path, report: &CompareReport) -> Result<()> {
     Ok(())
 }
 
+/// Timed scenarios, each once (a sweep lists a scenario once per idle count).
 fn timed_scenarios(report: &CompareReport) -> Vec<Scenario> {
+    let mut out: Vec<Scenario> = Vec::new();
+    for s in &report.scenarios {
+        if s.scenario.is_timed() && !out.contains(&s.scenario) {
+            out.push(s.scenario);
+        }
+    }
+    out
+}
+
+/// Timed scenarios swept over idle-connection counts.
+fn swept_timed(report: &CompareReport) -> Vec<Scenario> {
     report
-        .scenarios
-        .iter()
-        .map(|s| s.scenario)
+        .swept_scenarios()
+        .into_iter()
         .filter(|s| s.is_timed())
         .collect()
+}
+
+/// Server CPU per message against idle connections: one panel per swept scenario, a line
+/// per cell (median, min–max whiskers), log scale. A cell not served at some counts has no point there,
+/// and its legend entry says from which count on.
+fn idle_sweep_chart(path: &Path, report: &CompareReport, scenarios: &[Scenario]) -> Result<()> {
+    let height = TITLE_HEIGHT + PANEL_HEIGHT * scenarios.len() as u32;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        "Server CPU time per message against idle connections (median, min–max)",
+        (FONT, 20),
+    )?;
+    let areas = root.split_evenly((scenarios.len(), 1));
+    for (&sc, area) in scenarios.iter().zip(areas.iter()) {
+        let counts = report.idle_counts(sc);
+        let max_x = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        // Log scale: poll's cost grows a hundredfold while epoll's stays flat; on a linear
+        // axis the flat lines would merge at the bottom.
+        let values = report
+            .summary
+            .iter()
+            .filter(|s| s.scenario == sc)
+            .filter_map(|s| s.server_cpu_per_msg_us)
+            .flat_map(|m| [m.min, m.max])
+            .filter(|v| *v > 0.0);
+        let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if hi > 0.0 {
+            (lo / 1.5, hi * 1.5)
+        } else {
+            (0.1, 10.0)
+        };
+        let load = report
+            .scenarios
+            .iter()
+            .find(|s| s.scenario == sc)
+            .map(|s| format!("{sc}: {}", s.describe_load()))
+            .unwrap_or_else(|| sc.to_string());
+        let mut chart = ChartBuilder::on(area)
+            .caption(load, (FONT, 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                -max_x * 0.03..max_x * 1.03,
+                (lo..hi).log_scale().with_key_points(log_key_points(lo, hi)),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("idle connections")
+            .x_label_formatter(&|x| short_number(*x))
+            .y_desc(format!("µs per {} (log scale)", sc.unit()))
+            .y_label_formatter(&|v| short_number(*v))
+            .light_line_style(BLACK.mix(0.04))
+            .draw()?;
+        for (i, cell) in report.cells.iter().enumerate() {
+            let c = color(i);
+            let mut points: Vec<(f64, Spread)> = Vec::new();
+            let mut not_served = None;
+            for &n in &counts {
+                let Some(s) = report.find_at(sc, n, &cell.label) else {
+                    continue;
+                };
+                if s.runs == 0 {
+                    not_served = not_served.or(Some(n));
+                } else if let Some(v) = s.server_cpu_per_msg_us {
+                    points.push((n as f64, v));
+                }
+            }
+            let label = match not_served {
+                Some(n) => format!(
+                    "{} ({} at {} idle)",
+                    cell.label,
+                    crate::summary::NOT_SERVED,
+                    crate::report::thousands(n as u64)
+                ),
+                None => cell.label.clone(),
+            };
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(x, v)| (*x, v.median)),
+                    c.stroke_width(2),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|(x, v)| Circle::new((*x, v.median), 4, c.filled())),
+            )?;
+            for (x, v) in points.iter().filter(|(_, v)| v.max > v.min) {
+                chart.draw_series(whisker(*x, *v, max_x * 0.006, c))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK.mix(0.3))
+            .background_style(WHITE.mix(0.9))
+            .label_font((FONT, 13))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
 }
 
 fn caption(report: &CompareReport, sc: Scenario) -> String {
@@ -145,6 +273,22 @@ fn caption(report: &CompareReport, sc: Scenario) -> String {
         .find(|s| s.scenario == sc)
         .map(|s| format!("{sc}: {}", s.describe()))
         .unwrap_or_else(|| sc.to_string())
+}
+
+/// 1, 2, 5, 10, 20, 50, ... within `lo..=hi`: labels for a log axis.
+fn log_key_points(lo: f64, hi: f64) -> Vec<f64> {
+    let mut points = Vec::new();
+    let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if (lo..=hi).contains(&v) {
+                points.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    points
 }
 
 /// 1234567 → "1.23M".
@@ -475,6 +619,12 @@ mod tests {
         assert_eq!(short_number(4.5), "4.5");
         assert_eq!(short_number(5.0), "5");
         assert_eq!(short_number(0.25), "0.25");
+    }
+
+    #[test]
+    fn log_axis_labels_are_one_two_five() {
+        assert_eq!(log_key_points(1.2, 60.0), vec![2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_key_points(0.5, 1.0), vec![0.5, 1.0]);
     }
 
     #[test]

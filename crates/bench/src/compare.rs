@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use reactor_pool::Model;
 use reactor_pool::config::Config;
 
 use crate::args::{BenchArgs, BenchError, check_fd_limit};
@@ -71,15 +72,21 @@ pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
                 let cell = &spec.cells[i];
                 if let Some(bar) = &bar {
                     bar.set_message(format!(
-                        "{} {} (repetition {}/{})",
+                        "{}{} {} (repetition {}/{})",
                         load.scenario,
+                        idle_suffix(load.idle_connections),
                         cell.label,
                         rep + 1,
                         spec.repeat
                     ));
                 }
+                let idle = if load.idle_connections > 0 {
+                    format!("-idle{}", load.idle_connections)
+                } else {
+                    String::new()
+                };
                 let log = logs.join(format!(
-                    "{}-{}-r{}.log",
+                    "{}{idle}-{}-r{}.log",
                     load.scenario,
                     file_safe(&cell.label),
                     rep + 1
@@ -106,8 +113,9 @@ pub(crate) fn run(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
 fn run_line(r: &RunResult) -> String {
     let unit = r.scenario.unit();
     let mut line = format!(
-        "{} {} #{}: {} {unit}/s",
+        "{}{} {} #{}: {} {unit}/s",
         r.scenario,
+        idle_suffix(r.report.idle_connections),
         r.cell,
         r.repetition + 1,
         thousands(r.report.msgs_per_sec.round() as u64)
@@ -143,6 +151,15 @@ fn write_report(out: &Path, report: &CompareReport) -> Result<(), BenchError> {
     chart::write_all(out, report)
         .map_err(|e| BenchError::Runtime(format!("cannot draw the charts: {e}")))?;
     Ok(())
+}
+
+/// " +N idle" for a load with silent connections, nothing without.
+fn idle_suffix(idle: usize) -> String {
+    if idle > 0 {
+        format!(" +{} idle", thousands(idle as u64))
+    } else {
+        String::new()
+    }
 }
 
 fn file_safe(label: &str) -> String {
@@ -189,6 +206,7 @@ fn measure(
     let mut observer = Sampler {
         pid,
         start_fds,
+        idle_open: 0,
         at_start: None,
         at_end: None,
     };
@@ -220,7 +238,8 @@ fn measure(
     });
     let rss_per_connection = match (&report.idle, start_sample, server_end) {
         (Some(idle), Some(s0), Some(s1)) if idle.established > 0 => {
-            Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / idle.established as f64)
+            let open = idle.established + report.idle_connections_opened;
+            Some((s1.rss_bytes as f64 - s0.rss_bytes as f64) / open as f64)
         }
         _ => None,
     };
@@ -250,20 +269,26 @@ fn measure(
     })
 }
 
-/// The cell's launch for `load`: `serve` gets `--max-connections` when the load needs more
-/// than the default allows (and only then, since some models refuse large values).
+/// The cell's launch for `load`: `serve` gets `--max-connections` when the load (active plus
+/// idle connections) needs more than the default allows, or more than the model can serve
+/// (select: FD_SETSIZE) — then the server refuses to start with its own one-line reason, and
+/// the report shows the cell as not served instead of figures from a server that dropped
+/// connections. Only then, since some models refuse large values.
 fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
     let default_max = Config::default().max_connections;
+    let needed = load.connections + load.idle_connections;
+    let ceiling = Model::ALL
+        .iter()
+        .find(|m| m.name() == cell.model)
+        .and_then(|m| m.connection_ceiling())
+        .unwrap_or(usize::MAX);
     match &cell.launch {
         Launch::Serve { exe, args }
-            if load.connections + 16 > default_max
+            if (needed + 16 > default_max || needed > ceiling)
                 && !args.iter().any(|a| a.starts_with("--max-connections")) =>
         {
             let mut args = args.clone();
-            args.extend([
-                "--max-connections".to_owned(),
-                (load.connections + 64).to_string(),
-            ]);
+            args.extend(["--max-connections".to_owned(), (needed + 64).to_string()]);
             Launch::Serve {
                 exe: exe.clone(),
                 args,
@@ -288,6 +313,8 @@ struct Sampler {
     pid: u32,
     /// The server's open descriptors before any connection.
     start_fds: usize,
+    /// `--idle-connections` established (the server holds a descriptor for each).
+    idle_open: u64,
     /// (when, server, load generator) at the window's start.
     at_start: Option<(Instant, ProcSample, ProcSample)>,
     /// (when, server, load generator) at the window's end.
@@ -302,11 +329,10 @@ impl Sampler {
     }
 }
 
-impl Observer for Sampler {
-    fn all_connected(&mut self, open: u64) {
-        // A connect completes at the SYN-ACK, before the server has accepted; wait (bounded)
-        // until the server holds a descriptor for each connection, so the hold measures
-        // accepted connections.
+impl Sampler {
+    /// A connect completes at the SYN-ACK, before the server has accepted; waits (bounded)
+    /// until the server holds a descriptor for each of `open` connections.
+    fn wait_for_accepts(&self, open: u64) {
         let deadline = Instant::now() + ACCEPT_WAIT;
         let want = self.start_fds + open as usize;
         while Instant::now() < deadline {
@@ -315,6 +341,19 @@ impl Observer for Sampler {
                 _ => break,
             }
         }
+    }
+}
+
+impl Observer for Sampler {
+    fn idle_connections_open(&mut self, open: u64) {
+        // The load starts with every silent connection accepted.
+        self.idle_open = open;
+        self.wait_for_accepts(open);
+    }
+
+    fn all_connected(&mut self, open: u64) {
+        // The hold measures accepted connections.
+        self.wait_for_accepts(self.idle_open + open);
     }
 
     fn window_start(&mut self) {
@@ -475,6 +514,9 @@ mod report_tests {
                     hold_secs: 1.0,
                     echo_secs: 0.01,
                 }),
+                idle_connections: 0,
+                idle_connections_opened: 0,
+                idle_connections_kept: 0,
                 udp: None,
             },
             server_cpu_secs: Some(cpu * rate / 1e6),
@@ -568,6 +610,94 @@ mod report_tests {
         assert!(charts.iter().any(|&(file, _)| file == "workers.svg"));
         let workers = std::fs::read_to_string(out.join("workers.svg")).unwrap();
         assert!(workers.contains("tokio") && workers.contains("reactor"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// The idle-connections sweep in a synthetic report: one section per (scenario, idle
+    /// count), ratios paired within the same idle count, the sweep table with each cell's
+    /// CPU per message and its growth, select's refusal shown as not served with its reason,
+    /// and the chart drawn with a line per model.
+    #[test]
+    fn idle_sweep_table_and_chart() {
+        let cells = vec![
+            cell("epoll", "epoll", None),
+            cell("poll", "poll", None),
+            cell("select", "select", None),
+        ];
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let counts = [0usize, 5000];
+        let loads: Vec<LoadSpec> = counts
+            .iter()
+            .map(|&n| LoadSpec {
+                duration: Duration::from_secs(1),
+                idle_connections: n,
+                ..LoadSpec::new(target, Scenario::Pingpong)
+            })
+            .collect();
+        let out = std::env::temp_dir().join(format!("rp-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells: cells.clone(),
+            loads: loads.clone(),
+            repeat: 1,
+            baseline: "epoll".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let at = |label: &str, idle: usize, cpu: f64| {
+            let mut r = result(label, Scenario::Pingpong, 0, 1000.0, cpu);
+            r.report.idle_connections = idle;
+            r
+        };
+        let mut refused = RunResult::not_started(
+            &cells[2],
+            &loads[1],
+            0,
+            2,
+            "invalid `--max-connections`: FD_SETSIZE",
+        );
+        refused.report.idle_connections = 5000;
+        let runs = vec![
+            at("epoll", 0, 4.0),
+            at("poll", 0, 3.0),
+            at("select", 0, 3.5),
+            at("epoll", 5000, 4.0),
+            at("poll", 5000, 12.0),
+            refused,
+        ];
+        let report = build(&spec, runs, SystemTime::now());
+        assert_eq!(report.swept_scenarios(), vec![Scenario::Pingpong]);
+        assert_eq!(report.idle_counts(Scenario::Pingpong), vec![0, 5000]);
+        let poll = report.find_at(Scenario::Pingpong, 5000, "poll").unwrap();
+        assert_eq!(
+            poll.cpu_ratio.unwrap().median,
+            3.0,
+            "paired with epoll at 5000"
+        );
+        assert_eq!(
+            report
+                .find(Scenario::Pingpong, "poll")
+                .unwrap()
+                .idle_connections,
+            0
+        );
+
+        write_report(&out, &report).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("plus 5,000 idle connections"), "{md}");
+        assert!(md.contains("| server | 0 idle | 5,000 idle |"), "{md}");
+        assert!(md.contains("| epoll | 4.00 µs | 4.00 µs (1.00×) |"), "{md}");
+        assert!(md.contains("| poll | 3.00 µs | 12.0 µs (4.00×) |"), "{md}");
+        assert!(md.contains("| select | 3.50 µs | not served |"), "{md}");
+        assert!(
+            md.contains("- select at 5,000 idle: server: did not start: invalid `--max-connections`: FD_SETSIZE"),
+            "{md}"
+        );
+        let svg = std::fs::read_to_string(out.join("idle_sweep.svg")).unwrap();
+        for legend in ["epoll", "poll", "select (not served at 5,000 idle)"] {
+            assert!(svg.contains(legend), "{legend} in the sweep chart: {svg}");
+        }
+        assert!(md.contains("(idle_sweep.svg)"), "{md}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }

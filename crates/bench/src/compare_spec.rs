@@ -9,7 +9,8 @@ use reactor_pool::Model;
 use reactor_pool::config::MAX_WORKERS;
 use serde::Serialize;
 
-use crate::args::{BenchArgs, BenchError, resolve_spec};
+use crate::args::{BenchArgs, BenchError, idle_counts, resolve_spec, with_idle};
+use crate::scenario::Scenario;
 use crate::server_process::Launch;
 use crate::spec::LoadSpec;
 
@@ -41,7 +42,8 @@ pub(crate) struct Cell {
 pub(crate) struct CompareSpec {
     /// Servers, in the order of the first repetition.
     pub cells: Vec<Cell>,
-    /// One load spec per scenario (the target is filled in per run).
+    /// One load spec per scenario and `--idle-connections` count, scenario by scenario
+    /// (the target is filled in per run).
     pub loads: Vec<LoadSpec>,
     /// Repetitions of every (scenario, cell) measurement.
     pub repeat: usize,
@@ -107,10 +109,19 @@ pub(crate) fn resolve(args: &BenchArgs) -> Result<CompareSpec, BenchError> {
     }
 
     let placeholder = SocketAddr::from(([127, 0, 0, 1], 0));
-    let loads = scenarios
-        .iter()
-        .map(|&sc| resolve_spec(args, sc, placeholder, true))
-        .collect::<Result<Vec<_>, _>>()?;
+    let idle = idle_counts(args, true)?;
+    let mut loads = Vec::with_capacity(scenarios.len() * idle.len());
+    for &sc in &scenarios {
+        let spec = resolve_spec(args, sc, placeholder, true)?;
+        if sc == Scenario::Udp {
+            // Idle connections are TCP: the udp scenario runs once, without them.
+            loads.push(spec);
+            continue;
+        }
+        for &n in &idle {
+            loads.push(with_idle(&spec, n)?);
+        }
+    }
     let extra: Vec<String> = args
         .server_args
         .as_deref()

@@ -47,7 +47,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use args::BenchArgs;
-use args::{BenchError, check_fd_limit, resolve_spec, resolve_target};
+use args::{BenchError, check_fd_limit, idle_counts, resolve_spec, resolve_target, with_idle};
 use loadgen::Observer;
 pub use report::{ErrorCounts, IdleFigures, Latency, RunReport, UdpFigures};
 pub use scenario::Scenario;
@@ -89,6 +89,7 @@ fn run_single(args: &BenchArgs) -> Result<u64, BenchError> {
     let target_text = args.target.as_deref().unwrap_or_default();
     let target = resolve_target(target_text)?;
     let spec = resolve_spec(args, args.scenario, target, false)?;
+    let spec = with_idle(&spec, idle_counts(args, false)?[0])?;
     check_fd_limit(&spec)?;
     let total = if spec.scenario.is_timed() {
         spec.warmup + spec.duration

@@ -9,7 +9,8 @@ use std::time::Duration;
 /// A point-in-time sample of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct ProcSample {
-    /// User plus system CPU time of every thread of the process so far.
+    /// User plus system CPU time of every thread of the process so far, plus that of its
+    /// reaped children.
     pub cpu: Duration,
     /// Resident memory now (`VmRSS`), bytes.
     pub rss_bytes: u64,
@@ -68,16 +69,21 @@ fn proc_dir(pid: Option<u32>) -> String {
     }
 }
 
-/// `utime + stime` (fields 14 and 15, in clock ticks) from the text of `/proc/PID/stat`.
-/// The command name (field 2) may contain spaces and parentheses, so fields are counted from
-/// the last `)`.
+/// `utime + stime + cutime + cstime` (fields 14 to 17, in clock ticks) from the text of
+/// `/proc/PID/stat`: the process's own CPU time plus that of its children it has reaped, so
+/// the fork model's per-connection children count (each once reaped; the other models have
+/// no children). The command name (field 2) may contain spaces and parentheses, so fields
+/// are counted from the last `)`.
 fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // after_comm starts with field 3 (state); utime is field 14, i.e. the 12th from here.
     let mut fields = after_comm.split_ascii_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let mut ticks = 0;
+    for _ in 0..4 {
+        let v: u64 = fields.next()?.parse().ok()?;
+        ticks += v;
+    }
+    Some(ticks)
 }
 
 /// The number in a `Name:   1234 kB` (or `Name:   1234`) line of `/proc/PID/status`.
@@ -127,6 +133,9 @@ mod tests {
     fn parses_stat_with_awkward_command_names() {
         let stat = "4242 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 3 0 100 0 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        // Reaped children's time (cutime, cstime) counts: the fork model's connections.
+        let stat = "7 (fork) S 1 2 3 4 5 6 7 8 9 10 250 75 30 12 20 0 3 0 100 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(367));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
     }
 

@@ -245,6 +245,12 @@ pub struct RunReport {
     pub errors: ErrorCounts,
     /// Idle scenario only.
     pub idle: Option<IdleFigures>,
+    /// `--idle-connections`: silent connections asked for, held through the whole run.
+    pub idle_connections: usize,
+    /// Of those, how many were established.
+    pub idle_connections_opened: u64,
+    /// Of those, how many were still open and had received nothing at the end.
+    pub idle_connections_kept: u64,
     /// Udp scenario only: what UDP did to the datagrams.
     pub udp: Option<UdpFigures>,
 }
@@ -270,6 +276,9 @@ impl RunReport {
             connections_opened: 0,
             errors: ErrorCounts::default(),
             idle: None,
+            idle_connections: spec.idle_connections,
+            idle_connections_opened: 0,
+            idle_connections_kept: 0,
             udp: None,
         }
     }
@@ -344,6 +353,15 @@ impl RunReport {
             self.scenario, self.threads
         );
         let _ = writeln!(t, "target       {}", self.target);
+        if self.idle_connections > 0 {
+            let _ = writeln!(
+                t,
+                "silent       {} idle connections asked for, {} opened, {} open and silent at the end",
+                thousands(self.idle_connections as u64),
+                thousands(self.idle_connections_opened),
+                thousands(self.idle_connections_kept)
+            );
+        }
         if let Some(idle) = &self.idle {
             let _ = writeln!(
                 t,
@@ -415,14 +433,15 @@ impl RunReport {
     pub const CSV_HEADER: &'static str = "scenario,target,connections,size,depth,threads,\
         source_addrs,warmup_secs,duration_secs,messages,bytes,msgs_per_sec,bytes_per_sec,\
         p50_us,p90_us,p99_us,p999_us,max_us,mean_us,connections_opened,connect_errors,\
-        mismatches,resets,timeouts,other_errors";
+        mismatches,resets,timeouts,other_errors,idle_connections,idle_connections_opened,\
+        idle_connections_kept";
 
     /// One CSV row matching [`RunReport::CSV_HEADER`] (no newline).
     pub fn to_csv_row(&self) -> String {
         let l = &self.latency;
         let e = &self.errors;
         format!(
-            "{},{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{}",
             self.scenario,
             self.target,
             self.connections,
@@ -447,7 +466,10 @@ impl RunReport {
             e.mismatch,
             e.reset,
             e.timeout,
-            e.other
+            e.other,
+            self.idle_connections,
+            self.idle_connections_opened,
+            self.idle_connections_kept
         )
     }
 }
@@ -484,6 +506,9 @@ mod tests {
             connections_opened: 50,
             errors,
             idle: None,
+            idle_connections: 0,
+            idle_connections_opened: 0,
+            idle_connections_kept: 0,
             udp: None,
         }
     }

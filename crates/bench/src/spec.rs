@@ -39,6 +39,9 @@ pub struct LoadSpec {
     pub source_addrs: u8,
     /// Set `TCP_NODELAY` on every connection.
     pub nodelay: bool,
+    /// Extra connections opened before the load starts that stay silent for the whole run
+    /// (`--idle-connections`), spread over source addresses after the active ones.
+    pub idle_connections: usize,
 }
 
 impl LoadSpec {
@@ -56,6 +59,7 @@ impl LoadSpec {
             timeout: Duration::from_secs(5),
             source_addrs: 1,
             nodelay: true,
+            idle_connections: 0,
         }
     }
 
@@ -70,6 +74,6 @@ impl LoadSpec {
 
     /// Descriptors the run needs in this process.
     pub fn fds_needed(&self) -> usize {
-        self.connections + 2 * self.threads + FD_RESERVE
+        self.connections + self.idle_connections + 2 * self.threads + FD_RESERVE
     }
 }

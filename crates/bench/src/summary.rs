@@ -85,11 +85,26 @@ pub(crate) struct ScenarioInfo {
     pub warmup_secs: f64,
     /// Window (idle: hold), seconds.
     pub duration_secs: f64,
+    /// Silent connections held through the run (`--idle-connections`).
+    pub idle_connections: usize,
 }
 
 impl ScenarioInfo {
     /// "50 connections × 64 B, 3 s after 1 s warm-up".
     pub(crate) fn describe(&self) -> String {
+        let load = self.describe_load();
+        if self.idle_connections > 0 {
+            format!(
+                "{load}; plus {} idle connections",
+                thousands(self.idle_connections as u64)
+            )
+        } else {
+            load
+        }
+    }
+
+    /// The load without the idle connections.
+    pub(crate) fn describe_load(&self) -> String {
         match self.scenario {
             Scenario::Idle => format!(
                 "{} connections held {} s, then one {} B echo on each",
@@ -122,6 +137,8 @@ impl ScenarioInfo {
 pub(crate) struct CellSummary {
     /// Scenario.
     pub scenario: Scenario,
+    /// Silent connections held through the run (`--idle-connections`).
+    pub idle_connections: usize,
     /// Cell label.
     pub cell: String,
     /// Repetitions measured.
@@ -181,11 +198,44 @@ pub(crate) struct CompareReport {
 }
 
 impl CompareReport {
-    /// The summary of `cell` in `scenario`.
+    /// The summary of `cell` in `scenario` (with an idle-connections sweep: at the sweep's
+    /// first count, the one the per-scenario tables and bar charts lead with).
     pub(crate) fn find(&self, scenario: Scenario, cell: &str) -> Option<&CellSummary> {
         self.summary
             .iter()
             .find(|s| s.scenario == scenario && s.cell == cell)
+    }
+
+    /// The summary of `cell` in `scenario` with `idle` silent connections.
+    pub(crate) fn find_at(
+        &self,
+        scenario: Scenario,
+        idle: usize,
+        cell: &str,
+    ) -> Option<&CellSummary> {
+        self.summary
+            .iter()
+            .find(|s| s.scenario == scenario && s.idle_connections == idle && s.cell == cell)
+    }
+
+    /// The `--idle-connections` counts swept for `scenario`, in run order (one: no sweep).
+    pub(crate) fn idle_counts(&self, scenario: Scenario) -> Vec<usize> {
+        self.scenarios
+            .iter()
+            .filter(|s| s.scenario == scenario)
+            .map(|s| s.idle_connections)
+            .collect()
+    }
+
+    /// Scenarios with more than one `--idle-connections` count, in run order.
+    pub(crate) fn swept_scenarios(&self) -> Vec<Scenario> {
+        let mut out: Vec<Scenario> = Vec::new();
+        for s in &self.scenarios {
+            if !out.contains(&s.scenario) && self.idle_counts(s.scenario).len() > 1 {
+                out.push(s.scenario);
+            }
+        }
+        out
     }
 }
 
@@ -210,6 +260,7 @@ pub(crate) fn build(
                 0.0
             },
             duration_secs: l.duration.as_secs_f64(),
+            idle_connections: l.idle_connections,
         })
         .collect();
     let mut summary = Vec::new();
@@ -217,9 +268,13 @@ pub(crate) fn build(
         for cell in &spec.cells {
             let mine: Vec<&RunResult> = runs
                 .iter()
-                .filter(|r| r.scenario == info.scenario && r.cell == cell.label)
+                .filter(|r| {
+                    r.scenario == info.scenario
+                        && r.report.idle_connections == info.idle_connections
+                        && r.cell == cell.label
+                })
                 .collect();
-            summary.push(summarize(info.scenario, &cell.label, &mine));
+            summary.push(summarize(info, &cell.label, &mine));
         }
     }
     // Ratios against the baseline, paired by repetition.
@@ -227,11 +282,17 @@ pub(crate) fn build(
         let paired = |f: fn(&RunResult) -> Option<f64>| {
             Spread::of(
                 runs.iter()
-                    .filter(|r| r.server_started && r.scenario == s.scenario && r.cell == s.cell)
+                    .filter(|r| {
+                        r.server_started
+                            && r.scenario == s.scenario
+                            && r.report.idle_connections == s.idle_connections
+                            && r.cell == s.cell
+                    })
                     .filter_map(|r| {
                         let base = runs.iter().find(|b| {
                             b.server_started
                                 && b.scenario == r.scenario
+                                && b.report.idle_connections == r.report.idle_connections
                                 && b.repetition == r.repetition
                                 && b.cell == spec.baseline
                         })?;
@@ -271,7 +332,7 @@ pub(crate) fn build(
     }
 }
 
-fn summarize(scenario: Scenario, cell: &str, all: &[&RunResult]) -> CellSummary {
+fn summarize(info: &ScenarioInfo, cell: &str, all: &[&RunResult]) -> CellSummary {
     // Figures come from the runs whose server started; the others count as errors.
     let runs: Vec<&RunResult> = all.iter().copied().filter(|r| r.server_started).collect();
     let spread =
@@ -292,7 +353,8 @@ fn summarize(scenario: Scenario, cell: &str, all: &[&RunResult]) -> CellSummary 
         }
     }
     CellSummary {
-        scenario,
+        scenario: info.scenario,
+        idle_connections: info.idle_connections,
         cell: cell.to_owned(),
         runs: runs.len(),
         msgs_per_sec: spread(&|r| Some(r.report.msgs_per_sec)),
@@ -391,7 +453,8 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
         md,
         "The load generator runs on the same machine as the server, so msg/s largely shows how \
          the cores were shared between them. **Server CPU per message** (user + system time \
-         of the server process over the measured window, from `/proc/PID/stat`, divided by \
+         of the server process and its reaped children — the fork model's connections — over \
+         the measured window, from `/proc/PID/stat`, divided by \
          the messages echoed in it) is the figure that compares servers fairly; \
          **switches** are the server's context switches (all threads) per message, the cost \
          of sleeping and being woken. Latency is from the write carrying a message's first \
@@ -516,6 +579,7 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
         }
         let _ = writeln!(md);
     }
+    sweep_markdown(&mut md, report);
     let _ = writeln!(md, "## Charts\n");
     for (file, title) in charts {
         let _ = writeln!(md, "![{title}]({file})\n");
@@ -528,6 +592,94 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
     }
     let _ = writeln!(md, "\nCommand: `{}`", report.meta.command.replace('`', "'"));
     md
+}
+
+/// What a sweep cell shows when no run of it served the load.
+pub(crate) const NOT_SERVED: &str = "not served";
+
+/// The `--idle-connections` sweep: server CPU per message of each cell at each idle count,
+/// and why a cell was not served where it was not (select above FD_SETSIZE).
+fn sweep_markdown(md: &mut String, report: &CompareReport) {
+    let swept = report.swept_scenarios();
+    if swept.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Server CPU per message against idle connections\n");
+    let _ = writeln!(
+        md,
+        "Each column adds that many silent connections, opened before the load and held \
+         through it, to the same active load. A model whose every call looks at every \
+         connection (`poll`, `select`) pays for them on every message; epoll pays only for \
+         the ready ones. In parentheses: the median against the same server's at the first \
+         count. **{NOT_SERVED}**: the server cannot take that many connections (it refused \
+         to start; the reason follows the table).\n"
+    );
+    for sc in swept {
+        let counts = report.idle_counts(sc);
+        let Some(info) = report.scenarios.iter().find(|s| s.scenario == sc) else {
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "### {sc} — {}: server CPU per {}\n",
+            info.describe_load(),
+            sc.unit()
+        );
+        let header: Vec<String> = counts
+            .iter()
+            .map(|&n| format!("{} idle", thousands(n as u64)))
+            .collect();
+        let _ = writeln!(md, "| server | {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(counts.len()));
+        let mut reasons: Vec<String> = Vec::new();
+        for cell in &report.cells {
+            let first = report
+                .find_at(sc, counts[0], &cell.label)
+                .and_then(|s| s.server_cpu_per_msg_us)
+                .map(|s| s.median);
+            let row: Vec<String> = counts
+                .iter()
+                .map(|&n| {
+                    let Some(s) = report.find_at(sc, n, &cell.label) else {
+                        return "–".to_owned();
+                    };
+                    if s.runs == 0 {
+                        if let Some(note) = s.error_notes.first() {
+                            // The server's own one-line error, when its log gave one.
+                            let why = note
+                                .rsplit_once("its log says: ")
+                                .map_or(note.as_str(), |(_, t)| t.trim_end_matches(')'));
+                            reasons.push(format!(
+                                "{} at {} idle: {why}",
+                                cell.label,
+                                thousands(n as u64)
+                            ));
+                        }
+                        return NOT_SERVED.to_owned();
+                    }
+                    let mut text = match (s.server_cpu_per_msg_us, first) {
+                        (Some(v), Some(f)) if f > 0.0 && n != counts[0] => {
+                            format!("{} ({:.2}×)", cpu_us(v.median), v.median / f)
+                        }
+                        (Some(v), _) => cpu_us(v.median),
+                        (None, _) => "–".to_owned(),
+                    };
+                    if s.errors > 0 {
+                        text += &format!(", {} errors", s.errors);
+                    }
+                    text
+                })
+                .collect();
+            let _ = writeln!(md, "| {} | {} |", cell.label, row.join(" | "));
+        }
+        if !reasons.is_empty() {
+            let _ = writeln!(md, "\nNot served:");
+            for r in reasons {
+                let _ = writeln!(md, "- {r}");
+            }
+        }
+        let _ = writeln!(md);
+    }
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.

@@ -371,3 +371,140 @@ fn compare_records_servers_that_do_not_start() {
     assert!(md.contains("did not start"), "{md}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--idle-connections`: a list is for --compare only, a count must be a number, and idle
+/// connections count against the open-files limit (refused up front, naming the flag).
+#[test]
+fn idle_connections_flag_is_checked() {
+    assert_usage_error(
+        &run(&[
+            "bench",
+            "--target",
+            "127.0.0.1:9",
+            "--idle-connections",
+            "10,20",
+        ]),
+        "`--idle-connections`",
+    );
+    assert_usage_error(
+        &run(&[
+            "bench",
+            "--target",
+            "127.0.0.1:9",
+            "--idle-connections",
+            "many",
+        ]),
+        "--idle-connections",
+    );
+    assert_usage_error(
+        &run(&[
+            "bench",
+            "--target",
+            "127.0.0.1:9",
+            "--scenario",
+            "udp",
+            "--idle-connections",
+            "10",
+        ]),
+        "`--idle-connections`",
+    );
+    let o = run(&[
+        "bench",
+        "--target",
+        "127.0.0.1:9",
+        "--idle-connections",
+        "25000",
+    ]);
+    assert_usage_error(&o, "`--idle-connections`");
+    assert!(stderr(&o).contains("RLIMIT_NOFILE"), "{}", stderr(&o));
+    // 15,000 idle + 50 active fits the 20,000 limit: not refused for descriptors (the run
+    // itself fails to connect to the discard port, exit 1, after the check).
+    let o = run(&[
+        "bench",
+        "--target",
+        "127.0.0.1:9",
+        "--idle-connections",
+        "15000",
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+        "--timeout",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["idle_connections"], 15000);
+    assert_eq!(json["idle_connections_opened"], 0);
+}
+
+/// The sweep end to end: epoll and select at 0 and 1,100 idle connections. epoll holds all
+/// 1,100 open and silent through the run; select cannot take 1,150 connections (FD_SETSIZE),
+/// refuses to start, and the report says so in the sweep table, the JSON and the chart.
+#[test]
+fn compare_sweeps_idle_connections_and_reports_what_select_cannot_serve() {
+    let out = temp_dir("compare-idle");
+    let o = run(&[
+        "bench",
+        "--compare",
+        "--models",
+        "epoll,select",
+        "--scenarios",
+        "pingpong",
+        "--idle-connections",
+        "0,1100",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--repeat",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // select's refusal counts as an error of the comparison.
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let at = |cell: &str, idle: u64| {
+        runs.iter()
+            .find(|r| r["cell"] == cell && r["report"]["idle_connections"] == idle)
+            .unwrap_or_else(|| panic!("no run of {cell} at {idle} idle"))
+    };
+    let epoll = at("epoll", 1100);
+    assert_eq!(epoll["server_exit"], "clean", "{epoll}");
+    assert_eq!(epoll["report"]["idle_connections_opened"], 1100, "{epoll}");
+    assert_eq!(epoll["report"]["idle_connections_kept"], 1100, "{epoll}");
+    assert_eq!(epoll["report"]["errors"]["reset"], 0, "{epoll}");
+    assert!(epoll["server_cpu_per_msg_us"].is_number(), "{epoll}");
+    assert_eq!(at("select", 0)["server_started"], true);
+    let select = at("select", 1100);
+    assert_eq!(select["server_started"], false, "{select}");
+    assert!(
+        select["server_exit"]
+            .as_str()
+            .unwrap()
+            .contains("FD_SETSIZE"),
+        "{select}"
+    );
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Server CPU per message against idle connections"),
+        "{md}"
+    );
+    assert!(md.contains("| server | 0 idle | 1,100 idle |"), "{md}");
+    let select_row = md
+        .lines()
+        .find(|l| l.starts_with("| select |") && l.contains("not served"))
+        .unwrap_or_else(|| panic!("select's sweep row: {md}"));
+    assert!(!select_row.contains("– |"), "{select_row}");
+    assert!(md.contains("select at 1,100 idle:"), "{md}");
+    let svg = std::fs::read_to_string(out.join("idle_sweep.svg")).unwrap();
+    assert!(svg.contains("not served at 1,100 idle"), "chart legend");
+    assert!(md.contains("idle_sweep.svg"), "chart linked");
+    let _ = std::fs::remove_dir_all(&out);
+}

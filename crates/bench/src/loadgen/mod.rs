@@ -23,14 +23,19 @@
 //!   bytes;
 //! - `tally`: the measured `Window` and each thread's `ThreadStats`;
 //! - `shared`: what the coordinator (`run`, here) and the threads share;
+//! - `silent`: `Silent`, the `--idle-connections`: opened before the load, never written to,
+//!   checked at the end;
 //! - `udp`: the `udp` scenario, datagrams over connected UDP sockets, with its own
 //!   coordinator and threads.
 
 mod connection;
 mod driver;
 mod shared;
+mod silent;
 mod tally;
 mod udp;
+
+pub(crate) use self::silent::sources_needed as idle_sources_needed;
 
 use std::io;
 use std::sync::Arc;
@@ -40,20 +45,29 @@ use std::time::{Duration, Instant};
 
 use self::driver::Driver;
 use self::shared::{PHASE_ECHO, PHASE_STOP, Shared};
+use self::silent::Silent;
 use self::tally::{ThreadStats, Window};
 use crate::pattern::Pattern;
-use crate::report::{IdleFigures, Latency, RunReport};
+use crate::report::{ErrorCounts, IdleFigures, Latency, RunReport};
 use crate::scenario::Scenario;
 use crate::spec::LoadSpec;
 
+/// How long before a timed window's end `Observer::window_end` is called (at most a tenth of
+/// the window).
+pub const SAMPLE_LEAD: Duration = Duration::from_millis(50);
+
 /// Hooks the comparison runner uses to sample the server at the window's edges.
 pub trait Observer {
+    /// `--idle-connections`: `open` silent connections are established, before any load
+    /// (the warm-up starts when this returns).
+    fn idle_connections_open(&mut self, _open: u64) {}
     /// Idle only: every connection attempt has settled and `open` connections are open;
     /// the hold starts when this returns.
     fn all_connected(&mut self, _open: u64) {}
     /// The measured window starts now (idle: the hold begins).
     fn window_start(&mut self) {}
-    /// The measured window ends now (idle: the hold ends, before the echoes).
+    /// The measured window ends now (timed scenarios: up to `SAMPLE_LEAD` before its end,
+    /// while every connection is still open; idle: the hold ends, before the echoes).
     fn window_end(&mut self) {}
     /// Called about five times a second with the time since start and messages so far.
     fn tick(&mut self, _elapsed: Duration, _messages: u64) {}
@@ -74,6 +88,12 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let pattern = Arc::new(Pattern::new());
     let shared = Arc::new(Shared::new());
+    let mut silent_errors = ErrorCounts::default();
+    let silent = Silent::open(spec, &mut silent_errors)?;
+    let idle_opened = silent.len() as u64;
+    if spec.idle_connections > 0 {
+        observer.idle_connections_open(idle_opened);
+    }
     let start = Instant::now();
     let window = if spec.scenario.is_timed() {
         let from = start + spec.warmup;
@@ -112,13 +132,14 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     if spec.scenario.is_timed() {
         wait_until(start + spec.warmup, start, &shared, observer);
         observer.window_start();
-        wait_until(
-            start + spec.warmup + spec.duration,
-            start,
-            &shared,
-            observer,
-        );
+        let end = start + spec.warmup + spec.duration;
+        // Reported a little early: at the end the threads start closing connections, and a
+        // thread-per-connection server's threads exit with them, taking their context-switch
+        // counters out of a sample taken after.
+        let lead = SAMPLE_LEAD.min(spec.duration / 10);
+        wait_until(end - lead, start, &shared, observer);
         observer.window_end();
+        wait_until(end, start, &shared, observer);
     } else {
         // Threads exit early only if they have nothing left to do (every connect failed).
         while shared.settled.load(Ordering::Acquire) < spec.connections
@@ -154,6 +175,8 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
     if let Some(e) = failure {
         return Err(e);
     }
+    let idle_kept = silent.check_and_close(&mut silent_errors);
+    total.errors.merge(&silent_errors);
 
     let (duration_secs, rate_secs, idle) = match idle {
         Some((connect, hold, echo_from)) => {
@@ -201,6 +224,9 @@ pub fn run(spec: &LoadSpec, observer: &mut dyn Observer) -> io::Result<RunReport
         connections_opened: total.opened,
         errors: total.errors,
         idle,
+        idle_connections: spec.idle_connections,
+        idle_connections_opened: idle_opened,
+        idle_connections_kept: idle_kept,
         udp: None,
     })
 }
