@@ -24,12 +24,12 @@ use crate::live::LiveSettings;
 use crate::policy::admission::Admission;
 use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
-use crate::policy::interest::{self, Next, Trigger};
+use crate::policy::interest::{self, Next, Progress, State, Trigger};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, ReadUntil, Transport};
+use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -174,9 +174,15 @@ impl LoopCore {
 
     /// Logs and counts the close of an admitted connection.
     pub(crate) fn closed(&self, reason: CloseReason, conn: &mut Conn) {
+        self.closed_holding(reason, conn.echo.pending(), conn.log.take());
+    }
+
+    /// [`LoopCore::closed`] for a loop that keeps the unsent bytes outside the [`Conn`] (the
+    /// `uring` model): `pending` of them, and the connection's `log` record.
+    pub(crate) fn closed_holding(&self, reason: CloseReason, pending: usize, log: Record) {
         self.counters().closed(reason);
-        log_close(self.model, reason, conn.echo.pending());
-        ConnLog::closed(conn.log.take(), reason);
+        log_close(self.model, reason, pending);
+        ConnLog::closed(log, reason);
     }
 
     /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
@@ -187,8 +193,7 @@ impl LoopCore {
         self.drive_over(&mut conn.echo, &mut conn.stream, &mut conn.log)
     }
 
-    /// [`LoopCore::drive`] over any transport (the `uring` model drives the echo over bytes
-    /// already received, not over the socket); the caller keeps the idle clock. What moved is
+    /// [`LoopCore::drive`] over any transport; the caller keeps the idle clock. What moved is
     /// counted, and added to `log` (the connection's [`Conn::log`]).
     pub(crate) fn drive_over<T: Transport + ?Sized>(
         &mut self,
@@ -198,8 +203,6 @@ impl LoopCore {
     ) -> Next {
         let before = echo.state(&self.echo);
         let driven = echo.drive(io, &mut self.scratch, &self.echo);
-        let counters = self.stats.worker(0);
-        counters.moved(driven.moved.read, driven.moved.written);
         ConnLog::add(log, driven.moved);
         let next = interest::next(
             driven.progress,
@@ -207,6 +210,23 @@ impl LoopCore {
             echo.state(&self.echo),
             self.trigger,
         );
+        self.count(driven.moved, next);
+        next
+    }
+
+    /// Counts what a completion-driven loop (the `uring` model, which has no drive) moved,
+    /// and whether its state change paused the receive, by the rule a drive goes through;
+    /// adds what moved to `log` (the connection's [`Conn::log`]).
+    pub(crate) fn completed(&self, moved: Moved, before: State, after: State, log: &mut Record) {
+        let next = interest::next(Progress::Blocked(after.wants), before, after, self.trigger);
+        self.count(moved, next);
+        ConnLog::add(log, moved);
+    }
+
+    /// Counts the bytes moved and a backpressure pause.
+    fn count(&self, moved: Moved, next: Next) {
+        let counters = self.stats.worker(0);
+        counters.moved(moved.read, moved.written);
         if let Next::Wait {
             backpressure_pause: true,
             ..
@@ -214,7 +234,6 @@ impl LoopCore {
         {
             counters.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
         }
-        next
     }
 
     /// How long the next wait may sleep with `open` connections: not at all when `busy`

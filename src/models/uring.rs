@@ -6,23 +6,31 @@
 //! queued during a round goes to the kernel in the one `io_uring_enter` that also waits for
 //! the next completions, so a busy server makes far fewer syscalls than messages.
 //!
-//! The echo is the same [`Echo`] every model drives, over [`Completed`]: a `Transport` whose
-//! reads return the bytes a receive completion delivered (then `WouldBlock`), and whose
-//! writes fill the connection's next send buffer while it and the send in flight hold less
-//! than `buffer_size` (beyond that `WouldBlock`, so `Echo` keeps the rest in its bounded
-//! `Pending`). The next send starts when the one in flight completes: one send in flight per
-//! connection keeps the bytes in order, and what arrived meanwhile goes out in one send.
+//! The echo is the same [`EchoState`] every model runs on (the readiness models through
+//! `Echo::drive`); here completions drive it directly. A receive completion's buffer is
+//! queued as it is and becomes the source of the next send: no copy in user space. At most
+//! one send is in flight per connection, so bytes never reorder; what arrives meanwhile
+//! queues behind it and goes out in the next send, one `sendmsg` over all the buffers held.
+//! A buffer goes back to the pool when the send that read it completes.
+//!
+//! Bytes are copied out of the pool only where holding the buffer would cost others: the
+//! connection is backpressured (its last send was short: the peer reads slowly), it holds
+//! [`HELD_PER_CONN`] buffers already, or fewer than [`POOL_RESERVE`] buffers are left for
+//! receives.
 //!
 //! Rules of the receive:
 //! - a multishot receive whose completion lacks `IORING_CQE_F_MORE` has ended (peer's FIN,
 //!   error, `ENOBUFS` when the pool ran dry, cancellation); it is armed again while the
-//!   connection still wants bytes. By then the round has given every buffer back, so an
-//!   `ENOBUFS` cannot repeat at once;
-//! - a connection holding `buffer_size` unsent bytes (queued in `Echo`, in its send, or left
-//!   over from a receive) has its receive cancelled until it drains. Bytes that arrive before
-//!   the cancellation lands are copied out of the pool (so one stalled peer never pins the
-//!   shared buffers) and echoed later;
-//! - a buffer goes back to the pool as soon as its completion has been handled.
+//!   connection still wants bytes. Held buffers never take the pool below [`POOL_RESERVE`],
+//!   so an `ENOBUFS` cannot repeat at once;
+//! - a connection holding `buffer_size` unsent bytes (queued, held or in its send: the
+//!   state's `unsent`) has its receive cancelled until it drains (`EchoState::plan`). Bytes
+//!   the kernel delivered before the cancellation landed are not counted as received yet:
+//!   they are copied out of the pool into an overflow buffer (so one stalled peer never pins
+//!   the shared buffers) and taken in, in order, as sends make room. A multishot receive has
+//!   no length limit, so this overshoot is bounded only by what the kernel can receive
+//!   before the loop sees the completions: at most the free buffers of the pool, which is
+//!   why the pool is small (1 MiB).
 //!
 //! Limits, the accept pause, idle sweep, drain and the interest rule are the shared ones
 //! ([`LoopCore`], [`Admission`](crate::policy::admission::Admission), which judges each
@@ -34,7 +42,8 @@
 //! `SINGLE_ISSUER | DEFER_TASKRUN` are used where the kernel has them (completions are then
 //! produced only while the loop waits, in one batch), `COOP_TASKRUN` or nothing otherwise.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
@@ -48,25 +57,27 @@ use super::{About, Bound, Model};
 use crate::close::CloseReason;
 use crate::close::classify;
 use crate::policy::admission::Accepted;
-use crate::policy::interest::{Next, Trigger};
+use crate::policy::interest::{State, Trigger};
 use crate::sys::socket::{Listener, Mode, Stream};
-use crate::sys::uring::{Completion, OpId, OpKind, Ring};
+use crate::sys::uring::{Chunk, Completion, MAX_CHUNKS, OpId, OpKind, RecvBuf, Ring};
 use crate::worker::buffer::Pending;
-use crate::worker::{ReadUntil, Transport};
+use crate::worker::{EchoState, Moved, ReadUntil};
 
 /// Submission queue slots (the completion queue has four times as many).
 const RING_ENTRIES: u32 = 1024;
 /// Completions handled per round, so the operations they queue fit the submission queue.
 const ROUND_BUDGET: usize = RING_ENTRIES as usize / 4;
-/// Receive buffers in the shared pool (a power of two).
-const POOL_BUFFERS: u16 = 128;
-/// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 2 MiB).
-const MAX_POOL_BUFFER: usize = 16 * 1024;
-/// Capacity a send buffer starts with (less when `buffer_size` is less); it grows up to
-/// `buffer_size` only for a connection that has that much to send at once.
-const SEND_CAPACITY: usize = 64 * 1024;
-/// Drained send buffers kept for reuse (an idle connection holds none): at most 4 MiB.
-const SPARE_SENDS: usize = (4 << 20) / SEND_CAPACITY;
+/// Receive buffers in the shared pool (a power of two). Their total bounds what a
+/// connection can receive past `buffer_size` before its cancellation lands; 32 × 32 KiB
+/// measured as well as 64 × 64 KiB or 16 × 64 KiB, and better than 128 × 16 KiB.
+const POOL_BUFFERS: u16 = 32;
+/// Largest receive buffer; smaller when `buffer_size` is (the pool is at most 1 MiB).
+const MAX_POOL_BUFFER: usize = 32 * 1024;
+/// Pool buffers one connection may hold for its sends; beyond that it copies.
+const HELD_PER_CONN: u16 = 16;
+/// Pool buffers always left for receives: below this many free, received bytes are copied
+/// instead of held.
+const POOL_RESERVE: usize = POOL_BUFFERS as usize / 4;
 
 /// Tag of the wake-up poll.
 const WAKE: u64 = 1;
@@ -84,8 +95,7 @@ pub(crate) const ABOUT: About = About {
 
 /// Serves until shutdown, then drains.
 pub(crate) fn run(bound: Bound) -> io::Result<()> {
-    // Edge: a connection that spent its read budget gets no new completion for the bytes it
-    // holds, so the rule says to resume it without one.
+    // A completion is reported once, like an edge; nothing here yields, so nothing resumes.
     let core = LoopCore::new(Model::Uring, &bound, Trigger::Edge, ReadUntil::WouldBlock)?;
     let buf_size = core.echo.limit.min(MAX_POOL_BUFFER) as u32;
     let ring = Ring::new(RING_ENTRIES, POOL_BUFFERS, buf_size)
@@ -96,8 +106,6 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
         core,
         ring,
         conns: Slab::new(),
-        spare: Vec::new(),
-        busy: Vec::new(),
         next_generation: 0,
     };
     let mut listener = Some(bound.listener);
@@ -114,14 +122,9 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             waking = Some(server.ring.poll_multi(server.core.wake_fd(), WAKE)?);
         }
         let core = &mut server.core;
-        let timeout = core.timeout(core.now_ms(), server.conns.len(), !server.busy.is_empty());
+        let timeout = core.timeout(core.now_ms(), server.conns.len(), false);
         server.ring.submit_and_wait(timeout)?;
         let now = server.core.now_ms();
-        for (key, generation) in std::mem::take(&mut server.busy) {
-            if server.is_live(key, generation) {
-                server.resume(key, now);
-            }
-        }
         for _ in 0..ROUND_BUDGET {
             let Some(c) = server.ring.next_completion() else {
                 break;
@@ -167,19 +170,13 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
 /// The loop's state.
 #[derive(Debug)]
 struct Uring {
-    /// Shared loop bookkeeping: clock, echo options, scratch buffer, admission, drain.
+    /// Shared loop bookkeeping: clock, echo options, admission, drain.
     core: LoopCore,
-    /// The ring; owns the receive pool and every send buffer in flight.
+    /// The ring; owns the receive pool and every send's chunks in flight.
     ring: Ring,
     /// Open connections; the slab key and the connection's generation make up the tags of
     /// its operations.
     conns: Slab<UringConn>,
-    /// Drained send buffers of their initial capacity, kept for reuse (at most
-    /// [`SPARE_SENDS`]).
-    spare: Vec<Vec<u8>>,
-    /// Connections that spent their read budget with bytes left over: driven again next
-    /// round without waiting.
-    busy: Vec<(usize, u32)>,
     /// Generation of the next connection (tells a slab slot's successive occupants apart).
     next_generation: u32,
 }
@@ -187,34 +184,34 @@ struct Uring {
 /// A connection of the `uring` model.
 #[derive(Debug)]
 struct UringConn {
-    /// Socket, echo state and idle clock (the `watching` field is unused here).
+    /// Socket and idle clock (its `Echo` and `watching` are unused here: `state` is the
+    /// echo).
     conn: Conn,
     /// Tells this occupant of the slab slot from earlier ones (24 bits are used).
     generation: u32,
+    /// The echo: bytes received and not yet sent (`queue` plus the send in flight), the
+    /// peer's FIN; it says what to send, whether to receive, when to finish.
+    state: EchoState,
     /// The multishot receive, while armed.
     recv: Option<OpId>,
     /// A cancellation of `recv` has been asked for.
     recv_cancelled: bool,
-    /// How the receive side ended: `Some(0)` at the peer's FIN, `Some(errno)` on an error.
-    read_end: Option<i32>,
-    /// Received bytes `Echo` could not take yet (it was full); read before anything newer.
-    spill: Pending,
-    /// Bytes for the next send (no allocation while empty).
-    out: Vec<u8>,
-    /// The send in flight (its buffer belongs to the ring until it completes).
+    /// The receive saw the peer's FIN; `state` learns it once `overflow` is taken in.
+    fin: bool,
+    /// Received bytes not in flight, oldest first: held pool buffers and copies. Together
+    /// they hold `state.unsent() - in_flight` bytes.
+    queue: VecDeque<Chunk>,
+    /// Pool buffers in `queue` and in the send in flight.
+    held: u16,
+    /// The last send was short (the peer reads slowly): copy instead of holding buffers.
+    backpressured: bool,
+    /// Bytes delivered past the bound before the receive's cancellation landed; not yet
+    /// received in `state`, taken in first as room returns.
+    overflow: Pending,
+    /// The send in flight (its chunks belong to the ring until it completes).
     send: Option<OpId>,
-    /// Unsent bytes of the send in flight.
+    /// Bytes of the send in flight (zero when none is).
     in_flight: usize,
-    /// `Echo` finished (the peer's FIN, everything echoed) while a send was still in
-    /// flight: shut down the write side, then close, once it completes.
-    shut_pending: bool,
-}
-
-impl UringConn {
-    /// Bytes read from the peer and not yet sent, wherever they wait.
-    fn unsent(&self) -> usize {
-        self.conn.echo.pending() + self.spill.len() + self.out.len() + self.in_flight
-    }
 }
 
 impl OpenConns for Slab<UringConn> {
@@ -223,7 +220,8 @@ impl OpenConns for Slab<UringConn> {
     }
 
     fn take_all(&mut self) -> Vec<Conn> {
-        // Their operations end when the ring is dropped, right after.
+        // Their operations end, and their buffers are freed, when the ring is dropped, right
+        // after.
         self.drain().map(|c| c.conn).collect()
     }
 }
@@ -236,6 +234,21 @@ fn conn_tag(key: usize, generation: u32) -> u64 {
 
 fn tag_key(tag: u64) -> (usize, u32) {
     ((tag >> 32) as usize, (tag >> 8) as u32 & 0xFF_FFFF)
+}
+
+/// Appends a copy of `data` to the queue's last chunk if it is a copy, else as a new one.
+fn append_copy(queue: &mut VecDeque<Chunk>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    if let Some(Chunk::Owned { bytes, .. }) = queue.back_mut() {
+        bytes.extend_from_slice(data);
+    } else {
+        queue.push_back(Chunk::Owned {
+            bytes: data.to_vec(),
+            from: 0,
+        });
+    }
 }
 
 impl Uring {
@@ -278,16 +291,18 @@ impl Uring {
         let key = self.conns.insert(UringConn {
             conn: Conn::new(stream, now, log),
             generation,
+            state: EchoState::new(),
             recv: None,
             recv_cancelled: false,
-            read_end: None,
-            spill: Pending::new(),
-            out: Vec::new(),
+            fin: false,
+            queue: VecDeque::new(),
+            held: 0,
+            backpressured: false,
+            overflow: Pending::new(),
             send: None,
             in_flight: 0,
-            shut_pending: false,
         });
-        self.sync_recv(key);
+        self.sync_recv(key, true);
     }
 
     /// Stops accepting for shutdown: serves connections whose handshake completed before
@@ -312,23 +327,35 @@ impl Uring {
     fn on_conn(&mut self, c: Completion, now: u64) {
         let (key, generation) = tag_key(c.tag);
         if !self.is_live(key, generation) {
-            // The connection closed before its cancelled operations ended.
+            // The connection closed before its cancelled operations ended; now the kernel
+            // is done with their buffers.
             if let Some(buf) = c.buf {
                 self.ring.recycle(buf);
             }
-            if let Some((buf, _)) = c.sent {
-                self.keep_spare(buf);
+            for chunk in c.sent.into_iter().flatten() {
+                self.ring.release(chunk);
             }
             return;
         }
-        match c.kind {
-            OpKind::Recv => self.on_recv(key, c, now),
-            OpKind::Send => self.on_send(key, c, now),
-            OpKind::Accept | OpKind::Poll => {}
+        let conn = &mut self.conns[key];
+        conn.conn.last_active_ms = now;
+        let before = conn.state.state(&self.core.echo);
+        let mut moved = Moved::default();
+        let open = match c.kind {
+            OpKind::Recv => self.on_recv(key, c, &mut moved),
+            OpKind::Send => self.on_send(key, c, &mut moved),
+            OpKind::Accept | OpKind::Poll => true,
+        };
+        if open {
+            self.progress(key, before, moved);
+        } else {
+            // Closed already (with its log line): only the counters take these bytes.
+            self.core.completed(moved, before, before, &mut None);
         }
     }
 
-    fn on_recv(&mut self, key: usize, c: Completion, now: u64) {
+    /// A receive completion; returns whether the connection is still open.
+    fn on_recv(&mut self, key: usize, c: Completion, moved: &mut Moved) -> bool {
         let conn = &mut self.conns[key];
         if !c.more {
             conn.recv = None;
@@ -337,134 +364,186 @@ impl Uring {
         match c.result {
             n if n > 0 => {
                 if let Some(buf) = c.buf {
-                    let data = self.ring.data(&buf);
-                    let next = drive(&mut self.core, conn, &mut self.spare, data, now);
-                    self.ring.recycle(buf);
-                    if !self.settle(key, next) {
-                        return;
-                    }
+                    self.receive(key, buf, moved);
                 }
             }
-            // ENOBUFS: the pool ran dry (every buffer is back by now); ECANCELED: we asked.
-            // Either way the receive has ended, and is armed again below if still wanted.
+            // ENOBUFS: the pool ran dry; ECANCELED: we asked. Either way the receive has
+            // ended, and is armed again if still wanted.
             n if n == -libc::ENOBUFS || n == -libc::ECANCELED => {}
+            // The peer's FIN: the state learns it after the bytes before it.
+            0 => conn.fin = true,
             n => {
-                // 0 is the peer's FIN, a negative result an error: `Echo` sees it once it has
-                // read what came before.
-                conn.read_end = Some(-n);
-                let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
-                if !self.settle(key, next) {
-                    return;
-                }
+                // A reset (or other error) ends the echo at once, as a failed read does.
+                self.close(key, classify(&io::Error::from_raw_os_error(-n)));
+                return false;
             }
         }
-        self.sync_recv(key);
+        true
     }
 
-    fn on_send(&mut self, key: usize, c: Completion, now: u64) {
+    /// Takes in the bytes of a receive buffer: held for the next send, or copied where
+    /// holding it would cost others; bytes past the bound go to the overflow.
+    fn receive(&mut self, key: usize, buf: RecvBuf, moved: &mut Moved) {
+        let free = self.ring.free_buffers();
+        let conn = &mut self.conns[key];
+        let n = buf.len();
+        let room = if conn.overflow.is_empty() {
+            conn.state.room(&self.core.echo)
+        } else {
+            0
+        };
+        let take = n.min(room);
+        let hold =
+            take == n && !conn.backpressured && conn.held < HELD_PER_CONN && free >= POOL_RESERVE;
+        if hold {
+            conn.queue.push_back(Chunk::Pool { buf, from: 0 });
+            conn.held += 1;
+        } else {
+            let data = self.ring.data(&buf);
+            append_copy(&mut conn.queue, &data[..take]);
+            conn.overflow.push(&data[take..], usize::MAX);
+            self.ring.recycle(buf);
+        }
+        conn.state.received(take);
+        moved.read += take as u64;
+    }
+
+    /// A send completion; returns whether the connection is still open.
+    fn on_send(&mut self, key: usize, c: Completion, moved: &mut Moved) -> bool {
         let error = c.error();
-        let Some((buf, from)) = c.sent else { return };
+        let chunks = c.sent.unwrap_or_default();
         let conn = &mut self.conns[key];
         conn.send = None;
-        conn.in_flight = 0;
+        let was = std::mem::take(&mut conn.in_flight);
         let sent = match error {
             Some(e) => {
-                self.keep_spare(buf);
+                self.release_all(key, chunks);
                 self.close(key, classify(&e));
-                return;
+                return false;
             }
             None => c.result as usize,
         };
         if sent == 0 {
-            self.keep_spare(buf);
+            self.release_all(key, chunks);
             self.close(key, CloseReason::Error);
-            return;
+            return false;
         }
-        if from + sent < buf.len() {
-            // A short send: the rest goes first, before anything newer.
-            conn.in_flight = buf.len() - from - sent;
-            let tag = conn_tag(key, conn.generation);
-            match self
-                .ring
-                .send(conn.conn.stream.as_raw_fd(), buf, from + sent, tag)
-            {
-                Ok(op) => self.conns[key].send = Some(op),
-                Err(_) => self.close(key, CloseReason::Error),
-            }
-            return;
-        }
-        self.keep_spare(buf);
-        let conn = &mut self.conns[key];
-        if conn.shut_pending {
-            if conn.out.is_empty() {
-                let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
-                    Ok(()) => CloseReason::Eof,
-                    Err(e) => classify(&e),
-                };
-                self.close(key, reason);
+        conn.state.sent(sent);
+        moved.written += sent as u64;
+        let mut left = sent;
+        let mut unsent = Vec::new();
+        for mut chunk in chunks {
+            if left >= chunk.len() {
+                left -= chunk.len();
+                if matches!(chunk, Chunk::Pool { .. }) {
+                    conn.held -= 1;
+                }
+                self.ring.release(chunk);
             } else {
-                // Bytes queued behind the send that just completed go before the FIN.
-                self.settle(key, Next::Close(CloseReason::Eof));
+                chunk.advance(left);
+                left = 0;
+                unsent.push(chunk);
             }
-            return;
         }
-        let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
-        if self.settle(key, next) {
-            self.sync_recv(key);
+        // The rest of this send goes first, before anything newer.
+        for chunk in unsent.into_iter().rev() {
+            conn.queue.push_front(chunk);
         }
-    }
-
-    /// Drives the echo of a connection that yielded; its leftover bytes are in `spill`.
-    fn resume(&mut self, key: usize, now: u64) {
-        let conn = &mut self.conns[key];
-        let next = drive(&mut self.core, conn, &mut self.spare, &[], now);
-        if self.settle(key, next) {
-            self.sync_recv(key);
-        }
-    }
-
-    /// Acts on what a drive achieved: closes a finished connection, schedules one that
-    /// yielded, starts a send for bytes queued. Returns whether the connection is still open.
-    fn settle(&mut self, key: usize, next: Next) -> bool {
-        let conn = &mut self.conns[key];
-        match next {
-            // The FIN waits for the bytes still on their way (`Completed::shutdown_write`).
-            Next::Close(CloseReason::Eof) if conn.shut_pending => {}
-            Next::Close(reason) => {
-                self.close(key, reason);
-                return false;
-            }
-            Next::Wait { resume: true, .. } => self.busy.push((key, conn.generation)),
-            // The receive follows `sync_recv`, which also counts the bytes queued for sends.
-            Next::Wait { resume: false, .. } => {}
-        }
-        if conn.send.is_none() && !conn.out.is_empty() {
-            let buf = std::mem::take(&mut conn.out);
-            conn.in_flight = buf.len();
-            let tag = conn_tag(key, conn.generation);
-            match self.ring.send(conn.conn.stream.as_raw_fd(), buf, 0, tag) {
-                Ok(op) => conn.send = Some(op),
-                Err(_) => {
-                    self.close(key, CloseReason::Error);
-                    return false;
+        conn.backpressured = sent < was;
+        if conn.backpressured {
+            // The peer reads slowly: copy what is held, so the pool is not pinned meanwhile.
+            for chunk in conn.queue.iter_mut() {
+                if let Chunk::Pool { .. } = chunk {
+                    let bytes = self.ring.chunk_bytes(chunk).to_vec();
+                    let pool = std::mem::replace(chunk, Chunk::Owned { bytes, from: 0 });
+                    conn.held -= 1;
+                    self.ring.release(pool);
                 }
             }
         }
         true
     }
 
-    /// Arms the receive while the connection wants bytes, cancels it while it holds
-    /// `buffer_size` unsent bytes (or no longer reads at all).
-    fn sync_recv(&mut self, key: usize) {
-        let limit = self.core.echo.limit;
+    /// Gives back the chunks of a failed send.
+    fn release_all(&mut self, key: usize, chunks: Vec<Chunk>) {
         let conn = &mut self.conns[key];
-        // The echo's own interest (its buffer has room, the peer is open), and the bytes this
-        // model holds beyond it: queued for sends or left over from a receive.
-        let wants = conn.conn.echo.state(&self.core.echo).wants.read
-            && conn.read_end.is_none()
-            && !conn.shut_pending
-            && conn.unsent() < limit;
-        match (wants, conn.recv) {
+        for chunk in chunks {
+            if matches!(chunk, Chunk::Pool { .. }) {
+                conn.held -= 1;
+            }
+            self.ring.release(chunk);
+        }
+    }
+
+    /// After a completion: takes in overflow as room allows, passes on the FIN, counts, and
+    /// acts on the state's plan (finish, send, receive or not).
+    fn progress(&mut self, key: usize, before: State, mut moved: Moved) {
+        let options = self.core.echo;
+        let conn = &mut self.conns[key];
+        if !conn.overflow.is_empty() {
+            let take = conn.overflow.len().min(conn.state.room(&options));
+            append_copy(&mut conn.queue, &conn.overflow.as_slice()[..take]);
+            conn.overflow.consume(take);
+            conn.state.received(take);
+            moved.read += take as u64;
+        }
+        if conn.fin && conn.overflow.is_empty() {
+            conn.state.read_eof();
+        }
+        self.core.completed(
+            moved,
+            before,
+            conn.state.state(&options),
+            &mut conn.conn.log,
+        );
+        let plan = conn.state.plan(&options, conn.in_flight);
+        if plan.finish {
+            let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
+                Ok(()) => CloseReason::Eof,
+                Err(e) => classify(&e),
+            };
+            self.close(key, reason);
+            return;
+        }
+        if plan.send > 0 && !self.start_send(key) {
+            return;
+        }
+        let conn = &self.conns[key];
+        let receive = plan.receive && !conn.fin && conn.overflow.is_empty();
+        self.sync_recv(key, receive);
+    }
+
+    /// Sends what is queued (up to [`MAX_CHUNKS`] chunks); returns whether the connection is
+    /// still open.
+    fn start_send(&mut self, key: usize) -> bool {
+        let conn = &mut self.conns[key];
+        let n = conn.queue.len().min(MAX_CHUNKS);
+        let chunks: Vec<Chunk> = conn.queue.drain(..n).collect();
+        conn.in_flight = chunks.iter().map(Chunk::len).sum();
+        let tag = conn_tag(key, conn.generation);
+        match self
+            .ring
+            .send_chunks(conn.conn.stream.as_raw_fd(), chunks, tag)
+        {
+            Ok(op) => {
+                self.conns[key].send = Some(op);
+                true
+            }
+            Err(_) => {
+                // Never queued: the chunks were dropped with the entry, pool buffers included
+                // (the pool shrinks by them, the server goes on).
+                self.conns[key].in_flight = 0;
+                self.close(key, CloseReason::Error);
+                false
+            }
+        }
+    }
+
+    /// Arms the receive while `wanted` (the state has room, the peer is open, nothing waits
+    /// in the overflow), cancels it otherwise.
+    fn sync_recv(&mut self, key: usize, wanted: bool) {
+        let conn = &mut self.conns[key];
+        match (wanted, conn.recv) {
             (true, None) => {
                 let tag = conn_tag(key, conn.generation);
                 match self.ring.recv_multi(conn.conn.stream.as_raw_fd(), tag) {
@@ -483,142 +562,25 @@ impl Uring {
     }
 
     /// Closes a connection: cancels its operations (the kernel holds the socket open until
-    /// they end) and counts the close.
+    /// they end), gives its held buffers back and counts the close.
     fn close(&mut self, key: usize, reason: CloseReason) {
         let mut conn = self.conns.remove(key);
         if let (Some(op), false) = (conn.recv, conn.recv_cancelled) {
             let _ = self.ring.cancel(op);
         }
         if let Some(op) = conn.send {
-            // A send to a peer that stopped reading would otherwise never end.
+            // A send to a peer that stopped reading would otherwise never end; its chunks
+            // come back with its completion.
             let _ = self.ring.cancel(op);
         }
-        self.core.closed(reason, &mut conn.conn);
-        self.keep_spare(conn.out);
-    }
-
-    /// Keeps a drained send buffer for reuse, up to [`SPARE_SENDS`] of them (one that grew
-    /// past its initial capacity is freed).
-    fn keep_spare(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() == send_capacity(self.core.echo.limit) && self.spare.len() < SPARE_SENDS {
-            buf.clear();
-            self.spare.push(buf);
+        for chunk in conn.queue {
+            self.ring.release(chunk);
         }
-    }
-}
-
-/// Drives `conn`'s echo over `fresh` (bytes a receive just delivered) and its spill; what
-/// `Echo` could not take is spilled, so the receive buffer can go back to the pool.
-fn drive(
-    core: &mut LoopCore,
-    conn: &mut UringConn,
-    spare: &mut Vec<Vec<u8>>,
-    fresh: &[u8],
-    now: u64,
-) -> Next {
-    conn.conn.last_active_ms = now;
-    let mut io = Completed {
-        spill: &mut conn.spill,
-        fresh,
-        read_end: conn.read_end,
-        out: &mut conn.out,
-        limit: core.echo.limit,
-        in_flight: conn.in_flight,
-        sending: conn.send.is_some(),
-        spare,
-        stream: &conn.conn.stream,
-        shut_pending: &mut conn.shut_pending,
-    };
-    let next = core.drive_over(&mut conn.conn.echo, &mut io, &mut conn.conn.log);
-    let left = io.fresh.len();
-    if left > 0 {
-        conn.spill.push(&fresh[fresh.len() - left..], usize::MAX);
-    }
-    next
-}
-
-/// The capacity a send buffer starts with under `buffer_size` = `limit`.
-fn send_capacity(limit: usize) -> usize {
-    limit.min(SEND_CAPACITY)
-}
-
-/// The `Transport` `Echo` runs over in this model: reads return bytes already received,
-/// writes fill the connection's next send.
-struct Completed<'a> {
-    /// Older received bytes, read first.
-    spill: &'a mut Pending,
-    /// Bytes of the receive completion being handled, not yet read.
-    fresh: &'a [u8],
-    /// How the receive side ended, reported once everything before it was read.
-    read_end: Option<i32>,
-    /// The next send's bytes (queued behind the send in flight, if there is one).
-    out: &'a mut Vec<u8>,
-    /// `buffer_size`: most bytes `out` and the send in flight may hold together.
-    limit: usize,
-    /// Unsent bytes of the send in flight.
-    in_flight: usize,
-    /// A send is in flight.
-    sending: bool,
-    /// Drained send buffers to reuse.
-    spare: &'a mut Vec<Vec<u8>>,
-    /// For the FIN.
-    stream: &'a Stream,
-    /// Set when the FIN must wait for bytes still to be sent.
-    shut_pending: &'a mut bool,
-}
-
-impl Read for Completed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.spill.is_empty() {
-            let n = buf.len().min(self.spill.len());
-            buf[..n].copy_from_slice(&self.spill.as_slice()[..n]);
-            self.spill.consume(n);
-            return Ok(n);
-        }
-        if !self.fresh.is_empty() {
-            let n = buf.len().min(self.fresh.len());
-            buf[..n].copy_from_slice(&self.fresh[..n]);
-            self.fresh = &self.fresh[n..];
-            return Ok(n);
-        }
-        match self.read_end {
-            None => Err(io::ErrorKind::WouldBlock.into()),
-            Some(0) => Ok(0),
-            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-        }
-    }
-}
-
-impl Write for Completed<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = self.limit.saturating_sub(self.in_flight + self.out.len());
-        let n = data.len().min(room);
-        if n == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if self.out.capacity() == 0 {
-            // Sized for the common case at once: no reallocation, no copy on growth.
-            *self.out = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(send_capacity(self.limit)));
-        }
-        self.out.extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Completed<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        if self.sending || !self.out.is_empty() {
-            *self.shut_pending = true;
-            return Ok(());
-        }
-        self.stream.shutdown(Shutdown::Write)
+        self.core.closed_holding(
+            reason,
+            conn.state.unsent() + conn.overflow.len(),
+            conn.conn.log.take(),
+        );
     }
 }
 

@@ -32,6 +32,8 @@ use slab::Slab;
 const BGID: u16 = 0;
 /// `user_data` of cancellation requests: their own completions are of no interest.
 const CANCEL: u64 = u64::MAX;
+/// Most chunks one send takes (`sendmsg` accepts up to `IOV_MAX`, 1024).
+pub(crate) const MAX_CHUNKS: usize = 64;
 /// How long dropping the ring waits for cancelled operations to end.
 const DROP_WAIT: Duration = Duration::from_secs(1);
 
@@ -61,9 +63,63 @@ struct Op {
     tag: u64,
     kind: OpKind,
     /// A send's bytes, owned here until the send completes (the kernel reads them).
-    send: Option<Vec<u8>>,
-    /// Offset in `send` where this send started.
-    send_from: usize,
+    send: Option<SendMem>,
+}
+
+/// The memory of one send in flight: the chunks it reads and, for a vectored send, the
+/// `iovec`s and `msghdr` the kernel reads them through. Boxed, so they do not move.
+struct SendMem {
+    chunks: Vec<Chunk>,
+    /// For `sendmsg`: one `iovec` per chunk (empty for a plain send).
+    _iov: Box<[libc::iovec]>,
+    /// For `sendmsg`: points at `_iov`.
+    _msg: Option<Box<libc::msghdr>>,
+}
+
+impl std::fmt::Debug for SendMem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendMem")
+            .field("chunks", &self.chunks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes to send: a receive buffer of the pool, held (not recycled) until the send that
+/// reads it completes, or owned memory. Only `bytes[from..]` is still to be sent.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// A receive buffer, sent as the kernel filled it (no copy).
+    Pool {
+        /// The buffer; give it back with [`Ring::recycle`] once sent.
+        buf: RecvBuf,
+        /// Bytes of it already sent.
+        from: usize,
+    },
+    /// Bytes copied out of the pool.
+    Owned {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// Bytes of it already sent.
+        from: usize,
+    },
+}
+
+impl Chunk {
+    /// Bytes still to send.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Pool { buf, from } => buf.len - from,
+            Chunk::Owned { bytes, from } => bytes.len() - from,
+        }
+    }
+
+    /// Marks `n <= len()` more bytes as sent.
+    pub(crate) fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        match self {
+            Chunk::Pool { from, .. } | Chunk::Owned { from, .. } => *from += n,
+        }
+    }
 }
 
 /// A provided buffer the kernel filled and handed over; give it back with
@@ -74,6 +130,13 @@ pub(crate) struct RecvBuf {
     bid: u16,
     /// Bytes received into it.
     len: usize,
+}
+
+impl RecvBuf {
+    /// Bytes received into the buffer.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// One completion.
@@ -90,8 +153,9 @@ pub(crate) struct Completion {
     pub more: bool,
     /// For a receive with data: the buffer holding it.
     pub buf: Option<RecvBuf>,
-    /// For a send: its bytes back, and where it started in them.
-    pub sent: Option<(Vec<u8>, usize)>,
+    /// For a send: its chunks back, as they were handed over (the result says how many of
+    /// their bytes went out).
+    pub sent: Option<Vec<Chunk>>,
     /// For an accept: the new connection (close-on-exec).
     pub accepted: Option<OwnedFd>,
 }
@@ -182,19 +246,14 @@ impl Ring {
         self.ops.len()
     }
 
-    fn start(&mut self, kind: OpKind, tag: u64, send: Option<(Vec<u8>, usize)>) -> OpId {
+    fn start(&mut self, kind: OpKind, tag: u64, send: Option<SendMem>) -> OpId {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let (send, send_from) = match send {
-            Some((buf, from)) => (Some(buf), from),
-            None => (None, 0),
-        };
         let slot = self.ops.insert(Op {
             generation,
             tag,
             kind,
             send,
-            send_from,
         });
         OpId(slot as u64 | u64::from(generation) << 32)
     }
@@ -239,25 +298,68 @@ impl Ring {
         self.push_or_forget(id, &entry)
     }
 
-    /// Sends `buf[from..]` on `fd` (without `SIGPIPE`); the ring keeps `buf` until the
-    /// completion hands it back.
-    pub(crate) fn send(
+    /// Sends the bytes of `chunks`, in order, on `fd` (without `SIGPIPE`): one plain send for
+    /// one chunk, one `sendmsg` over all of them otherwise (at most [`MAX_CHUNKS`]). The ring
+    /// keeps the chunks until the completion hands them back.
+    pub(crate) fn send_chunks(
         &mut self,
         fd: RawFd,
-        buf: Vec<u8>,
-        from: usize,
+        chunks: Vec<Chunk>,
         tag: u64,
     ) -> io::Result<OpId> {
-        debug_assert!(from < buf.len());
-        let len = u32::try_from(buf.len() - from).unwrap_or(u32::MAX);
-        let ptr = buf[from..].as_ptr();
-        // The Vec's heap block does not move when the Vec itself moves into `ops`.
-        let id = self.start(OpKind::Send, tag, Some((buf, from)));
-        let entry = opcode::Send::new(Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(id.0);
-        self.push_or_forget(id, &entry)
+        debug_assert!(!chunks.is_empty() && chunks.len() <= MAX_CHUNKS);
+        let (entry, iov, msg) = if let [one] = &chunks[..] {
+            let bytes = self.chunk_bytes(one);
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            let entry = opcode::Send::new(Fd(fd), bytes.as_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build();
+            (entry, Box::default(), None)
+        } else {
+            let mut iov: Box<[libc::iovec]> = chunks
+                .iter()
+                .map(|c| {
+                    let bytes = self.chunk_bytes(c);
+                    libc::iovec {
+                        iov_base: bytes.as_ptr().cast_mut().cast(),
+                        iov_len: bytes.len(),
+                    }
+                })
+                .collect();
+            // SAFETY: all-zero is a valid `msghdr` (no name, no control data, no iovecs).
+            let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            let entry = opcode::SendMsg::new(Fd(fd), &*msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build();
+            (entry, iov, Some(msg))
+        };
+        // The chunks' memory (the pool, or a Vec's heap block), the iovecs and the msghdr do
+        // not move when their owners move into `ops`.
+        let id = self.start(
+            OpKind::Send,
+            tag,
+            Some(SendMem {
+                chunks,
+                _iov: iov,
+                _msg: msg,
+            }),
+        );
+        self.push_or_forget(id, &entry.user_data(id.0))
+    }
+
+    /// The bytes of `chunk` still to send.
+    pub(crate) fn chunk_bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
+        match chunk {
+            Chunk::Pool { buf, from } => &self.pool.data(buf)[*from..],
+            Chunk::Owned { bytes, from } => &bytes[*from..],
+        }
+    }
+
+    /// Receive buffers the kernel can fill right now (given to it and not yet used).
+    pub(crate) fn free_buffers(&self) -> usize {
+        usize::from(self.pool.count) - usize::from(self.pool.out)
     }
 
     fn push_or_forget(&mut self, id: OpId, entry: &squeue::Entry) -> io::Result<OpId> {
@@ -322,9 +424,14 @@ impl Ring {
             let flags = cqe.flags();
             let result = cqe.result();
             let more = cqueue::more(flags);
-            let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
-                bid,
-                len: usize::try_from(result).unwrap_or(0),
+            let buf = cqueue::buffer_select(flags).map(|bid| {
+                self.pool.out += 1;
+                RecvBuf {
+                    bid,
+                    len: usize::try_from(result)
+                        .unwrap_or(0)
+                        .min(self.pool.size as usize),
+                }
             });
             let Some(op) = self.ops.get(slot).filter(|op| op.generation == generation) else {
                 // Cannot happen (a slot is freed only by its operation's last completion);
@@ -338,7 +445,7 @@ impl Ring {
             let mut sent = None;
             if !more {
                 let op = self.ops.remove(slot);
-                sent = op.send.map(|b| (b, op.send_from));
+                sent = op.send.map(|m| m.chunks);
             }
             let accepted = (kind == OpKind::Accept && result >= 0)
                 // SAFETY: a successful accept completion carries a new descriptor that
@@ -363,7 +470,15 @@ impl Ring {
 
     /// Gives `buf` back to the kernel for further receives.
     pub(crate) fn recycle(&mut self, buf: RecvBuf) {
+        self.pool.out -= 1;
         self.pool.give(buf.bid);
+    }
+
+    /// Gives back the pool buffer of a chunk that is done with (an owned one is dropped).
+    pub(crate) fn release(&mut self, chunk: Chunk) {
+        if let Chunk::Pool { buf, .. } = chunk {
+            self.recycle(buf);
+        }
     }
 }
 
@@ -390,6 +505,9 @@ impl Drop for Ring {
             while let Some(c) = self.next_completion() {
                 if let Some(buf) = c.buf {
                     self.recycle(buf);
+                }
+                for chunk in c.sent.into_iter().flatten() {
+                    self.release(chunk);
                 }
             }
         }
@@ -446,6 +564,8 @@ struct BufPool {
     size: u32,
     /// Our copy of the ring's tail (the kernel owns the head).
     tail: u16,
+    /// Buffers handed out by completions and not given back yet.
+    out: u16,
     /// Set when the memory must outlive the process's use of it (see `Ring::drop`).
     leaked: bool,
 }
@@ -474,6 +594,7 @@ impl BufPool {
             count,
             size,
             tail: 0,
+            out: 0,
             leaked: false,
         };
         for bid in 0..count {
@@ -596,14 +717,30 @@ mod tests {
         let buf = c.buf.expect("a buffer");
         let bytes = ring.data(&buf).to_vec();
         assert_eq!(bytes, b"hello");
-        ring.recycle(buf);
-        ring.send(conn.as_raw_fd(), bytes, 1, 3).unwrap();
+        // Sent straight from the pool buffer, then from owned bytes with it: one sendmsg.
+        let chunks = vec![Chunk::Pool { buf, from: 1 }];
+        ring.send_chunks(conn.as_raw_fd(), chunks, 3).unwrap();
         let c = wait_one(&mut ring);
         assert_eq!((c.kind, c.result), (OpKind::Send, 4));
-        assert_eq!(c.sent, Some((b"hello".to_vec(), 1)));
-        let mut back = [0; 4];
+        let mut sent = c.sent.expect("the chunks back");
+        assert_eq!(sent.len(), 1);
+        sent[0].advance(4);
+        assert_eq!(sent[0].len(), 0);
+        let owned = Chunk::Owned {
+            bytes: b"xyz".to_vec(),
+            from: 0,
+        };
+        sent.push(owned);
+        ring.send_chunks(conn.as_raw_fd(), sent, 4).unwrap();
+        let c = wait_one(&mut ring);
+        assert_eq!((c.kind, c.result), (OpKind::Send, 3));
+        for chunk in c.sent.expect("the chunks back") {
+            ring.release(chunk);
+        }
+        assert_eq!(ring.free_buffers(), 4);
+        let mut back = [0; 7];
         client.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"ello");
+        assert_eq!(&back, b"elloxyz");
         drop(client);
         let c = wait_one(&mut ring);
         assert_eq!((c.kind, c.result, c.more), (OpKind::Recv, 0, false));
@@ -660,8 +797,11 @@ mod tests {
         let c = wait_one(&mut ring);
         assert_eq!((c.tag, c.result, c.more), (9, -libc::ECANCELED, false));
         assert_eq!(ring.in_flight(), 0);
-        ring.send(conn.as_raw_fd(), vec![0; 64 << 20], 0, 10)
-            .unwrap();
+        let big = Chunk::Owned {
+            bytes: vec![0; 64 << 20],
+            from: 0,
+        };
+        ring.send_chunks(conn.as_raw_fd(), vec![big], 10).unwrap();
         ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
         drop(ring);
     }

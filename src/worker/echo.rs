@@ -1,6 +1,8 @@
-//! `Echo`: the connection state machine, without sockets (sans-IO).
+//! `Echo`: the readiness driver of the echo, without sockets (sans-IO).
 //!
-//! It is driven over any [`Transport`] (a `Read + Write` that can also shut down its write
+//! What to do next is decided by [`EchoState`], the pure state machine every model shares
+//! (the `uring` model drives it from completions instead); `Echo` adds the unsent bytes and
+//! the loop that reads and writes them. It is driven over any [`Transport`] (a `Read + Write` that can also shut down its write
 //! side): the reactor drives it over `mio::net::TcpStream`, the raw-syscall models over their
 //! own fds, the tests over scripted fakes that return short reads, short writes, `WouldBlock`,
 //! `Interrupted` and resets. One call to [`Echo::drive`] moves as many bytes as the stream
@@ -12,8 +14,11 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use super::buffer::Pending;
+use super::echo_state::EchoState;
 use crate::close::{CloseReason, classify};
-use crate::policy::interest::{Progress, State, Wants};
+#[cfg(test)]
+use crate::policy::interest::Wants;
+use crate::policy::interest::{Progress, State};
 
 /// A byte stream the echo can run over.
 pub trait Transport: Read + Write {
@@ -87,52 +92,37 @@ impl EchoOptions {
     }
 }
 
-/// The echo state of one connection.
+/// The readiness driver of one connection: the [`EchoState`] every model shares, and the
+/// unsent bytes themselves.
 ///
-/// Invariant: `pending.len() <= options.limit`. Holds no heap memory while `pending` is empty.
+/// Invariant: `pending.len() == state.unsent() <= options.limit`. Holds no heap memory while
+/// `pending` is empty.
 #[derive(Debug, Default)]
 pub struct Echo {
     /// Bytes read from the peer and not yet written back.
     pending: Pending,
-    /// `PEER_CLOSED` and `READ_CLOSED`; once set, a flag stays set.
-    flags: u8,
+    /// Counts and flags: what to do next is decided there.
+    state: EchoState,
 }
-
-/// The peer's FIN was read: nothing more will be read; finish once `pending` drains.
-const PEER_CLOSED: u8 = 1;
-/// The poller reported the peer's FIN, a hang-up or an error ([`Echo::note_read_closed`]):
-/// read until `WouldBlock` or EOF, never stop at a short read.
-const READ_CLOSED: u8 = 2;
 
 impl Echo {
     /// A fresh connection.
     pub const fn new() -> Self {
         Echo {
             pending: Pending::new(),
-            flags: 0,
+            state: EchoState::new(),
         }
     }
 
     /// Number of unsent bytes.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.state.unsent()
     }
 
     /// Heap bytes this connection holds.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.pending.capacity()
-    }
-
-    /// Whether the peer has closed its write side (its FIN was read).
-    fn is_peer_closed(&self) -> bool {
-        self.flags & PEER_CLOSED != 0
-    }
-
-    /// Bytes that may still be read before the bound; zero at the bound (or past it, should
-    /// a caller shrink `limit` between calls).
-    fn room(&self, options: &EchoOptions) -> usize {
-        options.limit.saturating_sub(self.pending.len())
     }
 
     /// Tells the connection that its poller reported the peer's FIN, a hang-up or an error
@@ -144,29 +134,12 @@ impl Echo {
     /// longer proof that nothing is left to read. Level-triggered loops need not call this
     /// (they report the FIN again); calling it costs at most one `WouldBlock` read per drive.
     pub(crate) fn note_read_closed(&mut self) {
-        self.flags |= READ_CLOSED;
-    }
-
-    /// Whether a short read still counts as draining the socket under `options`.
-    fn short_read_drains(&self, options: &EchoOptions) -> bool {
-        options.read_until == ReadUntil::ShortRead && self.flags & READ_CLOSED == 0
-    }
-
-    /// Interest the connection has given its state (what a level-triggered poller should
-    /// watch): read while the peer is open and the buffer has room, write while bytes wait.
-    fn wants(&self, options: &EchoOptions) -> Wants {
-        Wants {
-            read: !self.is_peer_closed() && self.room(options) > 0,
-            write: !self.pending.is_empty(),
-        }
+        self.state.note_read_closed();
     }
 
     /// What the interest rule needs to know, read before and after a drive.
     pub(crate) fn state(&self, options: &EchoOptions) -> State {
-        State {
-            wants: self.wants(options),
-            peer_closed: self.is_peer_closed(),
-        }
+        self.state.state(options)
     }
 
     /// Moves bytes from the peer back to the peer until the stream blocks, the read budget is
@@ -183,6 +156,10 @@ impl Echo {
     ) -> Driven {
         let mut moved = Moved::default();
         let progress = self.run(io, scratch, options, &mut moved);
+        // A finished connection may have counted bytes it read and will never keep.
+        debug_assert!(
+            matches!(progress, Progress::Done(_)) || self.pending.len() == self.state.unsent()
+        );
         Driven { progress, moved }
     }
 
@@ -204,37 +181,36 @@ impl Echo {
                     Ok(n) => {
                         moved.written += n as u64;
                         self.pending.consume(n);
+                        self.state.sent(n);
                         can_write = self.pending.is_empty();
                     }
                     Err(e) => return Progress::Done(classify(&e)),
                 }
             }
-            if self.is_peer_closed() {
-                if !self.pending.is_empty() {
-                    return Progress::Blocked(Wants {
-                        read: false,
-                        write: true,
-                    });
+            if self.state.is_peer_closed() {
+                if !self.state.is_finished() {
+                    return Progress::Blocked(self.state.wants(options));
                 }
                 return match io.shutdown_write() {
                     Ok(()) => Progress::Done(CloseReason::Eof),
                     Err(e) => Progress::Done(classify(&e)),
                 };
             }
-            let room = self.room(options);
+            let room = self.state.room(options);
             if room == 0 || !can_read {
-                return Progress::Blocked(self.wants(options));
+                return Progress::Blocked(self.state.wants(options));
             }
             if reads >= options.read_budget {
                 return Progress::Yielded;
             }
             let offered = room.min(scratch.len());
             match io.read(&mut scratch[..offered]) {
-                Ok(0) => self.flags |= PEER_CLOSED,
+                Ok(0) => self.state.read_eof(),
                 Ok(n) => {
                     reads += 1;
                     moved.read += n as u64;
-                    if n < offered && self.short_read_drains(options) {
+                    self.state.received(n);
+                    if n < offered && self.state.short_read_drains(options) {
                         can_read = false;
                     }
                     let data = &scratch[..n];
@@ -249,6 +225,7 @@ impl Echo {
                     } else {
                         0
                     };
+                    self.state.sent(sent);
                     if sent < n {
                         can_write = false;
                         self.pending.push(&data[sent..], options.limit);
