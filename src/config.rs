@@ -26,6 +26,12 @@ pub(crate) const DEFAULT_THREAD_STACK_SIZE: usize = 128 * 1024;
 /// Accepted `thread_stack_size` range; below the minimum, logging alone could overflow it.
 pub(crate) const THREAD_STACK_SIZE_RANGE: std::ops::RangeInclusive<usize> =
     (32 * 1024)..=(64 << 20);
+/// Default longest pause of the `nonblocking` model between idle rounds.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Accepted `poll_interval` range: a zero pause would be a busy loop, and beyond a second
+/// every echo of an idle server waits that long.
+pub(crate) const POLL_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_micros(1)..=Duration::from_secs(1);
 
 /// The complete, validated server configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +59,8 @@ pub struct Config {
     pub log_level: String,
     /// Stack size of each connection thread of the `thread` model, in bytes.
     pub thread_stack_size: usize,
+    /// Longest pause of the `nonblocking` model after rounds that made no progress.
+    pub poll_interval: Duration,
     /// Config-file settings the chosen model ignores, as messages to log at start-up.
     pub warnings: Vec<String>,
     /// Where the Prometheus metrics endpoint listens; `None` (the default) serves no metrics.
@@ -92,6 +100,7 @@ impl Default for Config {
             nodelay: true,
             log_level: "info".to_owned(),
             thread_stack_size: DEFAULT_THREAD_STACK_SIZE,
+            poll_interval: DEFAULT_POLL_INTERVAL,
             warnings: Vec::new(),
             metrics_listen: None,
             metrics_allow_remote: false,
@@ -124,6 +133,7 @@ struct FileConfig {
     nodelay: Option<bool>,
     log_level: Option<String>,
     thread_stack_size: Option<usize>,
+    poll_interval: Option<DurationValue>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
     reuse_port: Option<bool>,
@@ -159,6 +169,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--thread-stack-size`
     pub thread_stack_size: Option<usize>,
+    /// `--poll-interval`
+    pub poll_interval: Option<Duration>,
     /// `--metrics-listen`
     pub metrics_listen: Option<String>,
     /// `--metrics-allow-remote` sets this to `Some(true)`
@@ -232,6 +244,7 @@ impl Config {
             workers: self.workers,
             buffer_size: self.buffer_size,
             thread_stack_size: self.thread_stack_size,
+            poll_interval: self.poll_interval,
         }
     }
 
@@ -258,6 +271,7 @@ impl Config {
         let in_file = InFile {
             workers: file.workers.is_some(),
             thread_stack_size: file.thread_stack_size.is_some(),
+            poll_interval: file.poll_interval.is_some(),
             max_connections: file.max_connections.is_some(),
             udp: file.udp == Some(true),
         };
@@ -360,6 +374,16 @@ impl Config {
             .filter(|t| !t.is_zero())
             .map(check_user_timeout)
             .transpose()?;
+        let poll_interval = o
+            .poll_interval
+            .or(file.poll_interval.map(|v| v.0))
+            .unwrap_or(d.poll_interval);
+        if !POLL_INTERVAL_RANGE.contains(&poll_interval) {
+            return Err(ConfigError::Invalid {
+                field: "poll_interval",
+                reason: format!("{poll_interval:?} is out of range (1us..=1s)"),
+            });
+        }
         let metrics_allow_remote = o
             .metrics_allow_remote
             .or(file.metrics_allow_remote)
@@ -403,6 +427,7 @@ impl Config {
             nodelay: o.nodelay.or(file.nodelay).unwrap_or(d.nodelay),
             log_level,
             thread_stack_size,
+            poll_interval,
             warnings,
             metrics_listen,
             metrics_allow_remote,
@@ -463,6 +488,7 @@ fn check_user_timeout(t: Duration) -> Result<Duration, ConfigError> {
 struct InFile {
     workers: bool,
     thread_stack_size: bool,
+    poll_interval: bool,
     max_connections: bool,
     /// `udp = true` (turning it off is honoured by every model).
     udp: bool,
@@ -495,6 +521,14 @@ fn check_model_fit(
                 format!(
                     "the {model} model starts no connection threads (only the thread model does)"
                 )
+            }),
+        ),
+        (
+            "poll_interval",
+            o.poll_interval.is_some(),
+            file.poll_interval,
+            (!model.uses_poll_interval()).then(|| {
+                format!("the {model} model does not poll (only the nonblocking model does)")
             }),
         ),
         (
@@ -793,6 +827,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert!(c.nodelay);
+        assert_eq!(c.poll_interval, Duration::from_millis(1));
     }
 
     #[test]
@@ -981,6 +1016,33 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        let e = flags(Overrides {
+            model: Some("epoll".into()),
+            poll_interval: Some(Duration::from_millis(5)),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`poll_interval`"), "{e}");
+        let c = flags(Overrides {
+            model: Some("nonblocking".into()),
+            poll_interval: Some(Duration::from_millis(5)),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(5));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::from_toml("model = \"sigio\"\npoll_interval = \"2ms\"").unwrap();
+        assert!(
+            c.warnings[0].contains("`poll_interval`"),
+            "{:?}",
+            c.warnings
+        );
+        let c = Config::from_toml("model = \"nonblocking\"\npoll_interval = \"250us\"").unwrap();
+        assert_eq!(c.poll_interval, Duration::from_micros(250));
+        for bad in ["poll_interval = 0", "poll_interval = \"2s\""] {
+            let e = Config::from_toml(&format!("model = \"nonblocking\"\n{bad}")).unwrap_err();
+            assert!(e.to_string().contains("`poll_interval`"), "{e}");
+        }
         let e = flags(Overrides {
             model: Some("epoll".into()),
             udp: Some(true),

@@ -36,7 +36,7 @@
 //! - `reactor`: the reactor model's acceptor, round-robin dispatch and worker pool.
 //! - `models`: the model catalogue (`Model`, one list), what every model receives (`Bound`,
 //!   `Settings`), and one file per model (reactor, epoll, epoll-et, poll, select, thread,
-//!   fork, blocking, uring) with the pieces they share.
+//!   fork, blocking, nonblocking, sigio, uring) with the pieces they share.
 //! - `listener`: the listening socket (socket2, configurable backlog).
 //! - `server`: `Server`, bind and run the configured model.
 //! - `metrics`: the Prometheus text format and its small HTTP endpoint.

@@ -101,6 +101,9 @@ struct ServeArgs {
     /// bytes each way, duration, close reason).
     #[arg(long)]
     log_connections: bool,
+    /// Longest pause between idle rounds (nonblocking model only; seconds or "500us").
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    poll_interval: Option<Duration>,
     /// Also serve UDP echo on the listen address (reactor model).
     #[arg(long)]
     udp: bool,
@@ -125,6 +128,7 @@ impl ServeArgs {
             nodelay: self.no_nodelay.then_some(false),
             log_level: self.log_level.clone(),
             thread_stack_size: self.thread_stack_size,
+            poll_interval: self.poll_interval,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
             reuse_port: self.reuse_port.then_some(true),
@@ -150,8 +154,9 @@ fn main() -> ExitCode {
         )),
         Command::Client(args) => ExitCode::from(client::run(&args)),
         Command::Models => {
+            let width = Model::ALL.iter().map(|m| m.name().len()).max().unwrap_or(0);
             for model in Model::ALL {
-                println!("{:<10} {}", model.name(), model.describe());
+                println!("{:<width$} {}", model.name(), model.describe());
             }
             ExitCode::SUCCESS
         }

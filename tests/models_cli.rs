@@ -19,7 +19,17 @@ fn models_lists_every_model_one_line_each() {
     assert_eq!(
         names,
         [
-            "reactor", "epoll", "epoll-et", "poll", "select", "thread", "fork", "blocking", "uring"
+            "reactor",
+            "epoll",
+            "epoll-et",
+            "poll",
+            "select",
+            "thread",
+            "fork",
+            "blocking",
+            "nonblocking",
+            "sigio",
+            "uring"
         ]
     );
 }
@@ -47,6 +57,14 @@ fn unsupported_flags_exit_2_naming_the_field() {
             &["--model", "fork", "--metrics-listen", "127.0.0.1:0"],
             "`metrics_listen`",
         ),
+        (
+            &["--model", "epoll", "--poll-interval", "5ms"],
+            "`poll_interval`",
+        ),
+        (
+            &["--model", "nonblocking", "--poll-interval", "0"],
+            "`poll_interval`",
+        ),
     ] {
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
@@ -66,7 +84,11 @@ fn file_settings_a_model_ignores_are_warnings() {
     let dir = std::env::temp_dir().join(format!("reactor-pool-models-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("reactor.toml");
-    std::fs::write(&path, "workers = 3\nthread_stack_size = 65536\n").unwrap();
+    std::fs::write(
+        &path,
+        "workers = 3\nthread_stack_size = 65536\npoll_interval = \"2ms\"\n",
+    )
+    .unwrap();
     let mut server = Binary::spawn(&[
         "serve".into(),
         "--config".into(),
@@ -79,7 +101,9 @@ fn file_settings_a_model_ignores_are_warnings() {
     assert_same(&echo_all(server.addr, b"file"), b"file");
     let stderr = server.stop();
     assert!(
-        stderr.contains("ignoring `workers`") && stderr.contains("ignoring `thread_stack_size`"),
+        stderr.contains("ignoring `workers`")
+            && stderr.contains("ignoring `thread_stack_size`")
+            && stderr.contains("ignoring `poll_interval`"),
         "no warning:\n{stderr}"
     );
     let _ = std::fs::remove_dir_all(dir);

@@ -7,8 +7,16 @@ mod ops_util;
 
 use ops_util::*;
 
-const MODELS: [&str; 7] = [
-    "epoll", "epoll-et", "poll", "select", "thread", "blocking", "uring",
+const MODELS: [&str; 9] = [
+    "epoll",
+    "epoll-et",
+    "poll",
+    "select",
+    "thread",
+    "blocking",
+    "nonblocking",
+    "sigio",
+    "uring",
 ];
 
 /// For each model with a metrics endpoint: three clients echo known messages and close, a

@@ -32,6 +32,8 @@ macro_rules! for_each_model {
             Thread thread "thread",
             Fork fork "fork",
             Blocking blocking "blocking",
+            Nonblocking nonblocking "nonblocking",
+            Sigio sigio "sigio",
             Uring uring "uring",
         }
     };
@@ -48,6 +50,8 @@ pub(crate) struct About {
     pub(crate) uses_workers: bool,
     /// Starts a thread per connection, sized by `thread_stack_size`.
     pub(crate) uses_thread_stack_size: bool,
+    /// Polls without a readiness API, pausing up to `poll_interval` after idle rounds.
+    pub(crate) uses_poll_interval: bool,
     /// Can serve the metrics endpoint (which needs a thread of its own).
     pub(crate) serves_metrics: bool,
     /// Most connections it can serve at once, whatever `max_connections` says.
@@ -67,6 +71,7 @@ impl About {
             describe,
             uses_workers: false,
             uses_thread_stack_size: false,
+            uses_poll_interval: false,
             serves_metrics: true,
             connection_ceiling: None,
             signals: &[],
@@ -139,6 +144,11 @@ impl Model {
     /// Whether the model starts a thread per connection (sized by `thread_stack_size`).
     pub(crate) fn uses_thread_stack_size(self) -> bool {
         self.about().uses_thread_stack_size
+    }
+
+    /// Whether the model polls without a readiness API, pausing up to `poll_interval`.
+    pub(crate) fn uses_poll_interval(self) -> bool {
+        self.about().uses_poll_interval
     }
 
     /// Whether the model can serve the metrics endpoint (it needs a thread of its own).

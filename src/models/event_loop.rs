@@ -29,7 +29,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, EchoOptions, Moved, ReadUntil, Transport};
+use crate::worker::{EchoOptions, Moved, ReadUntil};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
 /// far as the end of a drain needs them.
@@ -189,29 +189,25 @@ impl LoopCore {
     /// reading paused (backpressure), and returns what the loop must do next
     /// ([`interest::next`]).
     pub(crate) fn drive(&mut self, conn: &mut Conn, now_ms: u64) -> Next {
-        conn.last_active_ms = now_ms;
-        self.drive_over(&mut conn.echo, &mut conn.stream, &mut conn.log)
+        self.drive_moved(conn, now_ms).0
     }
 
-    /// [`LoopCore::drive`] over any transport; the caller keeps the idle clock. What moved is
-    /// counted, and added to `log` (the connection's [`Conn::log`]).
-    pub(crate) fn drive_over<T: Transport + ?Sized>(
-        &mut self,
-        echo: &mut Echo,
-        io: &mut T,
-        log: &mut Record,
-    ) -> Next {
-        let before = echo.state(&self.echo);
-        let driven = echo.drive(io, &mut self.scratch, &self.echo);
-        ConnLog::add(log, driven.moved);
-        let next = interest::next(
-            driven.progress,
-            before,
-            echo.state(&self.echo),
-            self.trigger,
-        );
+    /// [`LoopCore::drive`], also returning what this drive moved. The idle clock restarts
+    /// only on traffic ([`housekeeping::is_activity`]), so a loop that drives connections
+    /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
+    pub(crate) fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
+        let before = conn.echo.state(&self.echo);
+        let driven = conn
+            .echo
+            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
+        let after = conn.echo.state(&self.echo);
+        ConnLog::add(&mut conn.log, driven.moved);
+        if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
+            conn.last_active_ms = now_ms;
+        }
+        let next = interest::next(driven.progress, before, after, self.trigger);
         self.count(driven.moved, next);
-        next
+        (next, driven.moved)
     }
 
     /// Counts what a completion-driven loop (the `uring` model, which has no drive) moved,

@@ -15,12 +15,16 @@
 //! | `thread` | [`thread`] | one thread per connection, blocking I/O |
 //! | `fork` | [`fork`] | one child process per connection, blocking I/O |
 //! | `blocking` | [`blocking`] | iterative: one connection at a time |
+//! | `nonblocking` | [`nonblocking`] | one thread, no readiness API: tries every socket in turn |
+//! | `sigio` | [`sigio`] | one thread, signal-driven: a real-time signal per readiness change |
 //! | `uring` | [`uring`] | one thread, io_uring completions, batched submissions |
 //!
 //! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
-//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and `Transport` for raw sockets), [`event_loop`] (`LoopCore`:
-//! clock, idle sweep, shutdown wake-up and drain deadline of the single-threaded loops),
-//! [`blocking_io`] (`Registry` of live sockets, the blocking serve loop).
+//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`, and
+//! `Transport` for raw sockets), [`event_loop`] (`LoopCore`: clock, idle sweep, shutdown
+//! wake-up and drain deadline of the single-threaded loops), [`blocking_io`] (`Registry` of
+//! live sockets, the blocking serve loop), [`backoff`] (the polling loop's pause after idle
+//! rounds).
 //!
 //! Every model: serves on the listener [`Server::bind`](crate::Server::bind) made (through
 //! [`crate::listener::bind`]) or a supervisor passed down, closes it the moment shutdown is
@@ -28,6 +32,7 @@
 //! [`Settings`] (fixed at start) and [`LiveSettings`] (changed by a reload), never `Config`.
 
 pub(crate) mod accept;
+pub(crate) mod backoff;
 pub(crate) mod blocking;
 pub(crate) mod blocking_io;
 pub(crate) mod catalogue;
@@ -36,14 +41,17 @@ pub(crate) mod epoll;
 pub(crate) mod epoll_et;
 pub(crate) mod event_loop;
 pub(crate) mod fork;
+pub(crate) mod nonblocking;
 pub(crate) mod poll;
 pub(crate) mod reactor;
 pub(crate) mod select;
+pub(crate) mod sigio;
 pub(crate) mod thread;
 pub(crate) mod uring;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) use catalogue::About;
 pub use catalogue::Model;
@@ -67,6 +75,8 @@ pub(crate) struct Settings {
     pub(crate) buffer_size: usize,
     /// Stack of each connection thread (models whose [`About::uses_thread_stack_size`] is set).
     pub(crate) thread_stack_size: usize,
+    /// Longest pause after an idle round (models whose [`About::uses_poll_interval`] is set).
+    pub(crate) poll_interval: Duration,
 }
 
 /// What every model's `run` receives: the bound listener and the settings.

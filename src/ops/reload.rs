@@ -128,6 +128,7 @@ impl Reloader {
             backlog,
             buffer_size,
             thread_stack_size,
+            poll_interval,
             metrics_listen,
             metrics_allow_remote,
             reuse_port,

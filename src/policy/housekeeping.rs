@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use super::interest::State;
+
 /// Shortest pause between two idle sweeps: a tiny `idle_timeout` must not make the loop spin.
 const MIN_SWEEP_MS: u64 = 5;
 /// Longest pause between two idle sweeps: a long `idle_timeout` is still enforced to within a
@@ -25,6 +27,14 @@ pub(crate) fn sweep_interval_ms(idle_timeout: Duration) -> u64 {
 pub(crate) fn is_idle(idle_timeout: Option<Duration>, last_active_ms: u64, now_ms: u64) -> bool {
     idle_timeout
         .is_some_and(|idle| now_ms.saturating_sub(last_active_ms) >= idle.as_millis() as u64)
+}
+
+/// Whether a drive restarts the connection's idle clock: only traffic does, bytes moved
+/// either way or the peer's FIN read (`before` and `after` are the connection's state around
+/// the drive). A drive with nothing behind it (a polling loop's round, a stale signal, a
+/// spurious wake-up) must not keep an idle connection alive.
+pub(crate) fn is_activity(bytes_moved: u64, before: State, after: State) -> bool {
+    bytes_moved > 0 || before.peer_closed != after.peer_closed
 }
 
 /// Where a drain stands at the end of a round ([`Housekeeping::drain`]).
@@ -122,6 +132,23 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn only_traffic_restarts_the_idle_clock() {
+        use crate::policy::Wants;
+        let open = State {
+            wants: Wants::READ,
+            peer_closed: false,
+        };
+        let closed = State {
+            peer_closed: true,
+            ..open
+        };
+        assert!(!is_activity(0, open, open), "a drive that found nothing");
+        assert!(is_activity(1, open, open));
+        assert!(is_activity(0, open, closed), "the peer's FIN");
+        assert!(!is_activity(0, closed, closed));
+    }
 
     #[test]
     fn sweeps_every_eighth_of_the_idle_timeout_within_bounds() {

@@ -16,6 +16,9 @@
 //! - `eventfd`: `EventFd`, the wake-up a shutdown request writes to.
 //! - `signal`: `SignalPipe`, sigaction handlers that record signals and write a self-pipe;
 //!   blocking every signal around `fork`.
+//! - `signalfd`: `ThreadMask` (block signals for one thread) and `SignalFd` (read pending
+//!   signals as records, with `si_fd` and `si_band`).
+//! - `sigio`: signal-driven I/O: `O_ASYNC`, `F_SETOWN_EX` to one thread, `F_SETSIG`.
 //! - [`process`]: fork, waitpid, kill, `_exit`, setsid, the parent-death signal, thread count.
 //! - `fd`: the descriptor table: dup2, close-on-exec, closing inherited descriptors.
 //! - `fs`: `flock` and `umask`.
@@ -35,7 +38,9 @@ pub(crate) mod poll;
 pub mod process;
 pub mod rlimit;
 pub(crate) mod select;
+pub(crate) mod sigio;
 pub(crate) mod signal;
+pub(crate) mod signalfd;
 pub mod socket;
 pub(crate) mod syslog;
 pub(crate) mod uring;

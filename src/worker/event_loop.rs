@@ -254,20 +254,18 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(token.0) else {
             return;
         };
-        conn.last_active_ms = now_ms;
         let options = &self.settings.echo;
         let before = conn.echo.state(options);
         let driven = conn.drive(&mut self.scratch, options, fin_event);
+        let after = conn.echo.state(options);
+        if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
+            conn.last_active_ms = now_ms;
+        }
         let stats = self.settings.stats.worker(self.settings.id);
         stats.moved(driven.moved.read, driven.moved.written);
         ConnLog::add(&mut conn.log, driven.moved);
         // mio's epoll is edge-triggered.
-        match interest::next(
-            driven.progress,
-            before,
-            conn.echo.state(options),
-            Trigger::Edge,
-        ) {
+        match interest::next(driven.progress, before, after, Trigger::Edge) {
             Next::Close(reason) => self.close(token, reason),
             Next::Wait {
                 interest,

@@ -253,7 +253,13 @@ fn window_edges_follow_warmup_and_duration() {
 #[test]
 fn mismatched_echoes_are_counted() {
     let server = Broken::start(corrupting_echo);
-    let r = loadgen::run(&short(server.addr, Scenario::Pingpong, 2), &mut NoObserver).unwrap();
+    // A longer window than `short`: the assertions need each connection to reach its byte
+    // 100 and be replaced at least once, which a stalled 2-core machine may not do in 0.5 s.
+    let spec = LoadSpec {
+        duration: Duration::from_secs(2),
+        ..short(server.addr, Scenario::Pingpong, 2)
+    };
+    let r = loadgen::run(&spec, &mut NoObserver).unwrap();
     assert!(r.errors.mismatch >= 2, "{:?}", r.errors);
     assert!(
         r.errors
