@@ -331,12 +331,16 @@ impl Config {
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
+            .map(|t| check_timer("idle_timeout", t))
+            .transpose()?
             .map(|t| (!t.is_zero()).then_some(t))
             .unwrap_or(d.idle_timeout);
-        let shutdown_timeout = o
-            .shutdown_timeout
-            .or(file.shutdown_timeout.map(|v| v.0))
-            .unwrap_or(d.shutdown_timeout);
+        let shutdown_timeout = check_timer(
+            "shutdown_timeout",
+            o.shutdown_timeout
+                .or(file.shutdown_timeout.map(|v| v.0))
+                .unwrap_or(d.shutdown_timeout),
+        )?;
         let log_level = o
             .log_level
             .clone()
@@ -755,10 +759,29 @@ impl<'de> Deserialize<'de> for DurationValue {
 /// Longest accepted duration (a year); beyond it `Instant` arithmetic risks overflow.
 const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
-/// The resolution of every timer that enforces a configured duration: the event loops keep
-/// time in whole milliseconds (and `poll`/`epoll_wait` take milliseconds). A positive value
-/// below it would round to 0, which means "off" for `idle_timeout`: an error, not "disabled".
+/// The resolution of the timers that enforce `idle_timeout` and `shutdown_timeout`: the event
+/// loops keep time in whole milliseconds (and `poll`/`epoll_wait` take milliseconds). A
+/// positive value below it would round to 0, which means "off" for `idle_timeout`: an error
+/// naming the field, not "disabled".
 pub const DURATION_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// The finest duration any setting takes (`poll_interval` counts microseconds): a positive
+/// value below it is an error wherever it is given, never a silent 0.
+const FINEST_DURATION: Duration = Duration::from_micros(1);
+
+/// A positive timer setting below [`DURATION_RESOLUTION`]: an error naming `field`.
+fn check_timer(field: &'static str, t: Duration) -> Result<Duration, ConfigError> {
+    if !t.is_zero() && t < DURATION_RESOLUTION {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: format!(
+                "{t:?} is positive but below the timers' 1 ms resolution (use 0.001 or more, \
+                 or 0)"
+            ),
+        });
+    }
+    Ok(t)
+}
 
 fn secs_to_duration(secs: f64) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
@@ -768,10 +791,10 @@ fn secs_to_duration(secs: f64) -> Result<Duration, String> {
         return Err(format!("{secs} seconds is too long (at most one year)"));
     }
     let duration = Duration::from_secs_f64(secs);
-    if secs > 0.0 && duration < DURATION_RESOLUTION {
+    if secs > 0.0 && duration < FINEST_DURATION {
         return Err(format!(
-            "{secs} seconds is positive but below the timers' 1 ms resolution (use 0.001 or more, \
-             or 0)"
+            "{secs} seconds is positive but below the 1 µs resolution of durations (use 0 for \
+             none)"
         ));
     }
     Ok(duration)
@@ -855,9 +878,17 @@ mod tests {
         assert_eq!(parse_duration("2e3ms"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1500us"), Ok(Duration::from_micros(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for tiny in ["1e-10", "0.0000000001", "500us", "0.0009"] {
+        for tiny in ["1e-10", "0.0000000001", "0.5us"] {
             let e = parse_duration(tiny).unwrap_err();
             assert!(e.contains("resolution"), "{tiny}: {e}");
+        }
+        // The timers count milliseconds: below that, the timer settings name themselves.
+        for text in ["idle_timeout = \"500us\"", "shutdown_timeout = 0.0009"] {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                e.contains("_timeout`") && e.contains("1 ms resolution"),
+                "{e}"
+            );
         }
         for bad in ["inf", "nan", "-0.5", "e3", "1e", ""] {
             assert!(parse_duration(bad).is_err(), "{bad}");
