@@ -33,8 +33,18 @@ pub struct ClientArgs {
     #[arg(long, value_name = "TEXT")]
     pub(crate) send: Option<String>,
     /// Give up when connecting, or waiting for an echo, makes no progress this long.
-    #[arg(long, value_name = "SECS", value_parser = parse_duration, default_value = "5")]
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "5")]
     pub(crate) timeout: Duration,
+}
+
+/// `--timeout`: a duration of more than 0 (a zero timeout could never be met; sockets take
+/// it to mean "wait forever").
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err("must be more than 0".to_owned());
+    }
+    Ok(timeout)
 }
 
 /// Why the client stopped early.

@@ -71,6 +71,18 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Allow `metrics_listen` on a non-loopback address (metrics reveal traffic volumes).
     pub metrics_allow_remote: bool,
+    /// Set `SO_REUSEPORT` on the listener, so several processes can serve one port (the
+    /// kernel spreads connections over them).
+    pub reuse_port: bool,
+    /// `SO_KEEPALIVE` on accepted connections, probing after this long without traffic (whole
+    /// seconds); `None` (the default) leaves keepalive off. Finds peers that vanished without
+    /// FIN or RST while the connection is idle.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` on accepted connections: close when sent data stays unacknowledged
+    /// this long; `None` (the default) keeps the kernel's retransmission limit.
+    pub tcp_user_timeout: Option<Duration>,
+    /// Log one info line when a connection opens and one when it closes.
+    pub log_connections: bool,
     /// Also serve UDP echo on the listen address (reactor model only).
     pub udp: bool,
     /// UDP datagrams per second echoed per source address; 0 (the default) is unlimited.
@@ -96,6 +108,10 @@ impl Default for Config {
             warnings: Vec::new(),
             metrics_listen: None,
             metrics_allow_remote: false,
+            reuse_port: false,
+            tcp_keepalive: None,
+            tcp_user_timeout: None,
+            log_connections: false,
             udp: false,
             udp_rate_limit: 0,
         }
@@ -125,6 +141,10 @@ struct FileConfig {
     poll_interval: Option<DurationValue>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
+    reuse_port: Option<bool>,
+    tcp_keepalive: Option<DurationValue>,
+    tcp_user_timeout: Option<DurationValue>,
+    log_connections: Option<bool>,
     udp: Option<bool>,
     udp_rate_limit: Option<u32>,
 }
@@ -162,6 +182,14 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `--metrics-allow-remote` sets this to `Some(true)`
     pub metrics_allow_remote: Option<bool>,
+    /// `--reuse-port` sets this to `Some(true)`
+    pub reuse_port: Option<bool>,
+    /// `--tcp-keepalive`
+    pub tcp_keepalive: Option<Duration>,
+    /// `--tcp-user-timeout`
+    pub tcp_user_timeout: Option<Duration>,
+    /// `--log-connections` sets this to `Some(true)`
+    pub log_connections: Option<bool>,
     /// `--udp` sets this to `Some(true)`
     pub udp: Option<bool>,
     /// `--udp-rate-limit`
@@ -232,13 +260,7 @@ impl Config {
     /// validates it.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let from_file = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                })?;
-                parse_file(path, &text)?
-            }
+            Some(path) => parse_file(path, &read_config_file(path)?)?,
             None => FileConfig::default(),
         };
         Config::build(from_file, overrides)
@@ -332,12 +354,16 @@ impl Config {
         let idle_timeout = o
             .idle_timeout
             .or(file.idle_timeout.map(|v| v.0))
+            .map(|t| check_timer("idle_timeout", t))
+            .transpose()?
             .map(|t| (!t.is_zero()).then_some(t))
             .unwrap_or(d.idle_timeout);
-        let shutdown_timeout = o
-            .shutdown_timeout
-            .or(file.shutdown_timeout.map(|v| v.0))
-            .unwrap_or(d.shutdown_timeout);
+        let shutdown_timeout = check_timer(
+            "shutdown_timeout",
+            o.shutdown_timeout
+                .or(file.shutdown_timeout.map(|v| v.0))
+                .unwrap_or(d.shutdown_timeout),
+        )?;
         let log_level = o
             .log_level
             .clone()
@@ -363,6 +389,18 @@ impl Config {
                 ),
             });
         }
+        let tcp_keepalive = o
+            .tcp_keepalive
+            .or(file.tcp_keepalive.map(|v| v.0))
+            .filter(|t| !t.is_zero())
+            .map(check_keepalive)
+            .transpose()?;
+        let tcp_user_timeout = o
+            .tcp_user_timeout
+            .or(file.tcp_user_timeout.map(|v| v.0))
+            .filter(|t| !t.is_zero())
+            .map(check_user_timeout)
+            .transpose()?;
         let poll_interval = o
             .poll_interval
             .or(file.poll_interval.map(|v| v.0))
@@ -421,6 +459,13 @@ impl Config {
             warnings,
             metrics_listen,
             metrics_allow_remote,
+            reuse_port: o.reuse_port.or(file.reuse_port).unwrap_or(d.reuse_port),
+            tcp_keepalive,
+            tcp_user_timeout,
+            log_connections: o
+                .log_connections
+                .or(file.log_connections)
+                .unwrap_or(d.log_connections),
             udp,
             udp_rate_limit: o
                 .udp_rate_limit
@@ -428,6 +473,42 @@ impl Config {
                 .unwrap_or(d.udp_rate_limit),
         })
     }
+}
+
+/// Largest `tcp_keepalive`: the kernel's limit for `TCP_KEEPIDLE` (`MAX_TCP_KEEPIDLE`).
+pub const MAX_TCP_KEEPALIVE: Duration = Duration::from_secs(32_767);
+
+/// `tcp_keepalive` (not 0): `TCP_KEEPIDLE` counts whole seconds, so a fraction is rounded up
+/// and anything under a second is an error rather than a silent 1.
+fn check_keepalive(t: Duration) -> Result<Duration, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        field: "tcp_keepalive",
+        reason,
+    };
+    if t < Duration::from_secs(1) {
+        return Err(invalid(format!(
+            "{t:?} is below TCP keepalive's 1 s resolution (use 1 or more, or 0 for off)"
+        )));
+    }
+    let whole = Duration::from_secs(t.as_secs() + u64::from(t.subsec_nanos() > 0));
+    if whole > MAX_TCP_KEEPALIVE {
+        return Err(invalid(format!(
+            "{t:?} is over the kernel's limit of {} s",
+            MAX_TCP_KEEPALIVE.as_secs()
+        )));
+    }
+    Ok(whole)
+}
+
+/// `tcp_user_timeout` (not 0): the kernel takes milliseconds in an `int`.
+fn check_user_timeout(t: Duration) -> Result<Duration, ConfigError> {
+    if t.as_millis() > i32::MAX as u128 {
+        return Err(ConfigError::Invalid {
+            field: "tcp_user_timeout",
+            reason: format!("{t:?} is over the kernel's limit of {} ms", i32::MAX),
+        });
+    }
+    Ok(t)
 }
 
 /// Which model-dependent settings the config file gave.
@@ -526,7 +607,102 @@ fn check_model_fit(
     Ok(warnings)
 }
 
+/// Largest config file read, in bytes: a config is a few hundred bytes, and whatever the path
+/// names is read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file without ever blocking or reading without bound, at start-up and on
+/// every reload: opened with `O_NONBLOCK` (opening a FIFO for reading would otherwise wait
+/// for a writer, forever), checked with `fstat` on the open descriptor (no race with a
+/// rename) to be a regular file (a FIFO or `/dev/zero` is refused, not read) of at most
+/// [`MAX_CONFIG_BYTES`], then read through a bound (the file may grow after the check).
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let fail = |reason: String| ConfigError::Read {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(fail(format!("not a regular file ({what})")));
+    }
+    let too_big = |len: u64| {
+        fail(format!(
+            "{len} bytes is over the 1 MiB limit for a config file"
+        ))
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Valid UTF-8 up to here, so this prefix is text.
+        let (line, column) = position(&String::from_utf8_lossy(valid), valid.len());
+        fail(format!(
+            "not UTF-8 text: invalid byte at line {line}, column {column}"
+        ))
+    })
+}
+
+/// 1-based line and column (in characters) of byte offset `at` of `text`.
+fn position(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The first character TOML forbids anywhere in a document (control characters other than
+/// tab, line feed and carriage return; DEL), as an error naming it and its position. toml's
+/// own error for these has an empty message.
+fn check_characters(text: &str) -> Result<(), String> {
+    let Some((at, c)) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r'))
+    else {
+        return Ok(());
+    };
+    let (line, column) = position(text, at);
+    Err(format!(
+        "control character U+{:04X} is not allowed in TOML (line {line}, column {column})",
+        c as u32
+    ))
+}
+
 fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    check_characters(text).map_err(|reason| ConfigError::Parse {
+        path: path.to_owned(),
+        field: None,
+        reason,
+    })?;
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -537,9 +713,12 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
+        if reason.is_empty() {
+            reason = "invalid TOML".to_owned();
+        }
         if let Some(span) = inner.span() {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            reason = format!("{reason} (line {line})");
+            let (line, column) = position(text, span.start);
+            reason = format!("{reason} (line {line}, column {column})");
         }
         ConfigError::Parse {
             path: path.to_owned(),
@@ -615,6 +794,30 @@ impl<'de> Deserialize<'de> for DurationValue {
 /// Longest accepted duration (a year); beyond it `Instant` arithmetic risks overflow.
 const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
+/// The resolution of the timers that enforce `idle_timeout` and `shutdown_timeout`: the event
+/// loops keep time in whole milliseconds (and `poll`/`epoll_wait` take milliseconds). A
+/// positive value below it would round to 0, which means "off" for `idle_timeout`: an error
+/// naming the field, not "disabled".
+pub const DURATION_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// The finest duration any setting takes (`poll_interval` counts microseconds): a positive
+/// value below it is an error wherever it is given, never a silent 0.
+const FINEST_DURATION: Duration = Duration::from_micros(1);
+
+/// A positive timer setting below [`DURATION_RESOLUTION`]: an error naming `field`.
+fn check_timer(field: &'static str, t: Duration) -> Result<Duration, ConfigError> {
+    if !t.is_zero() && t < DURATION_RESOLUTION {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: format!(
+                "{t:?} is positive but below the timers' 1 ms resolution (use 0.001 or more, \
+                 or 0)"
+            ),
+        });
+    }
+    Ok(t)
+}
+
 fn secs_to_duration(secs: f64) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("{secs} is not a non-negative number of seconds"));
@@ -622,20 +825,37 @@ fn secs_to_duration(secs: f64) -> Result<Duration, String> {
     if secs > MAX_DURATION_SECS {
         return Err(format!("{secs} seconds is too long (at most one year)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    let duration = Duration::from_secs_f64(secs);
+    if secs > 0.0 && duration < FINEST_DURATION {
+        return Err(format!(
+            "{secs} seconds is positive but below the 1 µs resolution of durations (use 0 for \
+             none)"
+        ));
+    }
+    Ok(duration)
 }
 
-/// Parses `"1.5"` (seconds), `"500ms"`, `"5s"`, `"5m"` or `"1h"`.
+/// Parses a duration, the same syntax on the command line and in the config file: a number
+/// of seconds as TOML writes numbers (`1.5`, `1e-3`) or a number with a unit (`"500ms"`,
+/// `"5s"`, `"5m"`, `"1h"`, `"250us"`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (e.g. 1.5, \"500ms\", \"5s\", \"5m\")"))?;
-    let scale = match unit.trim() {
+    let number = |num: &str| -> Option<f64> {
+        // Rust also parses "inf" and "nan"; leave those to the finiteness check, but not a
+        // bare sign or other words.
+        num.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            .then(|| num.parse().ok())
+            .flatten()
+    };
+    if let Some(secs) = number(s) {
+        return secs_to_duration(secs);
+    }
+    let num = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[num.len()..];
+    let value = number(num.trim_end()).ok_or_else(|| {
+        format!("'{text}' is not a duration (e.g. 1.5, \"500ms\", \"5s\", \"5m\")")
+    })?;
+    let scale = match unit {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 0.001,
         "us" => 0.000_001,
@@ -682,6 +902,79 @@ mod tests {
         );
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    /// The flag and the file share one syntax (TOML's numbers, or a number with a unit), and
+    /// a positive duration below the timers' resolution is an error, never 0 ("disabled").
+    #[test]
+    fn durations_share_one_syntax_and_respect_the_resolution() {
+        assert_eq!(parse_duration("1e-3"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_duration("1.5e1"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2e3ms"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1500us"), Ok(Duration::from_micros(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for tiny in ["1e-10", "0.0000000001", "0.5us"] {
+            let e = parse_duration(tiny).unwrap_err();
+            assert!(e.contains("resolution"), "{tiny}: {e}");
+        }
+        // The timers count milliseconds: below that, the timer settings name themselves.
+        for text in ["idle_timeout = \"500us\"", "shutdown_timeout = 0.0009"] {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                e.contains("_timeout`") && e.contains("1 ms resolution"),
+                "{e}"
+            );
+        }
+        for bad in ["inf", "nan", "-0.5", "e3", "1e", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let e = Config::from_toml("idle_timeout = 1e-10")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`idle_timeout`") && e.contains("resolution"),
+            "{e}"
+        );
+        let c = Config::from_toml("idle_timeout = 1e-3").unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn tcp_keepalive_and_user_timeout_are_validated() {
+        let c = Config::from_toml("tcp_keepalive = 60\ntcp_user_timeout = \"30s\"").unwrap();
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(60)));
+        assert_eq!(c.tcp_user_timeout, Some(Duration::from_secs(30)));
+        let c = Config::from_toml("tcp_keepalive = 1.2\ntcp_user_timeout = 0").unwrap();
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(2)), "rounded up");
+        assert_eq!(c.tcp_user_timeout, None);
+        assert_eq!(
+            Config::from_toml("tcp_keepalive = 0")
+                .unwrap()
+                .tcp_keepalive,
+            None
+        );
+        for (text, field) in [
+            ("tcp_keepalive = \"500ms\"", "`tcp_keepalive`"),
+            ("tcp_keepalive = 40000", "`tcp_keepalive`"),
+            ("tcp_user_timeout = \"30d\"", "`tcp_user_timeout`"),
+            ("tcp_user_timeout = 3000000", "`tcp_user_timeout`"),
+            ("log_connections = 1", "`log_connections`"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_named_with_their_position() {
+        let e = Config::from_toml("workers = 1\n\u{1}x = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("U+0001 is not allowed in TOML (line 2, column 1)"),
+            "{e}"
+        );
+        assert!(check_characters("a = \"tab\there\"\r\n").is_ok());
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindEr
 
 /// Like [`bind`], with `SO_REUSEPORT` when `reuse_port` is set: further sockets bound with it
 /// by the same user may then listen on the same address, and the kernel spreads incoming
-/// connections over them by a hash of the 4-tuple. Every socket of such a group must set it.
+/// connections over them by a hash of the connection's addresses. Every socket of such a
+/// group must set it. Used by `--dispatch reuseport` (one socket per worker) and by
+/// `--reuse-port` (several processes on one port, how one host runs N instances; a process
+/// that stops takes only the connections queued on its own socket with it).
 pub(crate) fn bind_with(
     addr: SocketAddr,
     backlog: u32,
@@ -64,10 +67,11 @@ pub(crate) fn bind_with(
     make().map_err(|source| BindError { addr, source })
 }
 
-/// Binds the listening socket `config` asks for: with `SO_REUSEPORT` when its dispatch mode
-/// gives each worker a listener of its own on the same port (the workers' sockets are bound
-/// later, on the port this one got; see `reactor::pool`).
+/// Binds the listening socket `config` asks for: with `SO_REUSEPORT` when `reuse_port` is set
+/// or its dispatch mode gives each worker a listener of its own on the same port (the
+/// workers' sockets are bound later, on the port this one got; see `reactor::pool`).
 pub(crate) fn bind_for(config: &Config) -> Result<TcpListener, BindError> {
-    let reuse_port = config.model == Model::Reactor && config.dispatch.needs_reuse_port();
+    let reuse_port =
+        config.reuse_port || (config.model == Model::Reactor && config.dispatch.needs_reuse_port());
     bind_with(config.listen, config.backlog, reuse_port)
 }

@@ -23,6 +23,12 @@ pub struct LiveSettings {
     shutdown_timeout_ms: AtomicU64,
     /// Set `TCP_NODELAY` on connections accepted from now on.
     nodelay: AtomicBool,
+    /// TCP keepalive idle time in whole seconds for connections accepted from now on; 0: off.
+    tcp_keepalive_secs: AtomicU64,
+    /// `TCP_USER_TIMEOUT` in milliseconds for connections accepted from now on; 0: unset.
+    tcp_user_timeout_ms: AtomicU64,
+    /// Log each connection's open and close (connections accepted from now on).
+    log_connections: AtomicBool,
     /// UDP datagrams per second echoed per source address; 0 is off.
     udp_rate_limit: AtomicU32,
     /// Run after every `apply`; kept for the settings' lifetime (they may own a waker).
@@ -40,6 +46,9 @@ impl fmt::Debug for LiveSettings {
             .field("max_connections", &self.max_connections())
             .field("shutdown_timeout", &self.shutdown_timeout())
             .field("nodelay", &self.nodelay())
+            .field("tcp_keepalive", &self.tcp_keepalive())
+            .field("tcp_user_timeout", &self.tcp_user_timeout())
+            .field("log_connections", &self.log_connections())
             .field("udp_rate_limit", &self.udp_rate_limit())
             .finish()
     }
@@ -53,6 +62,9 @@ impl LiveSettings {
             max_connections: AtomicUsize::new(0),
             shutdown_timeout_ms: AtomicU64::new(0),
             nodelay: AtomicBool::new(false),
+            tcp_keepalive_secs: AtomicU64::new(0),
+            tcp_user_timeout_ms: AtomicU64::new(0),
+            log_connections: AtomicBool::new(false),
             udp_rate_limit: AtomicU32::new(0),
             wakers: Wakers::default(),
             reloads_ok: AtomicU64::new(0),
@@ -71,6 +83,17 @@ impl LiveSettings {
         self.shutdown_timeout_ms
             .store(millis(config.shutdown_timeout), Ordering::Relaxed);
         self.nodelay.store(config.nodelay, Ordering::Relaxed);
+        // Validated: whole seconds, at least 1; at least 1 ms.
+        self.tcp_keepalive_secs.store(
+            config.tcp_keepalive.map_or(0, |t| t.as_secs().max(1)),
+            Ordering::Relaxed,
+        );
+        self.tcp_user_timeout_ms.store(
+            config.tcp_user_timeout.map_or(0, |t| millis(t).max(1)),
+            Ordering::Relaxed,
+        );
+        self.log_connections
+            .store(config.log_connections, Ordering::Relaxed);
         self.udp_rate_limit
             .store(config.udp_rate_limit, Ordering::Relaxed);
     }
@@ -131,6 +154,29 @@ impl LiveSettings {
         self.nodelay.load(Ordering::Relaxed)
     }
 
+    /// TCP keepalive idle time for new connections; `None`: keepalive off.
+    #[inline]
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        match self.tcp_keepalive_secs.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        }
+    }
+
+    /// `TCP_USER_TIMEOUT` for new connections; `None`: the kernel's default.
+    #[inline]
+    pub fn tcp_user_timeout(&self) -> Option<Duration> {
+        match self.tcp_user_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Whether to log each new connection's open and close.
+    #[inline]
+    pub fn log_connections(&self) -> bool {
+        self.log_connections.load(Ordering::Relaxed)
+    }
     /// UDP datagrams per second echoed per source address; `None` when unlimited.
     #[inline]
     pub fn udp_rate_limit(&self) -> Option<u32> {

@@ -91,6 +91,21 @@ struct ServeArgs {
     /// Stack size of each connection thread (thread model only), in bytes.
     #[arg(long, value_name = "BYTES")]
     thread_stack_size: Option<usize>,
+    /// Set SO_REUSEPORT on the listener, so several instances can share one port.
+    #[arg(long)]
+    reuse_port: bool,
+    /// Turn on TCP keepalive for accepted connections: probe a peer after SECS without
+    /// traffic (whole seconds; interval and count derived); 0 or absent: off.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    tcp_keepalive: Option<Duration>,
+    /// Set TCP_USER_TIMEOUT on accepted connections: close one whose sent data stays
+    /// unacknowledged SECS; 0 or absent: the kernel's default.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    tcp_user_timeout: Option<Duration>,
+    /// Log one info line when each connection opens and one when it closes (peer, worker,
+    /// bytes each way, duration, close reason).
+    #[arg(long)]
+    log_connections: bool,
     /// Longest pause between idle rounds (nonblocking model only; seconds or "500us").
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     poll_interval: Option<Duration>,
@@ -122,6 +137,10 @@ impl ServeArgs {
             poll_interval: self.poll_interval,
             metrics_listen: self.ops.metrics_listen.clone(),
             metrics_allow_remote: self.ops.metrics_allow_remote.then_some(true),
+            reuse_port: self.reuse_port.then_some(true),
+            tcp_keepalive: self.tcp_keepalive,
+            tcp_user_timeout: self.tcp_user_timeout,
+            log_connections: self.log_connections.then_some(true),
             udp: self.udp.then_some(true),
             udp_rate_limit: self.udp_rate_limit,
         }

@@ -1,33 +1,58 @@
 //! `MetricsServer`: a minimal HTTP/1.1 endpoint for `GET /metrics`, on its own thread.
 //!
-//! Written on std + mio rather than with an HTTP crate: it answers one kind of request from a
-//! scraper, needs no keep-alive, no TLS and no routing, and a hand-rolled request-head reader
-//! with hard limits (8 KiB head, 2 s per request, one connection at a time) is short and keeps
-//! the dependency tree small. A scraper that stalls holds the endpoint for at most the 2 s
-//! timeout; the echo service never waits for it.
+//! One thread, one mio poller, every client non-blocking: a client that stalls costs a slab
+//! entry and a descriptor, never the thread, so a real scraper is answered at once however
+//! many others dawdle, and shutdown (a waker) ends the thread at once whatever they do.
+//!
+//! Bounds, per client: a request head of at most [`MAX_HEAD`] bytes (431 past it), one
+//! deadline ([`REQUEST_DEADLINE`]) for the whole exchange, head in, answer out and the short
+//! linger after it; at most [`MAX_CLIENTS`] clients at once, the oldest one closed to make room
+//! for a newcomer (a stalled client is old; a real scraper is new). An `accept` that fails for
+//! lack of descriptors is retried after [`EXHAUSTED_BACKOFF`] on a timer, not on the next
+//! connection's wake-up (the scrape that met the failure is still in the backlog).
+//!
+//! Written on mio rather than with an HTTP crate. `tiny_http`, the small synchronous server,
+//! has no request deadline (its open issue #143, "timeouts") and parks a pool thread per
+//! connection, which is exactly the failure this endpoint had; hyper or axum would bring an
+//! async runtime into a server whose point is its own event loops. The exposition format is
+//! ours too (`render.rs`, text format 0.0.4): `prometheus-client` would need its own registry
+//! and metric types in place of the lock-free per-worker counters that are summed at scrape
+//! time, and would add nothing a scraper sees. What is left is one request line to parse.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
 use tracing::{debug, warn};
 
 use super::render::{MetricsSource, render};
 use crate::listener::{self, BindError};
+use crate::policy::admission::{AcceptError, EXHAUSTED_BACKOFF, classify_accept_error};
+use crate::ratelimit::RateLimit;
 use crate::shutdown::ShutdownHandle;
 
 /// Token of the metrics listener.
 const LISTENER: Token = Token(0);
 /// Token of the shutdown waker.
 const WAKER: Token = Token(1);
+/// Client tokens are slab keys offset by this.
+const FIRST_CLIENT: usize = 2;
 /// Longest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long one request may take to arrive and its answer to leave.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// How long one client may take for everything: its request, our answer, the linger.
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// How long to wait for the client to close after the response.
 const LINGER: Duration = Duration::from_millis(250);
+/// Most bytes read (and ignored) while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+/// Clients served at once; a newcomer beyond it closes the oldest.
+pub(crate) const MAX_CLIENTS: usize = 64;
+/// Listen backlog of the metrics port.
+const BACKLOG: u32 = 128;
 
 /// A bound metrics endpoint, not yet serving.
 #[derive(Debug)]
@@ -41,7 +66,7 @@ pub(crate) struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (before privileges are dropped, so a low port works too).
     pub(crate) fn bind(addr: SocketAddr) -> Result<MetricsServer, BindError> {
-        let listener = listener::bind(addr, 64)?;
+        let listener = listener::bind(addr, BACKLOG)?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| BindError { addr, source })?;
@@ -71,47 +96,303 @@ impl MetricsServer {
             let _ = waker.wake();
         });
         let shutdown = shutdown.clone();
+        let mut endpoint = Endpoint {
+            poll,
+            listener,
+            clients: Slab::new(),
+            retry_accept_at: None,
+            error_log: RateLimit::new(Duration::from_secs(1)),
+            source,
+        };
         thread::Builder::new()
             .name("metrics".to_owned())
-            .spawn(move || serve(poll, listener, &source, &shutdown))
+            .spawn(move || endpoint.serve(&shutdown))
     }
 }
 
-fn serve(
-    mut poll: Poll,
+/// The endpoint's thread state.
+struct Endpoint {
+    poll: Poll,
     listener: mio::net::TcpListener,
-    source: &MetricsSource,
-    shutdown: &ShutdownHandle,
-) {
-    let mut events = Events::with_capacity(8);
-    loop {
-        if let Err(e) = poll.poll(&mut events, None) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                warn!(error = %e, "metrics endpoint stopped");
+    /// Open clients; key + [`FIRST_CLIENT`] is the token.
+    clients: Slab<Client>,
+    /// Set after an accept failed for lack of resources: when to try again.
+    retry_accept_at: Option<Instant>,
+    /// Rate limit for accept-failure warnings.
+    error_log: RateLimit,
+    /// What a scrape renders.
+    source: MetricsSource,
+}
+
+/// Where one client's exchange stands.
+#[derive(Debug)]
+enum Phase {
+    /// Reading the request head.
+    Reading { head: Vec<u8> },
+    /// Writing the response; `sent` bytes of `out` are gone.
+    Writing { out: Vec<u8>, sent: usize },
+    /// Response sent and write side shut: reading what the client still sends until it
+    /// closes, so our close does not become a reset that destroys the response.
+    Lingering { discarded: usize },
+}
+
+/// One metrics client.
+#[derive(Debug)]
+struct Client {
+    stream: TcpStream,
+    /// When it was accepted (the oldest is closed first when the table is full).
+    accepted: Instant,
+    /// The whole exchange ends here, done or not.
+    deadline: Instant,
+    phase: Phase,
+}
+
+impl Endpoint {
+    fn serve(&mut self, shutdown: &ShutdownHandle) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            if shutdown.is_requested() {
+                // Open clients are dropped (closed) with `self`: a scrape is not worth a delay.
                 return;
             }
+            let timeout = self.next_timer().map(|at| {
+                // mio rounds down to milliseconds; round up so the timer has passed on wake.
+                at.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
+            });
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!(error = %e, "metrics endpoint stopped");
+                    return;
+                }
+            }
+            if shutdown.is_requested() {
+                return;
+            }
+            for event in &events {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    // Checked at the top of the loop.
+                    WAKER => {}
+                    Token(t) => self.drive(t.wrapping_sub(FIRST_CLIENT)),
+                }
+            }
+            let now = Instant::now();
+            if self.retry_accept_at.is_some_and(|at| at <= now) {
+                self.retry_accept_at = None;
+                self.accept_all();
+            }
+            self.close_expired(now);
         }
-        if shutdown.is_requested() {
+    }
+
+    /// The earliest client deadline or accept retry.
+    fn next_timer(&self) -> Option<Instant> {
+        self.clients
+            .iter()
+            .map(|(_, c)| c.deadline)
+            .chain(self.retry_accept_at)
+            .min()
+    }
+
+    /// Accepts until the backlog is empty (the listener is edge-triggered).
+    fn accept_all(&mut self) {
+        if self.retry_accept_at.is_some() {
+            // Paused after a failure; the timer resumes it.
             return;
         }
         loop {
-            match listener.accept() {
+            match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Err(e) = answer(stream.into(), source) {
-                        debug!(%peer, error = %e, "metrics request failed");
+                    debug!(%peer, "metrics client");
+                    self.admit(stream);
+                }
+                // The accept-error rule every server follows (policy::admission).
+                Err(e) => match classify_accept_error(&e) {
+                    AcceptError::Drained => return,
+                    AcceptError::Retry => {}
+                    AcceptError::Exhausted | AcceptError::Failed => {
+                        // Out of descriptors or memory, most likely. The connection that met the
+                        // failure is still in the backlog, and no new edge will announce it:
+                        // retry on a timer (retrying at once would fail again, and spin).
+                        if let Some(suppressed) = self.error_log.check(Instant::now()) {
+                            warn!(error = %e, suppressed, retry_ms = EXHAUSTED_BACKOFF.as_millis() as u64,
+                            "metrics accept failed; retrying");
+                        }
+                        self.retry_accept_at = Some(Instant::now() + EXHAUSTED_BACKOFF);
+                        return;
                     }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    // Out of descriptors, most likely: the next scrape will retry, and the
-                    // edge for this one is gone, so wait for a new one rather than spin.
-                    warn!(error = %e, "metrics accept failed");
-                    break;
-                }
+                },
             }
         }
+    }
+
+    /// Registers a new client, closing the oldest first if the table is full.
+    fn admit(&mut self, mut stream: TcpStream) {
+        if self.clients.len() >= MAX_CLIENTS {
+            if let Some(oldest) = self
+                .clients
+                .iter()
+                .min_by_key(|(_, c)| c.accepted)
+                .map(|(key, _)| key)
+            {
+                debug!("metrics endpoint full; closing its oldest client");
+                self.close(oldest);
+            }
+        }
+        let entry = self.clients.vacant_entry();
+        let token = Token(entry.key() + FIRST_CLIENT);
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            debug!(error = %e, "cannot register a metrics client");
+            return;
+        }
+        let now = Instant::now();
+        let key = entry.key();
+        entry.insert(Client {
+            stream,
+            accepted: now,
+            deadline: now + REQUEST_DEADLINE,
+            phase: Phase::Reading {
+                head: Vec::with_capacity(512),
+            },
+        });
+        // Bytes may have arrived with the handshake; the edge for them may already be past.
+        self.drive(key);
+    }
+
+    /// Advances one client as far as its socket allows; closes it when it is finished.
+    fn drive(&mut self, key: usize) {
+        let Some(client) = self.clients.get_mut(key) else {
+            // A stale event for a client closed earlier in this batch.
+            return;
+        };
+        match client.advance(&self.source) {
+            Ok(Progress::Blocked) => {}
+            Ok(Progress::Finished) => self.close(key),
+            Err(e) => {
+                debug!(error = %e, "metrics client failed");
+                self.close(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut client) = self.clients.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut client.stream);
+        }
+    }
+
+    fn close_expired(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            debug!("metrics client too slow; closing");
+            self.close(key);
+        }
+    }
+}
+
+/// What one [`Client::advance`] achieved.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// Waiting for the socket.
+    Blocked,
+    /// Done: close it.
+    Finished,
+}
+
+impl Client {
+    /// Runs the exchange until the socket would block or the client is done.
+    fn advance(&mut self, source: &MetricsSource) -> io::Result<Progress> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match &mut self.phase {
+                Phase::Reading { head } => {
+                    if let Some(outcome) = head_outcome(head) {
+                        let out = match outcome {
+                            Head::Complete => respond(parse_request_line(head), source),
+                            Head::TooLarge => Response::text(
+                                "431 Request Header Fields Too Large",
+                                "request head too large\n",
+                            ),
+                        }
+                        .encode();
+                        self.phase = Phase::Writing { out, sent: 0 };
+                        continue;
+                    }
+                    let room = MAX_HEAD + 1 - head.len();
+                    match self.stream.read(&mut buf[..room.min(4096)]) {
+                        // Connected and closed (a port check), or gave up mid-head.
+                        Ok(0) => return Ok(Progress::Finished),
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Progress::Blocked);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Phase::Writing { out, sent } => {
+                    if *sent == out.len() {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        self.deadline = self.deadline.min(Instant::now() + LINGER);
+                        self.phase = Phase::Lingering { discarded: 0 };
+                        continue;
+                    }
+                    match self.stream.write(&out[*sent..]) {
+                        Ok(0) => return Ok(Progress::Finished),
+                        Ok(n) => *sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Progress::Blocked);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Phase::Lingering { discarded } => match self.stream.read(&mut buf) {
+                    Ok(0) => return Ok(Progress::Finished),
+                    Ok(n) => {
+                        *discarded += n;
+                        if *discarded >= LINGER_BYTES {
+                            return Ok(Progress::Finished);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(Progress::Blocked);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // A reset after the answer: nothing left to do.
+                    Err(_) => return Ok(Progress::Finished),
+                },
+            }
+        }
+    }
+}
+
+/// Whether a request head is ready to answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// Ends with an empty line.
+    Complete,
+    /// Longer than [`MAX_HEAD`] without one.
+    TooLarge,
+}
+
+fn head_outcome(head: &[u8]) -> Option<Head> {
+    let end = head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n");
+    if end {
+        Some(Head::Complete)
+    } else if head.len() > MAX_HEAD {
+        Some(Head::TooLarge)
+    } else {
+        None
     }
 }
 
@@ -212,63 +493,6 @@ fn respond(request: Request, source: &MetricsSource) -> Response {
     }
 }
 
-/// Reads the request head (bounded in size and time) and writes one response.
-fn answer(mut stream: TcpStream, source: &MetricsSource) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let complete = loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            break true;
-        }
-        if head.len() >= MAX_HEAD {
-            break false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut buf) {
-            Ok(0) => break false,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    if !complete && head.is_empty() {
-        // Connected and closed (a port check): nothing to answer.
-        return Ok(());
-    }
-    let request = if complete {
-        parse_request_line(&head)
-    } else {
-        Request::Malformed
-    };
-    let response = respond(request, source);
-    stream.write_all(&response.encode())?;
-    // Half-close, then read what the client still sends (a body we ignore) until it closes:
-    // closing with unread bytes queued would send a reset, which can destroy the response
-    // before the client read it. Bounded by 64 KiB and LINGER (a client that keeps the
-    // connection open does not hold the endpoint for long).
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let linger_until = deadline.min(Instant::now() + LINGER);
-    let mut discarded = 0;
-    while discarded < 64 * 1024 {
-        let left = linger_until.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => discarded += n,
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +522,17 @@ mod tests {
             parse_request_line(b"GET /metrics SPDY/3\r\n\r\n"),
             Request::Malformed
         );
+    }
+
+    #[test]
+    fn heads_are_complete_at_the_empty_line_and_bounded() {
+        assert_eq!(head_outcome(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(
+            head_outcome(b"GET / HTTP/1.1\r\n\r\n"),
+            Some(Head::Complete)
+        );
+        assert_eq!(head_outcome(b"GET / HTTP/1.0\n\n"), Some(Head::Complete));
+        assert_eq!(head_outcome(&[b'a'; MAX_HEAD]), None);
+        assert_eq!(head_outcome(&[b'a'; MAX_HEAD + 1]), Some(Head::TooLarge));
     }
 }

@@ -2,7 +2,7 @@
 //! counters, and the small HTTP endpoint that serves it.
 //!
 //! - [`render`]: `render`, counters and gauges as text.
-//! - [`http`]: `MetricsServer`, a one-thread HTTP/1.1 `GET /metrics` endpoint.
+//! - [`http`]: `MetricsServer`, a one-thread, non-blocking HTTP/1.1 `GET /metrics` endpoint.
 //!
 //! Metric names start with `reactor_pool_`; the standard `process_*` metrics (open fds,
 //! resident memory, CPU seconds, start time) come from `/proc/self`.

@@ -75,12 +75,15 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
     let options = blocking_options(settings.buffer_size);
     let mut scratch = vec![0u8; options.limit];
     let mut serve = |stream: Arc<Stream>, registry: &Arc<Registry>| {
-        if let Err(e) = prepare(&stream, &live) {
-            warn!(error = %e, "cannot set socket timeouts; closing connection");
-            return;
-        }
+        let log = match prepare(&stream, &live, Model::Blocking) {
+            Ok(log) => log,
+            Err(e) => {
+                warn!(error = %e, "cannot set socket timeouts; closing connection");
+                return;
+            }
+        };
         let ticket = registry.register(&stream);
-        let reason = serve_stream(&stream, &mut scratch, &options, stats.worker(0));
+        let reason = serve_stream(&stream, &mut scratch, &options, stats.worker(0), log);
         drop(ticket);
         log_close(Model::Blocking, reason, 0);
     };

@@ -18,6 +18,8 @@ use slab::Slab;
 use tracing::info;
 
 use crate::live::LiveSettings;
+use crate::models::Model;
+use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::{CloseReason, Progress};
 use crate::stats::WorkerStats;
 use crate::sys::socket::Stream;
@@ -151,19 +153,19 @@ impl Transport for Timed<'_> {
     }
 }
 
-/// Socket options of a connection about to be served with blocking calls: `TCP_NODELAY`,
-/// and the idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload
-/// applies to connections accepted after it).
-pub(crate) fn prepare(stream: &Stream, live: &LiveSettings) -> io::Result<()> {
-    if live.nodelay() {
-        // The peer may already be gone; the first read will tell.
-        let _ = stream.set_nodelay(true);
-    }
-    stream.set_timeouts(live.idle_timeout())
+/// Socket options of a connection about to be served with blocking calls: those of every
+/// model ([`configure_accepted`](crate::policy::socket_options::configure_accepted)), and the
+/// idle timeout as `SO_RCVTIMEO`/`SO_SNDTIMEO` (the values in force now: a reload applies to
+/// connections accepted after it). Returns the connection log's record, opened here, at
+/// accept, on the accepting thread.
+pub(crate) fn prepare(stream: &Stream, live: &LiveSettings, model: Model) -> io::Result<Record> {
+    crate::policy::socket_options::configure_accepted(stream, live);
+    stream.set_timeouts(live.idle_timeout())?;
+    Ok(ConnLog::opened(live, model, 0, || stream.peer_addr()))
 }
 
 /// Runs the echo over a blocking transport until the connection ends, adding the bytes it
-/// moves to `counters` (if any) after every drive.
+/// moves to `counters` (if any) and to the connection log's record after every drive.
 ///
 /// With blocking calls every `drive` either makes progress or waits inside a read or write,
 /// so looping on `Blocked`/`Yielded` cannot spin: a write returns only when everything was
@@ -173,6 +175,7 @@ pub(crate) fn serve<T: Transport>(
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: Option<&WorkerStats>,
+    log: &mut Record,
 ) -> CloseReason {
     let mut echo = Echo::new();
     loop {
@@ -180,6 +183,7 @@ pub(crate) fn serve<T: Transport>(
         if let Some(counters) = counters {
             counters.moved(driven.moved.read, driven.moved.written);
         }
+        ConnLog::add(log, driven.moved);
         match driven.progress {
             Progress::Done(closed) => return closed,
             Progress::Blocked(_) | Progress::Yielded => {}
@@ -188,18 +192,21 @@ pub(crate) fn serve<T: Transport>(
 }
 
 /// Serves `stream` (blocking, timeouts set) to the end, counting it in `counters` from
-/// open to close; returns why it ended.
+/// open to close and logging its close if `log` (from [`prepare`]) says so; returns why it
+/// ended.
 pub(crate) fn serve_stream(
     stream: &Stream,
     scratch: &mut [u8],
     options: &EchoOptions,
     counters: &WorkerStats,
+    mut log: Record,
 ) -> CloseReason {
     counters.opened();
     let mut io = Timed::new(stream);
-    let closed = serve(&mut io, scratch, options, Some(counters));
+    let closed = serve(&mut io, scratch, options, Some(counters), &mut log);
     let reason = io.close_reason(closed);
     counters.closed(reason);
+    ConnLog::closed(log, reason);
     reason
 }
 

@@ -9,6 +9,7 @@ use tracing::debug;
 use super::Model;
 use crate::close::CloseReason;
 use crate::policy::Wants;
+use crate::policy::connlog::Record;
 use crate::sys::socket::Stream;
 use crate::worker::{Echo, Transport};
 
@@ -29,16 +30,21 @@ pub(crate) struct Conn {
     pub(crate) watching: Wants,
     /// Loop clock (milliseconds) of the last event for this connection.
     pub(crate) last_active_ms: u64,
+    /// The connection log's record, if this connection is logged.
+    pub(crate) log: Record,
 }
 
 impl Conn {
-    /// A fresh connection, watched for reading.
-    pub(crate) fn new(stream: Stream, now_ms: u64) -> Conn {
+    /// A fresh connection, watched for reading; `log` from [`LoopCore::admit`].
+    ///
+    /// [`LoopCore::admit`]: super::event_loop::LoopCore::admit
+    pub(crate) fn new(stream: Stream, now_ms: u64, log: Record) -> Conn {
         Conn {
             stream,
             echo: Echo::new(),
             watching: Wants::READ,
             last_active_ms: now_ms,
+            log,
         }
     }
 }

@@ -97,8 +97,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
                     };
                     if let Some(reason) = reason {
                         // Closing the descriptor removes it from the epoll set.
-                        let conn = conns.remove(key);
-                        core.closed(reason, conn.echo.pending());
+                        let mut conn = conns.remove(key);
+                        core.closed(reason, &mut conn);
                     }
                 }
             }
@@ -139,11 +139,12 @@ fn accept(
     for _ in 0..budget {
         match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
-                core.admit(&stream);
+                let log = core.admit(&stream);
+                let mut conn = Conn::new(stream, now, log);
                 let entry = conns.vacant_entry();
-                match ep.add(stream.as_raw_fd(), epoll::READ, entry.key() as u64) {
-                    Ok(()) => drop(entry.insert(Conn::new(stream, now))),
-                    Err(_) => core.closed(CloseReason::Error, 0),
+                match ep.add(conn.stream.as_raw_fd(), epoll::READ, entry.key() as u64) {
+                    Ok(()) => drop(entry.insert(conn)),
+                    Err(_) => core.closed(CloseReason::Error, &mut conn),
                 }
             }
             Accepted::Empty => break,

@@ -115,8 +115,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
                 // will come when that changes.
                 Next::Wait { resume: false, .. } => continue,
             };
-            let conn = conns.remove(key);
-            core.closed(reason, conn.echo.pending());
+            let mut conn = conns.remove(key);
+            core.closed(reason, &mut conn);
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
@@ -146,13 +146,14 @@ fn accept_all(
     loop {
         match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
-                core.admit(&stream);
+                let log = core.admit(&stream);
+                let mut conn = Conn::new(stream, now, log);
                 let entry = conns.vacant_entry();
                 // EPOLL_CTL_ADD reports bytes that arrived before registration, so the first
                 // edge is not lost.
-                match ep.add(stream.as_raw_fd(), CONN_EVENTS, entry.key() as u64) {
-                    Ok(()) => drop(entry.insert(Conn::new(stream, now))),
-                    Err(_) => core.closed(CloseReason::Error, 0),
+                match ep.add(conn.stream.as_raw_fd(), CONN_EVENTS, entry.key() as u64) {
+                    Ok(()) => drop(entry.insert(conn)),
+                    Err(_) => core.closed(CloseReason::Error, &mut conn),
                 }
             }
             Accepted::Empty => return false,

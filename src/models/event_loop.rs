@@ -22,6 +22,7 @@ use super::conn::{Conn, log_close};
 use crate::close::CloseReason;
 use crate::live::LiveSettings;
 use crate::policy::admission::Admission;
+use crate::policy::connlog::{ConnLog, Record};
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Progress, State, Trigger};
 use crate::shutdown::ShutdownHandle;
@@ -162,20 +163,26 @@ impl LoopCore {
         self.stats.worker(0)
     }
 
-    /// Configures and counts a freshly accepted socket; every admitted connection is later
-    /// passed to [`LoopCore::closed`] exactly once.
-    pub(crate) fn admit(&self, stream: &Stream) {
+    /// Configures and counts a freshly accepted socket, and opens its connection-log record
+    /// (for [`Conn::new`]); every admitted connection is later passed to
+    /// [`LoopCore::closed`] exactly once.
+    pub(crate) fn admit(&self, stream: &Stream) -> Record {
         self.counters().opened();
-        if self.live.nodelay() {
-            // The peer may already be gone; the first read will tell.
-            let _ = stream.set_nodelay(true);
-        }
+        crate::policy::socket_options::configure_accepted(stream, &self.live);
+        ConnLog::opened(&self.live, self.model, 0, || stream.peer_addr())
     }
 
     /// Logs and counts the close of an admitted connection.
-    pub(crate) fn closed(&self, reason: CloseReason, pending: usize) {
+    pub(crate) fn closed(&self, reason: CloseReason, conn: &mut Conn) {
+        self.closed_holding(reason, conn.echo.pending(), conn.log.take());
+    }
+
+    /// [`LoopCore::closed`] for a loop that keeps the unsent bytes outside the [`Conn`] (the
+    /// `uring` model): `pending` of them, and the connection's `log` record.
+    pub(crate) fn closed_holding(&self, reason: CloseReason, pending: usize, log: Record) {
         self.counters().closed(reason);
         log_close(self.model, reason, pending);
+        ConnLog::closed(log, reason);
     }
 
     /// Drives `conn`'s echo with the shared scratch buffer, counts what it moved and whether
@@ -194,6 +201,7 @@ impl LoopCore {
             .echo
             .drive(&mut conn.stream, &mut self.scratch, &self.echo);
         let after = conn.echo.state(&self.echo);
+        ConnLog::add(&mut conn.log, driven.moved);
         if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {
             conn.last_active_ms = now_ms;
         }
@@ -203,10 +211,12 @@ impl LoopCore {
     }
 
     /// Counts what a completion-driven loop (the `uring` model, which has no drive) moved,
-    /// and whether its state change paused the receive, by the rule a drive goes through.
-    pub(crate) fn completed(&self, moved: Moved, before: State, after: State) {
+    /// and whether its state change paused the receive, by the rule a drive goes through;
+    /// adds what moved to `log` (the connection's [`Conn::log`]).
+    pub(crate) fn completed(&self, moved: Moved, before: State, after: State, log: &mut Record) {
         let next = interest::next(Progress::Blocked(after.wants), before, after, self.trigger);
         self.count(moved, next);
+        ConnLog::add(log, moved);
     }
 
     /// Counts the bytes moved and a backpressure pause.
@@ -252,7 +262,7 @@ impl LoopCore {
         conns.retain(|_, c| {
             let idle = self.is_idle(c, now_ms);
             if idle {
-                self.closed(CloseReason::IdleTimeout, c.echo.pending());
+                self.closed(CloseReason::IdleTimeout, c);
             }
             !idle
         });
@@ -269,8 +279,8 @@ impl LoopCore {
             Drain::Expired => {
                 info!(model = %self.model, connections = open,
                     "shutdown timeout: closing remaining connections");
-                for c in conns.take_all() {
-                    self.closed(CloseReason::ShutdownTimeout, c.echo.pending());
+                for mut c in conns.take_all() {
+                    self.closed(CloseReason::ShutdownTimeout, &mut c);
                 }
                 true
             }

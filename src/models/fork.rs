@@ -38,6 +38,7 @@ use super::{About, Bound};
 use crate::close::CloseReason;
 use crate::live::LiveSettings;
 use crate::policy::admission::{Accepted, Admission};
+use crate::policy::connlog::{ConnLog, Record};
 use crate::ratelimit::RateLimit;
 use crate::sys::poll;
 use crate::sys::process::{self, ExitStatus, Fork, Pid};
@@ -122,10 +123,13 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             else {
                 break;
             };
-            if let Err(e) = prepare(&stream, &live) {
-                warn!(error = %e, "cannot set socket timeouts; closing connection");
-                continue;
-            }
+            let log = match prepare(&stream, &live, Model::Fork) {
+                Ok(log) => log,
+                Err(e) => {
+                    warn!(error = %e, "cannot set socket timeouts; closing connection");
+                    continue;
+                }
+            };
             let blocked = signal::block_all()?;
             // SAFETY: the process was single-threaded at the start of `run` and nothing here
             // starts a thread; the child leaves only through `exit_now`.
@@ -137,7 +141,7 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
                     drop(blocked); // a finish notice that arrived meanwhile is delivered now
                     // A panic must not unwind into the parent's code (and on into `main`).
                     let serve_child =
-                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live));
+                        std::panic::AssertUnwindSafe(|| child(&stream, &options, &live, log));
                     let code = std::panic::catch_unwind(serve_child).unwrap_or(101);
                     process::exit_now(code);
                 }
@@ -215,15 +219,16 @@ fn reap(children: &mut HashSet<Pid>) {
 }
 
 /// The child's life: serve the one connection, then return the exit code.
-fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings) -> i32 {
+fn child(stream: &Stream, options: &EchoOptions, live: &LiveSettings, mut log: Record) -> i32 {
     let mut io = Timed::finishing(stream, live.idle_timeout(), live.shutdown_timeout(), || {
         signal::received().any(TERMINATE)
     });
     let mut scratch = vec![0u8; options.limit];
     // No counters: they would live in this child's copy of the parent's memory.
-    let closed = serve(&mut io, &mut scratch, options, None);
+    let closed = serve(&mut io, &mut scratch, options, None, &mut log);
     let reason = io.close_reason(closed);
     log_close(Model::Fork, reason, 0);
+    ConnLog::closed(log, reason);
     i32::from(reason == CloseReason::Error)
 }
 

@@ -74,8 +74,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             };
             // Order does not matter to this loop: swap-remove, then look at index `i` again
             // (it now holds the former last connection).
-            let conn = conns.swap_remove(i);
-            core.closed(reason, conn.echo.pending());
+            let mut conn = conns.swap_remove(i);
+            core.closed(reason, &mut conn);
             progressed = true;
         }
         if core.should_stop_accepting() {
@@ -90,8 +90,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             let mut i = 0;
             while i < conns.len() {
                 if core.is_idle(&conns[i], now) {
-                    let conn = conns.swap_remove(i);
-                    core.closed(CloseReason::IdleTimeout, conn.echo.pending());
+                    let mut conn = conns.swap_remove(i);
+                    core.closed(CloseReason::IdleTimeout, &mut conn);
                 } else {
                     i += 1;
                 }
@@ -123,8 +123,8 @@ fn accept(
         else {
             break;
         };
-        core.admit(&stream);
-        conns.push(Conn::new(stream, now));
+        let log = core.admit(&stream);
+        conns.push(Conn::new(stream, now, log));
         accepted += 1;
     }
     accepted

@@ -84,8 +84,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
                 }
             };
             fds.swap_remove(i);
-            let conn = conns.swap_remove(i - FIRST_CONN);
-            core.closed(reason, conn.echo.pending());
+            let mut conn = conns.swap_remove(i - FIRST_CONN);
+            core.closed(reason, &mut conn);
         }
         if let (Some(l), true) = (&listener, fds[LISTENER].revents != 0) {
             accept(&mut core, l, &mut fds, &mut conns, now, ACCEPT_BUDGET);
@@ -104,8 +104,8 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             while i < conns.len() {
                 if core.is_idle(&conns[i], now) {
                     fds.swap_remove(i + FIRST_CONN);
-                    let conn = conns.swap_remove(i);
-                    core.closed(CloseReason::IdleTimeout, conn.echo.pending());
+                    let mut conn = conns.swap_remove(i);
+                    core.closed(CloseReason::IdleTimeout, &mut conn);
                 } else {
                     i += 1;
                 }
@@ -132,8 +132,8 @@ fn accept(
         else {
             return;
         };
-        core.admit(&stream);
+        let log = core.admit(&stream);
         fds.push(poll::entry(stream.as_raw_fd(), poll::READ));
-        conns.push(Conn::new(stream, now));
+        conns.push(Conn::new(stream, now, log));
     }
 }

@@ -128,9 +128,9 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
                     continue;
                 }
             };
-            let conn = conns.swap_remove(i);
+            let mut conn = conns.swap_remove(i);
             master.forget(&conn);
-            core.closed(reason, conn.echo.pending());
+            core.closed(reason, &mut conn);
         }
         let listener_ready = accepting.is_some_and(|fd| read.contains(fd));
         if let (Some(l), true) = (&listener, listener_ready) {
@@ -164,9 +164,9 @@ pub(crate) fn run(bound: Bound) -> io::Result<()> {
             let mut i = 0;
             while i < conns.len() {
                 if core.is_idle(&conns[i], now) {
-                    let conn = conns.swap_remove(i);
+                    let mut conn = conns.swap_remove(i);
                     master.forget(&conn);
-                    core.closed(CloseReason::IdleTimeout, conn.echo.pending());
+                    core.closed(CloseReason::IdleTimeout, &mut conn);
                 } else {
                     i += 1;
                 }
@@ -206,8 +206,8 @@ fn accept(
             }
             continue; // `stream` is dropped: closed
         }
-        core.admit(&stream);
-        let mut conn = Conn::new(stream, now);
+        let log = core.admit(&stream);
+        let mut conn = Conn::new(stream, now, log);
         master.update(&mut conn, Wants::READ);
         conns.push(conn);
     }

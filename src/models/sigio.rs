@@ -227,9 +227,9 @@ fn serve(bound: Bound, signo: Signo, signals: &SignalFd) -> io::Result<()> {
                 // arms the POLL_OUT signal), so a signal will come when that changes.
                 Next::Wait { resume: false, .. } => continue,
             };
-            let conn = conns.remove(key);
+            let mut conn = conns.remove(key);
             index.remove(conn.stream.as_raw_fd());
-            core.closed(reason, conn.echo.pending());
+            core.closed(reason, &mut conn);
         }
         if core.should_stop_accepting() {
             // Connections whose handshake completed before the request are served, not reset.
@@ -308,15 +308,16 @@ fn accept_all(
     loop {
         match core.admission.accept(l, Mode::NonBlocking, conns.len()) {
             Accepted::Conn(stream) => {
-                core.admit(&stream);
-                match owner.attach_new(stream.as_fd()) {
+                let log = core.admit(&stream);
+                let mut conn = Conn::new(stream, now, log);
+                match owner.attach_new(conn.stream.as_fd()) {
                     Ok(()) => {
-                        let fd = stream.as_raw_fd();
-                        let key = conns.insert(Conn::new(stream, now));
+                        let fd = conn.stream.as_raw_fd();
+                        let key = conns.insert(conn);
                         index.insert(fd, key);
                         fresh.push(key);
                     }
-                    Err(_) => core.closed(CloseReason::Error, 0),
+                    Err(_) => core.closed(CloseReason::Error, &mut conn),
                 }
             }
             Accepted::Empty => return false,
@@ -342,7 +343,7 @@ mod tests {
         let mut index = FdIndex::default();
         let a = accept();
         let fd = a.as_raw_fd();
-        let key = conns.insert(Conn::new(a, 0));
+        let key = conns.insert(Conn::new(a, 0, None));
         index.insert(fd, key);
         assert_eq!(index.find(fd, &conns), Some(key));
         assert_eq!(index.find(fd + 1000, &conns), None);
@@ -352,7 +353,7 @@ mod tests {
         assert_eq!(index.find(fd, &conns), None);
         // Another connection in the same slot, with another descriptor (`a` still holds
         // `fd`): not found either.
-        let key_b = conns.insert(Conn::new(accept(), 0));
+        let key_b = conns.insert(Conn::new(accept(), 0, None));
         assert_eq!(key_b, key, "the slab reuses the slot");
         assert_eq!(index.find(fd, &conns), None);
         drop(a);

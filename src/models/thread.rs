@@ -112,10 +112,13 @@ impl Spawner {
             self.gate
                 .accept(listener, Mode::Blocking, self.registry.len())
         {
-            if let Err(e) = prepare(&stream, &self.live) {
-                warn!(error = %e, "cannot set socket timeouts; closing connection");
-                continue;
-            }
+            let log = match prepare(&stream, &self.live, Model::Thread) {
+                Ok(log) => log,
+                Err(e) => {
+                    warn!(error = %e, "cannot set socket timeouts; closing connection");
+                    continue;
+                }
+            };
             let stream = Arc::new(stream);
             let ticket = self.registry.register(&stream);
             let (options, stats) = (self.options, self.stats.clone());
@@ -125,7 +128,8 @@ impl Spawner {
                 .spawn(move || {
                     let _ticket = ticket; // leaves the registry when the thread ends
                     let mut scratch = vec![0u8; options.limit];
-                    let reason = serve_stream(&stream, &mut scratch, &options, stats.worker(0));
+                    let reason =
+                        serve_stream(&stream, &mut scratch, &options, stats.worker(0), log);
                     log_close(Model::Thread, reason, 0);
                 });
             if let Err(e) = spawned {

@@ -285,11 +285,11 @@ impl Uring {
 
     /// Starts serving an accepted connection.
     fn open(&mut self, stream: Stream, now: u64) {
-        self.core.admit(&stream);
+        let log = self.core.admit(&stream);
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let key = self.conns.insert(UringConn {
-            conn: Conn::new(stream, now),
+            conn: Conn::new(stream, now, log),
             generation,
             state: EchoState::new(),
             recv: None,
@@ -349,7 +349,8 @@ impl Uring {
         if open {
             self.progress(key, before, moved);
         } else {
-            self.core.completed(moved, before, before);
+            // Closed already (with its log line): only the counters take these bytes.
+            self.core.completed(moved, before, before, &mut None);
         }
     }
 
@@ -489,8 +490,12 @@ impl Uring {
         if conn.fin && conn.overflow.is_empty() {
             conn.state.read_eof();
         }
-        self.core
-            .completed(moved, before, conn.state.state(&options));
+        self.core.completed(
+            moved,
+            before,
+            conn.state.state(&options),
+            &mut conn.conn.log,
+        );
         let plan = conn.state.plan(&options, conn.in_flight);
         if plan.finish {
             let reason = match conn.conn.stream.shutdown(Shutdown::Write) {
@@ -559,7 +564,7 @@ impl Uring {
     /// Closes a connection: cancels its operations (the kernel holds the socket open until
     /// they end), gives its held buffers back and counts the close.
     fn close(&mut self, key: usize, reason: CloseReason) {
-        let conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key);
         if let (Some(op), false) = (conn.recv, conn.recv_cancelled) {
             let _ = self.ring.cancel(op);
         }
@@ -571,8 +576,11 @@ impl Uring {
         for chunk in conn.queue {
             self.ring.release(chunk);
         }
-        self.core
-            .closed(reason, conn.state.unsent() + conn.overflow.len());
+        self.core.closed_holding(
+            reason,
+            conn.state.unsent() + conn.overflow.len(),
+            conn.conn.log.take(),
+        );
     }
 }
 

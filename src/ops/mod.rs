@@ -35,6 +35,7 @@ use tracing::info;
 
 use daemon::Reporter;
 pub use logging::LogTarget;
+pub use supervise::RestartPolicy;
 
 use crate::config::{Config, Overrides};
 use crate::metrics::{MetricsServer, MetricsSource};
@@ -61,6 +62,14 @@ pub struct OpsArgs {
     /// Run the server as a child process, restarting it when it crashes.
     #[arg(long)]
     pub supervise: bool,
+    /// With --supervise: restart the server only when it crashed (on-failure), or whenever
+    /// it exits unless the supervisor was told to stop (always) [default: on-failure].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub restart: Option<RestartPolicy>,
+    /// With --supervise: the first restart delay (doubling after each crash up to 30 s)
+    /// [default: 1].
+    #[arg(long, value_name = "SECS", value_parser = crate::config::parse_duration)]
+    pub restart_delay: Option<std::time::Duration>,
     /// Write the server's pid to PATH, locked while it runs; a second instance refuses.
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
@@ -139,6 +148,26 @@ impl Plan {
             (None, None) if ops.daemon => LogTarget::Syslog,
             (None, None) => LogTarget::Stderr,
         };
+        if !ops.supervise {
+            for (flag, given) in [
+                ("--restart", ops.restart.is_some()),
+                ("--restart-delay", ops.restart_delay.is_some()),
+            ] {
+                if given {
+                    return Err(format!(
+                        "invalid `{flag}`: it sets how --supervise restarts the server, and \
+                         --supervise is not given"
+                    ));
+                }
+            }
+        }
+        if ops.restart_delay.is_some_and(|d| d.is_zero()) {
+            return Err(
+                "invalid `--restart-delay`: must be more than 0 (a crashing server would be \
+                 restarted in a tight loop)"
+                    .to_owned(),
+            );
+        }
         let user = ops.user.as_deref().map(User::lookup).transpose()?;
         Ok(Plan {
             config,
@@ -251,6 +280,8 @@ pub fn serve(config_path: Option<&Path>, overrides: &Overrides, ops: &OpsArgs) -
         return Supervisor {
             listener,
             shutdown_timeout: plan.config.shutdown_timeout,
+            restart: ops.restart.unwrap_or_default(),
+            restart_delay: ops.restart_delay.unwrap_or(supervise::INITIAL_BACKOFF),
             config_path: plan.config_path.clone(),
             log_file: plan.log_file.clone(),
             logging,

@@ -4,13 +4,25 @@
 //! command-line overrides. An unreadable or invalid file is rejected as a whole and the
 //! running config kept. Otherwise the settings that can change at run time take effect at
 //! once, without touching open connections: `log_level`, `idle_timeout` (also for connections
-//! already open), `max_connections`, `shutdown_timeout`, `nodelay` (for new connections),
-//! `udp_rate_limit`. Every other changed setting is logged as needing a restart, and stays as
-//! it was.
+//! already open), `max_connections`, `shutdown_timeout`, `udp_rate_limit`, and for new
+//! connections `nodelay`, `tcp_keepalive`, `tcp_user_timeout` and `log_connections`. Every
+//! other changed setting is logged as needing a restart, and stays as it was.
+//!
+//! Reading the file never blocks on what the path names (see [`read_config_file`]: a FIFO or
+//! a device is refused, the size is bounded). A regular file on a hung network mount can
+//! still block in the kernel, so the signal thread hands reloads to a [`ReloadThread`] and
+//! stays free to act on SIGTERM. The `fork` model's parent, which must stay single-threaded,
+//! reloads on its own thread, with the same non-blocking read.
+//!
+//! [`read_config_file`]: crate::config::read_config_file
 
 use std::fmt::Debug;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Sender, TrySendError};
 
 use tracing::{error, info, warn};
 
@@ -120,17 +132,21 @@ impl Reloader {
             poll_interval,
             metrics_listen,
             metrics_allow_remote,
+            reuse_port,
             udp
         );
         let mut next = old.clone();
+        let mut changes: Vec<(&'static str, String, String)> = Vec::new();
         macro_rules! live {
             ($($field:ident),*) => {$(
                 if new.$field != old.$field {
-                    info!(
-                        from = ?old.$field,
-                        to = ?new.$field,
-                        "config reload: `{}` applied", stringify!($field)
-                    );
+                    // Logged once applied (below): whoever reads the line (an operator, a
+                    // test) then finds the new value in force.
+                    changes.push((
+                        stringify!($field),
+                        format!("{:?}", old.$field),
+                        format!("{:?}", new.$field),
+                    ));
                     next.$field = new.$field.clone();
                     outcome.applied.push(stringify!($field));
                 }
@@ -141,6 +157,9 @@ impl Reloader {
             max_connections,
             shutdown_timeout,
             nodelay,
+            tcp_keepalive,
+            tcp_user_timeout,
+            log_connections,
             udp_rate_limit
         );
         if new.log_level != old.log_level {
@@ -155,6 +174,9 @@ impl Reloader {
             next.log_level = new.log_level.clone();
         }
         self.live.apply(&next);
+        for (field, from, to) in changes {
+            info!(from, to, "config reload: `{field}` applied");
+        }
         self.live.record_reload(true);
         self.current = next;
         info!(
@@ -164,5 +186,44 @@ impl Reloader {
             path.display()
         );
         Ok(outcome)
+    }
+}
+
+/// Runs reloads on a thread of their own, one at a time, so whoever asks (the signal thread)
+/// never waits for one.
+#[derive(Debug)]
+pub(super) struct ReloadThread {
+    /// One pending request at most: requests that arrive while one is pending are merged
+    /// into it (it reads the file as it is when it runs).
+    requests: Sender<()>,
+}
+
+impl ReloadThread {
+    /// Starts the thread. It ends when the `ReloadThread` is dropped and no reload runs; it is
+    /// never joined, since a reload stuck in the kernel must not hold up the exit.
+    pub(super) fn spawn(mut reloader: Reloader) -> io::Result<ReloadThread> {
+        let (requests, pending) = crossbeam_channel::bounded::<()>(1);
+        thread::Builder::new()
+            .name("reload".to_owned())
+            .spawn(move || {
+                for () in pending {
+                    // Errors were logged by the reloader; the old config stays in force.
+                    let _ = reloader.reload();
+                }
+            })?;
+        Ok(ReloadThread { requests })
+    }
+
+    /// Asks for a reload; returns at once.
+    pub(super) fn request(&self) {
+        match self.requests.try_send(()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(())) => {
+                info!("a reload is already pending; it will read the latest file");
+            }
+            Err(TrySendError::Disconnected(())) => {
+                error!("the reload thread has stopped; SIGHUP ignored");
+            }
+        }
     }
 }

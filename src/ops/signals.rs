@@ -14,7 +14,7 @@ use signal_hook::iterator::{Handle, Signals};
 use tracing::info;
 
 use super::notify::notify;
-use super::reload::Reloader;
+use super::reload::{ReloadThread, Reloader};
 use crate::shutdown::ShutdownHandle;
 
 /// Installed handlers and the thread that acts on them.
@@ -28,8 +28,10 @@ pub(super) struct SignalThread {
 
 /// Installs the handlers at once (so a signal that arrives right after start-up is not lost
 /// to its default action) and starts the thread.
-pub(super) fn spawn(shutdown: ShutdownHandle, mut reloader: Reloader) -> io::Result<SignalThread> {
+pub(super) fn spawn(shutdown: ShutdownHandle, reloader: Reloader) -> io::Result<SignalThread> {
     let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+    // Reloads run elsewhere: a read that blocks must not keep SIGTERM waiting.
+    let reloads = ReloadThread::spawn(reloader)?;
     let handle = signals.handle();
     let thread = thread::Builder::new()
         .name("signals".to_owned())
@@ -38,8 +40,7 @@ pub(super) fn spawn(shutdown: ShutdownHandle, mut reloader: Reloader) -> io::Res
                 match signal {
                     SIGHUP => {
                         info!("SIGHUP: reloading");
-                        // Errors were logged by the reloader; the old config stays in force.
-                        let _ = reloader.reload();
+                        reloads.request();
                     }
                     _ => {
                         let name = if signal == SIGINT {

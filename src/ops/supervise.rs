@@ -8,9 +8,12 @@
 //! - A child is the same binary (`/proc/self/exe`, so an upgrade on disk does not change what
 //!   runs until the supervisor itself restarts) with the same arguments; it reports `ready ADDR`
 //!   or `error CODE MESSAGE` on its stdout, which is a socket to the supervisor.
-//! - Crash (non-zero exit or death by a signal): restart after a back-off of 1 s, doubling to
-//!   30 s, reset to 1 s once a child has run for a minute. Each exit status is logged.
-//!   A child that exits 0 on its own was stopped on purpose: the supervisor exits too.
+//! - Crash (non-zero exit or death by a signal): restart after a back-off of
+//!   `--restart-delay` (1 s by default), doubling to 30 s, reset once a child has run for a
+//!   minute. Each exit status is logged. A child that exits 0 on its own was stopped on
+//!   purpose: under `--restart on-failure` (the default) the supervisor exits too; under
+//!   `--restart always` it is restarted like a crash (the notes' daemon: restart after any
+//!   exit), unless the supervisor itself was told to stop.
 //! - If the first child fails to start, the supervisor reports its error and exits with its
 //!   code: a broken config does not turn into a restart loop.
 //! - SIGTERM/SIGINT are forwarded; the supervisor waits for the graceful drain (killing the
@@ -41,7 +44,7 @@ use crate::sys::poll;
 use crate::sys::process::{self, Pid};
 use crate::sys::signal::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SignalPipe, Signo};
 
-/// First restart delay.
+/// First restart delay unless `--restart-delay` says otherwise.
 pub(super) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest restart delay.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -50,6 +53,23 @@ pub(super) const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Extra time after `shutdown_timeout` before a draining child is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// When the supervisor restarts a server that exited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartPolicy {
+    /// Only after a crash (non-zero exit or a signal); a clean exit ends the supervisor.
+    #[default]
+    OnFailure,
+    /// After any exit, unless the supervisor itself was told to stop.
+    Always,
+}
+
+impl RestartPolicy {
+    /// Whether a child that exited this way is restarted.
+    fn restarts(self, status: ExitStatus) -> bool {
+        self == RestartPolicy::Always || !status.success()
+    }
+}
+
 /// What the supervisor needs to start children.
 #[derive(Debug)]
 pub(super) struct Supervisor {
@@ -57,6 +77,10 @@ pub(super) struct Supervisor {
     pub listener: TcpListener,
     /// The children's drain time (to know when to give up waiting).
     pub shutdown_timeout: Duration,
+    /// Which exits are followed by a restart.
+    pub restart: RestartPolicy,
+    /// The first restart delay; it doubles after each quick exit, up to [`MAX_BACKOFF`].
+    pub restart_delay: Duration,
     /// Absolute paths the children must use, since the supervisor may have changed
     /// directory (`--daemon`): appended to their arguments, overriding relative ones.
     pub config_path: Option<PathBuf>,
@@ -113,7 +137,7 @@ impl Supervisor {
                 return 1;
             }
         };
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = self.restart_delay;
         let mut stop: Option<Instant> = None;
         let mut killed = false;
         loop {
@@ -207,7 +231,7 @@ impl Supervisor {
                         first.fail(code.max(1), &message);
                         return code.max(1);
                     }
-                    if status.success() {
+                    if !self.restart.restarts(status) {
                         info!(
                             pid,
                             "server exited on its own with status 0; supervisor exiting"
@@ -215,19 +239,24 @@ impl Supervisor {
                         return 0;
                     }
                     if ran >= HEALTHY_RUN {
-                        backoff = INITIAL_BACKOFF;
+                        backoff = self.restart_delay;
                     }
+                    let what = if status.success() {
+                        "server exited; restarting (--restart always)"
+                    } else {
+                        "server crashed; restarting"
+                    };
                     warn!(
                         pid,
                         status = %how,
                         ran_ms = ran.as_millis() as u64,
                         restart_in_ms = backoff.as_millis() as u64,
-                        "server crashed; restarting"
+                        "{what}"
                     );
                     state = State::BackingOff {
                         until: now + backoff,
                     };
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = (backoff * 2).min(MAX_BACKOFF.max(self.restart_delay));
                 }
                 State::BackingOff { until } => {
                     if now < *until {
@@ -240,7 +269,7 @@ impl Supervisor {
                             state = State::BackingOff {
                                 until: now + backoff,
                             };
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            backoff = (backoff * 2).min(MAX_BACKOFF.max(self.restart_delay));
                         }
                     }
                 }

@@ -32,8 +32,9 @@ pub(crate) const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `accept(2)` errors that belong to one connection, already gone, or to the call itself:
-/// the next call may succeed at once. A signal; the peer reset before we got to it.
-const RETRY_AT_ONCE: &[i32] = &[libc::EINTR, libc::ECONNABORTED];
+/// the next call may succeed at once. A signal; the peer reset before we got to it; a
+/// protocol error on that connection (`EPROTO`: the peer's failed handshake).
+const RETRY_AT_ONCE: &[i32] = &[libc::EINTR, libc::ECONNABORTED, libc::EPROTO];
 
 /// What an `accept` error means for the accept loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub(crate) enum AcceptError {
     /// Nothing (more) to accept: the backlog is empty (`EAGAIN`), or the socket no longer
     /// listens (`EINVAL`: stopped for shutdown by another thread). Nothing to report.
     Drained,
-    /// Accept again at once: `EINTR`, `ECONNABORTED` (the list is `RETRY_AT_ONCE`).
+    /// Accept again at once: `EINTR`, `ECONNABORTED`, `EPROTO` (the list is `RETRY_AT_ONCE`).
     Retry,
     /// Out of descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): pause.
     Exhausted,
@@ -264,14 +265,15 @@ mod tests {
         assert!(matches!(outcome, Accepted::Conn(Fake)), "{outcome:?}");
     }
 
-    /// A signal or an aborted handshake is retried at once; running out of descriptors
-    /// pauses accepting for the back-off, counted once.
+    /// A signal, an aborted or a failed handshake (`EPROTO`) is retried at once; running out
+    /// of descriptors pauses accepting for the back-off, counted once.
     #[test]
     fn transient_errors_retry_and_exhaustion_pauses() {
         let (mut a, stats) = admission();
         let script = vec![
             Err(errno(libc::EINTR)),
             Err(errno(libc::ECONNABORTED)),
+            Err(errno(libc::EPROTO)),
             Ok(Fake),
         ];
         let (outcome, _) = run(&mut a, 0, script);
@@ -301,6 +303,7 @@ mod tests {
         assert_eq!(class(libc::EINVAL), AcceptError::Drained);
         assert_eq!(class(libc::EINTR), AcceptError::Retry);
         assert_eq!(class(libc::ECONNABORTED), AcceptError::Retry);
+        assert_eq!(class(libc::EPROTO), AcceptError::Retry);
         for n in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
             assert_eq!(class(n), AcceptError::Exhausted, "errno {n}");
         }

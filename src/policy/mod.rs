@@ -10,10 +10,15 @@
 //!   deadline of an event loop (pure: time is passed in).
 //! - `admission`: `Admission`, `max_connections`, the accept back-off and its logs, and
 //!   `classify_accept_error`.
+//! - [`socket_options`]: `configure_accepted`, the options of an accepted connection
+//!   (`TCP_NODELAY`, keepalive, `TCP_USER_TIMEOUT`).
+//! - [`connlog`]: `ConnLog`, the connection log's open and close lines (`log_connections`).
 
 pub(crate) mod admission;
+pub(crate) mod connlog;
 pub(crate) mod housekeeping;
 pub(crate) mod interest;
+pub(crate) mod socket_options;
 
 pub use crate::close::CloseReason;
 pub use interest::{Progress, Wants};

@@ -150,16 +150,6 @@ impl Stream {
         unsafe { syscall!(shutdown(self.fd.as_raw_fd(), how)) }.map(drop)
     }
 
-    /// Sets `TCP_NODELAY`.
-    pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        setsockopt(
-            self.fd.as_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            libc::c_int::from(on),
-        )
-    }
-
     /// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` to `timeout` (`None` waits forever). A blocking
     /// call that times out fails with `WouldBlock`.
     pub(crate) fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -321,7 +311,6 @@ mod tests {
             }
         };
         assert_eq!(server.peer_addr().unwrap(), client_addr);
-        server.set_nodelay(true).unwrap();
         server
             .set_timeouts(Some(Duration::from_millis(20)))
             .unwrap();

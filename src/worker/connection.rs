@@ -7,6 +7,7 @@ use mio::{Interest, Registry, Token};
 
 use super::echo::{Driven, Echo, EchoOptions, Transport};
 use crate::policy::Wants;
+use crate::policy::connlog::Record;
 
 /// A connection owned by one worker. Small on purpose: 10,000 idle ones should cost well
 /// under a kilobyte each (no buffer is held while the echo keeps up).
@@ -21,6 +22,8 @@ pub(crate) struct Connection {
     registered: Interest,
     /// Worker clock (milliseconds since the worker started) of the last event.
     pub(crate) last_active_ms: u64,
+    /// The connection log's record, if this connection is logged (one pointer otherwise).
+    pub(crate) log: Record,
 }
 
 impl Connection {
@@ -37,6 +40,7 @@ impl Connection {
             echo: Echo::new(),
             registered: Interest::READABLE,
             last_active_ms: now_ms,
+            log: None,
         })
     }
 

@@ -27,7 +27,9 @@ use super::echo::EchoOptions;
 use super::wakeup::Wakeup;
 use crate::close::CloseReason;
 use crate::live::LiveSettings;
+use crate::models::Model;
 use crate::policy::admission::{Accepted, Admission};
+use crate::policy::connlog::ConnLog;
 use crate::policy::housekeeping::{self, Drain, Housekeeping};
 use crate::policy::interest::{self, Next, Trigger};
 use crate::stats::{Stats, WorkerStats};
@@ -406,21 +408,22 @@ impl Worker {
 
     fn add(&mut self, stream: TcpStream, now_ms: u64) {
         self.stats().opened();
-        if self.settings.live.nodelay() {
-            if let Err(e) = stream.set_nodelay(true) {
-                // The peer may already be gone; the first read will tell.
-                debug!(worker = self.settings.id, error = %e, "TCP_NODELAY failed");
-            }
-        }
+        let live = &self.settings.live;
+        crate::policy::socket_options::configure_accepted(&stream, live);
+        let log = ConnLog::opened(live, Model::Reactor, self.settings.id, || {
+            stream.peer_addr()
+        });
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         match Connection::register(stream, self.poll.registry(), token, now_ms) {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                conn.log = log;
                 entry.insert(conn);
             }
             Err(e) => {
                 warn!(worker = self.settings.id, error = %e, "cannot register connection; closing it");
                 self.stats().closed(CloseReason::Error);
+                ConnLog::closed(log, CloseReason::Error);
                 self.released();
             }
         }
@@ -442,6 +445,7 @@ impl Worker {
         }
         let stats = self.settings.stats.worker(self.settings.id);
         stats.moved(driven.moved.read, driven.moved.written);
+        ConnLog::add(&mut conn.log, driven.moved);
         // mio's epoll is edge-triggered.
         match interest::next(driven.progress, before, after, Trigger::Edge) {
             Next::Close(reason) => self.close(token, reason),
@@ -466,7 +470,7 @@ impl Worker {
     }
 
     fn close(&mut self, token: Token, reason: CloseReason) {
-        if let Some(conn) = self.conns.try_remove(token.0) {
+        if let Some(mut conn) = self.conns.try_remove(token.0) {
             // Dropping the stream closes the fd, which also removes it from the epoll set (we
             // never dup it), so no deregister syscall is needed.
             debug!(
@@ -481,6 +485,7 @@ impl Worker {
             // only noted (see `Connection::drive`) and sent by this drop, which closes the
             // socket after the peer's FIN was read, with nothing unread (a FIN, not a reset).
             self.stats().closed(reason);
+            ConnLog::closed(conn.log.take(), reason);
             drop(conn);
             self.released();
         }
