@@ -13,9 +13,6 @@ use reactor_pool::client::{self, ClientArgs};
 use reactor_pool::config::{Overrides, parse_duration};
 use reactor_pool::ops::{self, OpsArgs};
 
-/// Exit code for bad arguments or configuration.
-const EXIT_USAGE: u8 = ops::EXIT_USAGE;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "reactor-pool",
@@ -150,7 +147,7 @@ impl ServeArgs {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return clap_error(e),
+        Err(e) => return reactor_pool::ops::clap_error(e),
     };
     match cli.command {
         Command::Serve(args) => ExitCode::from(ops::serve(
@@ -193,27 +190,4 @@ fn bench(args: &[OsString]) -> ExitCode {
         eprintln!("reactor-pool: bench: cannot run {}: {e}", bench.display());
     }
     ExitCode::FAILURE
-}
-
-/// Prints clap's help and version normally; squeezes real errors into one line, exit 2.
-fn clap_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let _ = e.print();
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let text = e.render().to_string();
-    let line: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
-        })
-        .collect();
-    eprintln!("reactor-pool: {} (see --help)", line.join(" "));
-    ExitCode::from(EXIT_USAGE)
 }

@@ -426,3 +426,27 @@ fn take_inherited(fd: RawFd) -> Result<TcpListener, String> {
         .map_err(|e| format!("--inherit-listener {fd}: {e}"))?;
     Ok(socket.into())
 }
+
+/// Prints clap's help and version normally; squeezes real errors into one line, exit 2
+/// ([`EXIT_USAGE`]). The server's and the bench's binaries both answer bad arguments with it.
+pub fn clap_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return std::process::ExitCode::from(EXIT_USAGE);
+    }
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .collect();
+    eprintln!("reactor-pool: {} (see --help)", line.join(" "));
+    std::process::ExitCode::from(EXIT_USAGE)
+}
