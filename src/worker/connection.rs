@@ -1,11 +1,9 @@
 //! `Connection`: one accepted socket in a worker, with its echo state and idle timer.
 
-use std::io::{self, Read, Write};
-
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::echo::{Driven, Echo, EchoOptions, Transport};
+use super::echo::{Driven, Echo, EchoOptions, FinOnClose};
 use crate::policy::Wants;
 use crate::policy::connlog::Record;
 
@@ -62,7 +60,7 @@ impl Connection {
             self.echo.note_read_closed();
         }
         self.echo
-            .drive(&mut FinOnDrop(&mut self.stream), scratch, options)
+            .drive(&mut FinOnClose(&mut self.stream), scratch, options)
     }
 
     /// Makes the poller's interest match `wants` (from
@@ -84,34 +82,6 @@ impl Connection {
             registry.reregister(&mut self.stream, token, interest)?;
             self.registered = interest;
         }
-        Ok(())
-    }
-}
-
-/// The stream as the echo sees it, except that shutting down the write side is left to the
-/// close that follows (see [`Connection::drive`]): the echo shuts down writing only after the
-/// peer's FIN was read and every byte echoed, and the connection is then closed at once, so
-/// closing sends the same FIN, one syscall later in the same round.
-struct FinOnDrop<'a>(&'a mut TcpStream);
-
-impl Read for FinOnDrop<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl Write for FinOnDrop<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl Transport for FinOnDrop<'_> {
-    fn shutdown_write(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
