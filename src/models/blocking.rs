@@ -29,10 +29,13 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::socket::{Mode, Stream};
 
 /// The `blocking` model, as `reactor-pool models` describes it.
-pub(crate) const ABOUT: About = About::new(
-    "iterative: serves one connection at a time with blocking I/O; everyone else \
-     waits in the backlog (the baseline)",
-);
+pub(crate) const ABOUT: About = About {
+    one_at_a_time: true,
+    ..About::new(
+        "iterative: serves one connection at a time with blocking I/O; everyone else \
+         waits in the backlog (the baseline)",
+    )
+};
 
 /// Serves until shutdown, then finishes the connections in service and taken in.
 pub(crate) fn run(bound: Bound) -> io::Result<()> {

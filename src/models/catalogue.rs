@@ -56,6 +56,9 @@ pub(crate) struct About {
     pub(crate) serves_metrics: bool,
     /// Most connections it can serve at once, whatever `max_connections` says.
     pub(crate) connection_ceiling: Option<usize>,
+    /// Serves one connection at a time: every other one waits in the backlog until the one
+    /// in service closes (`blocking`).
+    pub(crate) one_at_a_time: bool,
     /// Signals it handles itself, installed at bind time; the caller then starts no signal
     /// thread. Empty for every model but `fork`.
     pub(crate) signals: &'static [Signo],
@@ -74,6 +77,7 @@ impl About {
             uses_poll_interval: false,
             serves_metrics: true,
             connection_ceiling: None,
+            one_at_a_time: false,
             signals: &[],
             probe: None,
         }
@@ -154,6 +158,12 @@ impl Model {
     /// Whether the model can serve the metrics endpoint (it needs a thread of its own).
     pub(crate) fn serves_metrics(self) -> bool {
         self.about().serves_metrics
+    }
+
+    /// Whether the model serves one connection at a time (the others wait in the backlog),
+    /// so a load that keeps several open at once cannot be served.
+    pub fn serves_one_at_a_time(self) -> bool {
+        self.about().one_at_a_time
     }
 
     /// Most connections the model can serve at once, whatever `max_connections` says.

@@ -187,6 +187,23 @@ fn measure(
     position: usize,
     log: &Path,
 ) -> Result<RunResult, BenchError> {
+    let open_at_once = load.connections + load.idle_connections;
+    if open_at_once > 1
+        && Model::ALL
+            .iter()
+            .any(|m| m.name() == cell.model && m.serves_one_at_a_time())
+    {
+        // Its figures would be one connection's, with every other one timing out in the
+        // backlog: shown as not served, with the reason, rather than as errors.
+        let why = format!(
+            "the {} model serves one connection at a time; this load keeps {} open at once",
+            cell.model,
+            thousands(open_at_once as u64)
+        );
+        return Ok(RunResult::not_served(
+            cell, load, repetition, position, &why,
+        ));
+    }
     let launch = launch_for(cell, load);
     let mut server = match ServerProcess::start(&launch, log) {
         Ok(server) => server,
@@ -725,6 +742,54 @@ mod report_tests {
             assert!(svg.contains(legend), "{legend} in the sweep chart: {svg}");
         }
         assert!(md.contains("(idle_sweep.svg)"), "{md}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// A model that serves one connection at a time, under a load of 50: measure() does not
+    /// start it, and the report shows it as not served, with the reason, and no error.
+    #[test]
+    fn a_one_at_a_time_model_is_not_served_a_concurrent_load() {
+        let cells = vec![
+            cell("epoll", "epoll", None),
+            cell("blocking", "blocking", None),
+        ];
+        let load = LoadSpec {
+            duration: Duration::from_secs(1),
+            ..LoadSpec::new("127.0.0.1:1".parse().unwrap(), Scenario::Pingpong)
+        };
+        let log = std::env::temp_dir().join(format!("rp-one-{}.log", std::process::id()));
+        let skipped = measure(&cells[1], &load, 0, 1, &log).unwrap();
+        assert!(!skipped.server_started);
+        assert_eq!(skipped.errors(), 0);
+        let why = skipped.not_served_because().expect("not served");
+        assert!(
+            why.contains("one connection at a time") && why.contains("50 open"),
+            "{why}"
+        );
+        let out = std::env::temp_dir().join(format!("rp-one-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let spec = CompareSpec {
+            cells,
+            loads: vec![load],
+            repeat: 1,
+            baseline: "epoll".into(),
+            out: out.clone(),
+            progress: false,
+        };
+        let runs = vec![result("epoll", Scenario::Pingpong, 0, 1000.0, 4.0), skipped];
+        let report = build(&spec, runs, SystemTime::now());
+        assert_eq!(
+            report.find(Scenario::Pingpong, "blocking").unwrap().errors,
+            0
+        );
+        write_report(&out, &report).unwrap();
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("| blocking | not served |"), "{md}");
+        assert!(
+            md.contains("- blocking: the blocking model serves one connection"),
+            "{md}"
+        );
+        assert!(!md.contains("Errors (first of each kind)"), "{md}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }

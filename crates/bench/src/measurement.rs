@@ -7,6 +7,7 @@ use crate::compare_spec::Cell;
 use crate::report::RunReport;
 use crate::scenario::Scenario;
 use crate::spec::LoadSpec;
+use crate::summary::NOT_SERVED;
 
 /// What one measurement of one cell produced.
 #[derive(Debug, Clone, Serialize)]
@@ -83,8 +84,32 @@ impl RunResult {
         }
     }
 
-    /// Errors counted by the load generator, plus one if the server did not exit cleanly.
+    /// The record of a measurement not run because the cell's model cannot serve the load
+    /// at all (`why`); not an error.
+    pub(crate) fn not_served(
+        cell: &Cell,
+        load: &LoadSpec,
+        repetition: usize,
+        position: usize,
+        why: &str,
+    ) -> RunResult {
+        RunResult {
+            server_exit: format!("{NOT_SERVED}: {why}"),
+            ..RunResult::not_started(cell, load, repetition, position, why)
+        }
+    }
+
+    /// Why the cell's model cannot serve this load, if that is why it was not run.
+    pub(crate) fn not_served_because(&self) -> Option<&str> {
+        self.server_exit
+            .strip_prefix(NOT_SERVED)
+            .and_then(|rest| rest.strip_prefix(": "))
+    }
+
+    /// Errors counted by the load generator, plus one if the server did not exit cleanly
+    /// (a load its model cannot serve is not an error).
     pub(crate) fn errors(&self) -> u64 {
-        self.report.errors.total() + u64::from(self.server_exit != "clean")
+        let unclean = self.server_exit != "clean" && self.not_served_because().is_none();
+        self.report.errors.total() + u64::from(unclean)
     }
 }

@@ -171,6 +171,9 @@ pub(crate) struct CellSummary {
     pub errors: u64,
     /// Error kinds and first examples, for the notes.
     pub error_notes: Vec<String>,
+    /// Why the cell was not run at all: its model cannot serve this load (`blocking` with
+    /// more than one connection open at once).
+    pub not_served: Option<String>,
     /// msg/s divided by the baseline's in the same repetition: median and range over the
     /// repetitions. Pairing by repetition cancels the machine's drift between repetitions.
     pub msgs_ratio: Option<Spread>,
@@ -349,7 +352,7 @@ fn summarize(info: &ScenarioInfo, cell: &str, all: &[&RunResult]) -> CellSummary
                 error_notes.push(e.clone());
             }
         }
-        if r.server_exit != "clean" {
+        if r.server_exit != "clean" && r.not_served_because().is_none() {
             let note = format!("server: {}", r.server_exit);
             if !error_notes.contains(&note) {
                 error_notes.push(note);
@@ -375,6 +378,10 @@ fn summarize(info: &ScenarioInfo, cell: &str, all: &[&RunResult]) -> CellSummary
         connect_secs: spread(&|r| r.report.idle.map(|i| i.connect_secs)),
         errors: all.iter().map(|r| r.errors()).sum(),
         error_notes,
+        not_served: all
+            .iter()
+            .find_map(|r| r.not_served_because())
+            .map(str::to_owned),
         msgs_ratio: None,
         cpu_ratio: None,
         rss_ratio: None,
@@ -493,6 +500,10 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
             );
             let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
             for s in &rows {
+                if s.not_served.is_some() {
+                    let _ = writeln!(md, "| {} | {NOT_SERVED} | | | | | | |", s.cell);
+                    continue;
+                }
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -517,6 +528,10 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for s in &rows {
+                if s.not_served.is_some() {
+                    let _ = writeln!(md, "| {} | {NOT_SERVED} | | | | | | | | | |", s.cell);
+                    continue;
+                }
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -589,6 +604,16 @@ pub(crate) fn markdown(report: &CompareReport, charts: &[(&str, &str)]) -> Strin
                     .map(move |n| format!("{}: {n}", s.cell))
             })
             .collect();
+        let not_served: Vec<String> = rows
+            .iter()
+            .filter_map(|s| Some(format!("{}: {}", s.cell, s.not_served.as_deref()?)))
+            .collect();
+        if !not_served.is_empty() {
+            let _ = writeln!(md, "\nNot served (not run; not an error):");
+            for n in not_served {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
         if !notes.is_empty() {
             let _ = writeln!(md, "\nErrors (first of each kind):");
             for n in notes {
@@ -703,7 +728,13 @@ fn sweep_markdown(md: &mut String, report: &CompareReport) {
                         return "–".to_owned();
                     };
                     if s.runs == 0 {
-                        if let Some(note) = s.error_notes.first() {
+                        if let Some(why) = &s.not_served {
+                            reasons.push(format!(
+                                "{} at {} idle: {why}",
+                                cell.label,
+                                thousands(n as u64)
+                            ));
+                        } else if let Some(note) = s.error_notes.first() {
                             // The server's own one-line error, when its log gave one.
                             let why = note
                                 .rsplit_once("its log says: ")
