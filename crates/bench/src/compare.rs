@@ -187,19 +187,7 @@ fn measure(
     position: usize,
     log: &Path,
 ) -> Result<RunResult, BenchError> {
-    let open_at_once = load.connections + load.idle_connections;
-    if open_at_once > 1
-        && Model::ALL
-            .iter()
-            .any(|m| m.name() == cell.model && m.serves_one_at_a_time())
-    {
-        // Its figures would be one connection's, with every other one timing out in the
-        // backlog: shown as not served, with the reason, rather than as errors.
-        let why = format!(
-            "the {} model serves one connection at a time; this load keeps {} open at once",
-            cell.model,
-            thousands(open_at_once as u64)
-        );
+    if let Some(why) = cannot_serve(cell, load) {
         return Ok(RunResult::not_served(
             cell, load, repetition, position, &why,
         ));
@@ -303,22 +291,38 @@ fn measure(
     })
 }
 
+/// Why the cell's model cannot serve `load` at all, if it cannot: it serves one connection
+/// at a time (`blocking`) and the load keeps several open, or the load needs more
+/// connections than the model can hold (`select`: FD_SETSIZE). Such a cell is shown as not
+/// served, with this reason, instead of figures from a server that left connections
+/// waiting or refused them.
+fn cannot_serve(cell: &Cell, load: &LoadSpec) -> Option<String> {
+    let model = Model::ALL.iter().find(|m| m.name() == cell.model)?;
+    let open = load.connections + load.idle_connections;
+    if model.serves_one_at_a_time() && open > 1 {
+        return Some(format!(
+            "the {model} model serves one connection at a time; this load keeps {} open at once",
+            thousands(open as u64)
+        ));
+    }
+    let ceiling = model.connection_ceiling()?;
+    (open > ceiling).then(|| {
+        format!(
+            "the {model} model serves at most {} connections at once; this load keeps {} open",
+            thousands(ceiling as u64),
+            thousands(open as u64)
+        )
+    })
+}
+
 /// The cell's launch for `load`: `serve` gets `--max-connections` when the load (active plus
-/// idle connections) needs more than the default allows, or more than the model can serve
-/// (select: FD_SETSIZE) — then the server refuses to start with its own one-line reason, and
-/// the report shows the cell as not served instead of figures from a server that dropped
-/// connections. Only then, since some models refuse large values.
+/// idle connections) needs more than the default allows, and `--udp` for the udp scenario.
 fn launch_for(cell: &Cell, load: &LoadSpec) -> Launch {
     let default_max = Config::default().max_connections;
     let needed = load.connections + load.idle_connections;
-    let ceiling = Model::ALL
-        .iter()
-        .find(|m| m.name() == cell.model)
-        .and_then(|m| m.connection_ceiling())
-        .unwrap_or(usize::MAX);
     match &cell.launch {
         Launch::Serve { exe, args }
-            if (needed + 16 > default_max || needed > ceiling)
+            if needed + 16 > default_max
                 && !args.iter().any(|a| a.starts_with("--max-connections")) =>
         {
             let mut args = args.clone();

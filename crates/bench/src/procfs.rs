@@ -10,14 +10,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct ProcSample {
     /// User plus system CPU time of every thread of the process so far, plus that of its
-    /// reaped children.
+    /// children, live or reaped.
     pub cpu: Duration,
     /// Resident memory now (`VmRSS`), bytes.
     pub rss_bytes: u64,
     /// Peak resident memory (`VmHWM`), bytes.
     pub rss_peak_bytes: u64,
-    /// Context switches (voluntary + involuntary) of every live thread so far. Threads that
-    /// already exited are not counted, which is fine for servers with long-lived threads.
+    /// Context switches (voluntary + involuntary) of every live thread so far, and of live
+    /// children. Threads and children that already exited are not counted, which is fine
+    /// for servers with long-lived threads.
     pub context_switches: u64,
 }
 
@@ -34,12 +35,43 @@ pub(crate) fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
     let status = fs::read_to_string(format!("{dir}/status"))?;
     let rss_kib = parse_status_kib(&status, "VmRSS:").unwrap_or(0);
     let hwm_kib = parse_status_kib(&status, "VmHWM:").unwrap_or(0);
+    let mut cpu_ticks = ticks;
+    let mut switches = context_switches(&dir);
+    // Children still running (the fork model's connections) count as they go, not only
+    // once reaped: a long-lived connection's child would otherwise show no CPU at all.
+    // Read after the parent, so a child reaped in between is missed, never counted twice.
+    for child in children(&dir) {
+        let child_dir = format!("/proc/{child}");
+        if let Some(t) = fs::read_to_string(format!("{child_dir}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat_cpu_ticks(&stat))
+        {
+            cpu_ticks += t;
+            switches += context_switches(&child_dir);
+        }
+    }
     Ok(ProcSample {
-        cpu: ticks_to_duration(ticks, clock_ticks_per_second()),
+        cpu: ticks_to_duration(cpu_ticks, clock_ticks_per_second()),
         rss_bytes: rss_kib * 1024,
         rss_peak_bytes: hwm_kib * 1024,
-        context_switches: context_switches(&dir),
+        context_switches: switches,
     })
+}
+
+/// The live children of the process at `dir`, from every thread's `task/TID/children`.
+fn children(dir: &str) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("{dir}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_ascii_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Sum of `voluntary_ctxt_switches + nonvoluntary_ctxt_switches` over `dir/task/*/status`.
@@ -167,5 +199,33 @@ mod tests {
         assert!(ensure_nofile(16).is_ok());
         let err = ensure_nofile(u64::MAX / 2).unwrap_err();
         assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    }
+
+    /// A child's CPU counts while it runs: the fork model's long-lived connections would
+    /// otherwise show none until the run ends. (Fails without the children's part: this
+    /// process only sleeps here, and the child is never reaped before the check.)
+    #[test]
+    fn live_children_count() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let own = || {
+            let stat = fs::read_to_string("/proc/self/stat").unwrap();
+            ticks_to_duration(
+                parse_stat_cpu_ticks(&stat).unwrap(),
+                clock_ticks_per_second(),
+            )
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut counted = false;
+        while !counted && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let with_children = sample(None).unwrap().cpu;
+            counted = with_children >= own() + Duration::from_millis(100);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(counted, "a running child's CPU is counted");
     }
 }

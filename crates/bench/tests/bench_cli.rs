@@ -440,8 +440,9 @@ fn idle_connections_flag_is_checked() {
 }
 
 /// The sweep end to end: epoll and select at 0 and 1,100 idle connections. epoll holds all
-/// 1,100 open and silent through the run; select cannot take 1,150 connections (FD_SETSIZE),
-/// refuses to start, and the report says so in the sweep table, the JSON and the chart.
+/// 1,100 open and silent through the run; select cannot take 1,150 connections (FD_SETSIZE):
+/// the runner does not start it, and the report says so, with the reason, in the sweep table,
+/// the JSON and the chart, without counting an error.
 #[test]
 fn compare_sweeps_idle_connections_and_reports_what_select_cannot_serve() {
     let out = temp_dir("compare-idle");
@@ -463,8 +464,8 @@ fn compare_sweeps_idle_connections_and_reports_what_select_cannot_serve() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    // select's refusal counts as an error of the comparison.
-    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    // A load the model cannot serve is not an error of the comparison.
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let runs = json["runs"].as_array().unwrap();
@@ -483,11 +484,9 @@ fn compare_sweeps_idle_connections_and_reports_what_select_cannot_serve() {
     assert_eq!(at("select", 0)["server_started"], true);
     let select = at("select", 1100);
     assert_eq!(select["server_started"], false, "{select}");
+    let exit = select["server_exit"].as_str().unwrap();
     assert!(
-        select["server_exit"]
-            .as_str()
-            .unwrap()
-            .contains("FD_SETSIZE"),
+        exit.starts_with("not served") && exit.contains("at most 1,024"),
         "{select}"
     );
 

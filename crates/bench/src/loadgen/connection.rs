@@ -86,6 +86,9 @@ impl Conn {
             {
                 let len = (self.send_limit - self.sent).min(MAX_CHUNK as u64) as usize;
                 let data = pump.pattern.slice(self.seed, self.sent, len);
+                // Stamped before the call, not after it and not at the round's `now`: on
+                // loopback the server on the other core may echo before `write` returns.
+                let write_at = Instant::now();
                 match self.stream.write(data) {
                     Ok(0) => return Outcome::Failed(ErrorKind::Reset, "write returned 0".into()),
                     Ok(n) => {
@@ -94,9 +97,8 @@ impl Conn {
                         self.last_progress = now;
                         // A message starts at every multiple of `size` this write covered.
                         let started = self.sent.div_ceil(size) - before.div_ceil(size);
-                        for _ in 0..started {
-                            self.stamps.push_back(now);
-                        }
+                        self.stamps
+                            .extend(std::iter::repeat_n(write_at, started as usize));
                         if n < len {
                             self.write_blocked = true;
                         }
@@ -143,8 +145,9 @@ impl Conn {
                             pump.stats.bytes += n as u64;
                         }
                         let completed = self.received / size - before / size;
+                        let done_at = if completed > 0 { Instant::now() } else { now };
                         for _ in 0..completed {
-                            let began = self.stamps.pop_front().unwrap_or(now);
+                            let began = self.stamps.pop_front().unwrap_or(done_at);
                             // Connrate's unit is the whole connection: connect to echo.
                             let began = if scenario == Scenario::Connrate {
                                 self.started
@@ -153,7 +156,7 @@ impl Conn {
                             };
                             pump.completed += 1;
                             if in_window {
-                                pump.stats.record(now - began);
+                                pump.stats.record(done_at.saturating_duration_since(began));
                             }
                         }
                         if completed > 0 {
