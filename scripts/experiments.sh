@@ -301,7 +301,7 @@ PY
     echo "    TIME_WAIT on the server's port: $(time_wait_count "( sport = :$PORT )")"
     echo "--- connrate, 4 clients for ${TW_SECS:-2} s (the load generator closes first):"
     "$(dirname "$BIN")/reactor-pool-bench" --target "$ADDR" --scenario connrate --connections 4 \
-        --duration "${TW_SECS:-2}" --warmup 0 --no-progress --json >"$TMP/tw.json" 2>/dev/null || true
+        --source-addrs 1 --duration "${TW_SECS:-2}" --warmup 0 --no-progress --json >"$TMP/tw.json" 2>/dev/null || true
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); e=r['errors']; print(f\"    {r['connections_opened']} connections, connect errors {e['connect']}\")" "$TMP/tw.json"
     echo "    TIME_WAIT now: $(time_wait_count "( dport = :$PORT )") on the client side, $(time_wait_count "( sport = :$PORT )") on the server's port"
     echo "    net.ipv4.tcp_tw_reuse = $(cat /proc/sys/net/ipv4/tcp_tw_reuse), ephemeral ports: $(tr '\t' - </proc/sys/net/ipv4/ip_local_port_range)"

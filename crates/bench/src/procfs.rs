@@ -12,9 +12,10 @@ pub(crate) struct ProcSample {
     /// User plus system CPU time of every thread of the process so far, plus that of its
     /// children, live or reaped.
     pub cpu: Duration,
-    /// Resident memory now (`VmRSS`), bytes.
+    /// Resident memory now (`VmRSS`), plus the private resident memory of live children
+    /// (`Private_Clean + Private_Dirty`), bytes.
     pub rss_bytes: u64,
-    /// Peak resident memory (`VmHWM`), bytes.
+    /// Peak resident memory (`VmHWM`), plus the live children's private memory now, bytes.
     pub rss_peak_bytes: u64,
     /// Context switches (voluntary + involuntary) of every live thread so far, and of live
     /// children. Threads and children that already exited are not counted, which is fine
@@ -35,27 +36,51 @@ pub(crate) fn sample(pid: Option<u32>) -> io::Result<ProcSample> {
     let status = fs::read_to_string(format!("{dir}/status"))?;
     let rss_kib = parse_status_kib(&status, "VmRSS:").unwrap_or(0);
     let hwm_kib = parse_status_kib(&status, "VmHWM:").unwrap_or(0);
-    let mut cpu_ticks = ticks;
-    let mut switches = context_switches(&dir);
-    // Children still running (the fork model's connections) count as they go, not only
-    // once reaped: a long-lived connection's child would otherwise show no CPU at all.
     // Read after the parent, so a child reaped in between is missed, never counted twice.
-    for child in children(&dir) {
-        let child_dir = format!("/proc/{child}");
-        if let Some(t) = fs::read_to_string(format!("{child_dir}/stat"))
-            .ok()
-            .and_then(|stat| parse_stat_cpu_ticks(&stat))
-        {
-            cpu_ticks += t;
-            switches += context_switches(&child_dir);
-        }
-    }
+    let kids = children_totals(&dir);
+    let cpu_ticks = ticks + kids.cpu_ticks;
+    let switches = context_switches(&dir) + kids.switches;
+    let private_kib = kids.private_kib;
     Ok(ProcSample {
         cpu: ticks_to_duration(cpu_ticks, clock_ticks_per_second()),
-        rss_bytes: rss_kib * 1024,
-        rss_peak_bytes: hwm_kib * 1024,
+        rss_bytes: (rss_kib + private_kib) * 1024,
+        rss_peak_bytes: (hwm_kib + private_kib) * 1024,
         context_switches: switches,
     })
+}
+
+/// What the live children of a process add to it.
+#[derive(Debug, Default)]
+struct ChildTotals {
+    /// CPU time, clock ticks (their own, and their reaped children's).
+    cpu_ticks: u64,
+    /// Context switches.
+    switches: u64,
+    /// Resident memory that is theirs alone (`Private_Clean + Private_Dirty`), KiB: pages
+    /// still shared copy-on-write with the parent are in the parent's RSS already.
+    private_kib: u64,
+}
+
+/// Children still running (the fork model's connections) count as they go, not only once
+/// reaped: a long-lived connection's child would otherwise show no CPU and no memory.
+fn children_totals(dir: &str) -> ChildTotals {
+    let mut totals = ChildTotals::default();
+    for child in children(dir) {
+        let child_dir = format!("/proc/{child}");
+        let Some(ticks) = fs::read_to_string(format!("{child_dir}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat_cpu_ticks(&stat))
+        else {
+            continue;
+        };
+        totals.cpu_ticks += ticks;
+        totals.switches += context_switches(&child_dir);
+        if let Ok(rollup) = fs::read_to_string(format!("{child_dir}/smaps_rollup")) {
+            totals.private_kib += parse_status_kib(&rollup, "Private_Clean:").unwrap_or(0)
+                + parse_status_kib(&rollup, "Private_Dirty:").unwrap_or(0);
+        }
+    }
+    totals
 }
 
 /// The live children of the process at `dir`, from every thread's `task/TID/children`.
@@ -201,31 +226,30 @@ mod tests {
         assert!(err.contains("RLIMIT_NOFILE"), "{err}");
     }
 
-    /// A child's CPU counts while it runs: the fork model's long-lived connections would
-    /// otherwise show none until the run ends. (Fails without the children's part: this
-    /// process only sleeps here, and the child is never reaped before the check.)
+    /// A child's CPU and memory count while it runs: the fork model's long-lived
+    /// connections would otherwise show none until the run ends. (Fails without the
+    /// children's part: the child is never reaped before the checks.)
     #[test]
     fn live_children_count() {
         let mut child = std::process::Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .spawn()
             .unwrap();
-        let own = || {
-            let stat = fs::read_to_string("/proc/self/stat").unwrap();
-            ticks_to_duration(
-                parse_stat_cpu_ticks(&stat).unwrap(),
-                clock_ticks_per_second(),
-            )
-        };
+        let me = proc_dir(None);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut counted = false;
-        while !counted && std::time::Instant::now() < deadline {
+        let mut kids = children_totals(&me);
+        while kids.cpu_ticks < clock_ticks_per_second() / 10 && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
-            let with_children = sample(None).unwrap().cpu;
-            counted = with_children >= own() + Duration::from_millis(100);
+            kids = children_totals(&me);
         }
         let _ = child.kill();
         let _ = child.wait();
-        assert!(counted, "a running child's CPU is counted");
+        assert!(
+            kids.cpu_ticks >= clock_ticks_per_second() / 10,
+            "a running child's CPU is counted: {kids:?}"
+        );
+        assert!(kids.private_kib > 0, "and its own memory: {kids:?}");
+        assert!(kids.switches > 0, "and its switches: {kids:?}");
     }
 }
