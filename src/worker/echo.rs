@@ -125,7 +125,7 @@ impl EchoOptions {
     }
 }
 
-/// The readiness driver of one connection: the [`EchoState`] every model shares, and the
+/// The readiness driver of one connection: the `EchoState` every model shares, and the
 /// unsent bytes themselves.
 ///
 /// Invariant: `pending.len() == state.unsent() <= options.limit`. Holds no heap memory while

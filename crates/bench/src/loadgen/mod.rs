@@ -1,5 +1,5 @@
 //! The load generator: a few threads, each with its own `mio::Poll` and a share of the
-//! connections, driving nonblocking sockets through one of the [`Scenario`](crate::Scenario)s
+//! connections, driving nonblocking sockets through one of the [`Scenario`]s
 //! and checking every echoed byte against the connection's `Pattern`.
 //!
 //! Timeline of a timed scenario (every one but idle):
