@@ -2,7 +2,8 @@
 //! least-connections spread 16 connections over 4 workers exactly (read from the per-worker
 //! metrics), least-connections fills the emptiest worker first, every mode serves under the
 //! supervisor (which binds the listener its children inherit) and reports its port-0 address,
-//! and `--dispatch` with another model is a usage error naming the field. The shared
+//! only the acceptor thread runs under SCHED_BATCH, and `--dispatch` with another model is a
+//! usage error naming the field. The shared
 //! behaviour suite runs per mode in the behaviour files (`per_dispatch!`).
 
 mod ops_util;
@@ -168,4 +169,71 @@ fn dispatch_with_another_model_is_a_usage_error() {
         err.contains("`dispatch`") && err.contains("reuseport"),
         "{err}"
     );
+}
+
+/// Scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each thread of `pid`, by
+/// thread name.
+fn thread_policies(pid: u32) -> Vec<(String, u32, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let tid: u32 = dir.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 1..];
+        // `after` starts at field 3 (state); policy is field 41.
+        let policy = after
+            .split_ascii_whitespace()
+            .nth(38)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        out.push((name.trim().to_owned(), tid, policy));
+    }
+    out
+}
+
+/// The acceptor thread (the main thread, in the modes that have one) runs under SCHED_BATCH
+/// so its wake-ups do not preempt workers; the workers stay SCHED_OTHER; without an acceptor
+/// (`reuseport`) no thread changes.
+#[test]
+fn only_the_acceptor_thread_runs_under_sched_batch() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (mode, acceptor) in [
+        ("round-robin", true),
+        ("least-connections", true),
+        ("reuseport", false),
+    ] {
+        let (mut p, addr, _metrics) = spawn_with_metrics(&["--workers", "2", "--dispatch", mode]);
+        // One echo: the connection was accepted, so the accept loop is running.
+        let conns = open(addr, 1);
+        // A thread names itself once it runs: wait for both workers' names.
+        let mut threads = Vec::new();
+        let named = util_wait(|| {
+            threads = thread_policies(p.pid());
+            threads
+                .iter()
+                .filter(|t| t.0.starts_with("worker-"))
+                .count()
+                == 2
+        });
+        assert!(named, "{mode}: {threads:?}");
+        let main = threads.iter().find(|t| t.1 == p.pid()).unwrap();
+        let want = if acceptor { SCHED_BATCH } else { SCHED_OTHER };
+        assert_eq!(main.2, want, "{mode}: main thread {threads:?}");
+        let workers: Vec<_> = threads
+            .iter()
+            .filter(|t| t.0.starts_with("worker-"))
+            .collect();
+        assert_eq!(workers.len(), 2, "{mode}: {threads:?}");
+        assert!(
+            workers.iter().all(|t| t.2 == SCHED_OTHER),
+            "{mode}: workers {threads:?}"
+        );
+        drop(conns);
+        p.stop();
+    }
 }
