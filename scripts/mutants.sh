@@ -6,7 +6,7 @@
 # harmless (say why in your note) or a test is missing.
 #
 # Usage: scripts/mutants.sh [FILE...]
-#   FILE defaults to the sans-IO core, src/worker/echo.rs and src/worker/buffer.rs; any file
+#   FILE defaults to the sans-IO core, src/worker/echo_state.rs, echo.rs and buffer.rs; any file
 #   under src/ can be given (the rest of src/worker/ is mostly covered by the socket tests
 #   in tests/, which this does not run).
 # Environment:
@@ -26,7 +26,7 @@ fi
 
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-    files=(src/worker/echo.rs src/worker/buffer.rs)
+    files=(src/worker/echo_state.rs src/worker/echo.rs src/worker/buffer.rs)
 fi
 file_args=()
 for f in "${files[@]}"; do
