@@ -65,6 +65,7 @@ mod listener;
 pub mod live;
 mod metrics;
 mod models;
+mod named;
 pub mod ops;
 pub mod policy;
 mod ratelimit;

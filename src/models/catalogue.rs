@@ -10,10 +10,10 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer};
+use serde::{Deserialize, Deserializer};
 
 use super::Bound;
+use crate::named::{self, Named};
 use crate::sys::signal::Signo;
 
 /// The list of models, each once: `Variant module "name"`, in the order `reactor-pool models`
@@ -178,28 +178,29 @@ impl fmt::Display for Model {
     }
 }
 
+impl Named for Model {
+    const WHAT: &'static str = "model";
+
+    fn all() -> &'static [Model] {
+        Model::ALL
+    }
+
+    fn name_of(self) -> &'static str {
+        self.name()
+    }
+}
+
 impl FromStr for Model {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Model::ALL
-            .iter()
-            .copied()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown model '{s}' (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        named::parse(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Model {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        named::deserialize(d)
     }
 }
 

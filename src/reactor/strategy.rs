@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer};
+
+use crate::named::{self, Named};
 
 /// How accepted connections reach the reactor's workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,28 +62,29 @@ impl fmt::Display for Dispatch {
     }
 }
 
+impl Named for Dispatch {
+    const WHAT: &'static str = "dispatch";
+
+    fn all() -> &'static [Dispatch] {
+        Dispatch::ALL
+    }
+
+    fn name_of(self) -> &'static str {
+        self.name()
+    }
+}
+
 impl FromStr for Dispatch {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Dispatch::ALL
-            .iter()
-            .copied()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Dispatch::ALL.iter().map(|d| d.name()).collect();
-                format!(
-                    "unknown dispatch '{s}' (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        named::parse(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Dispatch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        named::deserialize(d)
     }
 }
 
