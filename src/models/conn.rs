@@ -1,8 +1,5 @@
 //! `Conn`: one connection of a single-threaded event-loop model (a raw socket, its echo
-//! state and idle clock), and `Transport` for raw sockets.
-
-use std::io;
-use std::net::Shutdown;
+//! state and idle clock).
 
 use tracing::debug;
 
@@ -11,13 +8,7 @@ use crate::close::CloseReason;
 use crate::policy::Wants;
 use crate::policy::connlog::Record;
 use crate::sys::socket::Stream;
-use crate::worker::{Echo, Transport};
-
-impl Transport for Stream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
+use crate::worker::Echo;
 
 /// A connection owned by an event loop.
 #[derive(Debug)]

@@ -11,7 +11,6 @@
 //! [`policy::interest::next`](crate::policy::interest::next).
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 
 use super::buffer::Pending;
 use super::echo_state::EchoState;
@@ -24,18 +23,6 @@ use crate::policy::interest::{Progress, State};
 pub trait Transport: Read + Write {
     /// Shuts down the write side (sends FIN), keeping the read side open.
     fn shutdown_write(&mut self) -> io::Result<()>;
-}
-
-impl Transport for mio::net::TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-impl Transport for std::net::TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
 }
 
 /// A stream whose write side is shut down by the close that follows, not by a `shutdown`
@@ -417,6 +404,28 @@ mod tests {
         assert_eq!(p, Progress::Done(CloseReason::Eof));
         assert_eq!(s.output, b"hello, world");
         assert!(s.write_shut);
+    }
+
+    /// Over `FinOnClose` every read and write reaches the stream and the echo finishes the
+    /// same way, but the stream's write side is left for the close to shut.
+    #[test]
+    fn fin_on_close_passes_bytes_through_and_leaves_the_fin_to_the_close() {
+        let mut s = stream(b"hello, world");
+        s.reads.extend([R::Data(5), R::Data(100), R::Eof]);
+        s.writes
+            .extend([W::Accept(3), W::Accept(100), W::Accept(100)]);
+        let mut echo = Echo::new();
+        let driven = echo.drive(&mut FinOnClose(&mut s), &mut [0; 8], &options(64));
+        assert_eq!(driven.progress, Progress::Done(CloseReason::Eof));
+        assert_eq!(
+            driven.moved,
+            Moved {
+                read: 12,
+                written: 12
+            }
+        );
+        assert_eq!(s.output, b"hello, world");
+        assert!(!s.write_shut, "no shutdown call: the close sends the FIN");
     }
 
     #[test]
