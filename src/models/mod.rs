@@ -20,8 +20,9 @@
 //! | `uring` | [`uring`] | one thread, io_uring completions, batched submissions |
 //!
 //! Shared pieces: [`accept`] (`AcceptWait` for the models that accept on one thread and serve
-//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`), [`event_loop`] (`LoopCore`: clock, idle sweep, shutdown
-//! wake-up and drain deadline of the single-threaded loops), [`blocking_io`] (`Registry` of
+//! on others; admission itself is [`crate::policy::admission`]), [`conn`] (`Conn`),
+//! [`event_loop`] (`LoopCore`: clock, idle sweep, shutdown wake-up and drain deadline of the
+//! single-threaded loops), [`blocking_io`] (`Registry` of
 //! live sockets, the blocking serve loop), [`backoff`] (the polling loop's pause after idle
 //! rounds).
 //!
