@@ -297,7 +297,7 @@ fn measure(
 /// served, with this reason, instead of figures from a server that left connections
 /// waiting or refused them.
 fn cannot_serve(cell: &Cell, load: &LoadSpec) -> Option<String> {
-    let model = Model::ALL.iter().find(|m| m.name() == cell.model)?;
+    let model: Model = cell.model.parse().ok()?;
     let open = load.connections + load.idle_connections;
     if model.serves_one_at_a_time() && open > 1 {
         return Some(format!(
