@@ -5,48 +5,26 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor_pool::{Config, Server, ShutdownHandle};
+use reactor_pool::Config;
 use reactor_pool_bench::loadgen::{self, NoObserver, Observer};
 use reactor_pool_bench::{LoadSpec, RunReport, Scenario};
 
-/// An in-process reactor server on an ephemeral loopback port.
-struct Reactor {
-    addr: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
+#[path = "../../../tests/util/mod.rs"]
+mod util;
 
-impl Reactor {
-    fn start(workers: usize) -> Reactor {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            workers,
-            shutdown_timeout: Duration::from_secs(2),
-            ..Config::default()
-        };
-        let server = Server::bind(&config).expect("bind the reactor");
-        let addr = server.local_addr();
-        let handle = server.shutdown_handle();
-        let thread = Some(thread::spawn(move || server.run()));
-        Reactor {
-            addr,
-            handle,
-            thread,
-        }
-    }
-}
+use util::InProcess;
 
-impl Drop for Reactor {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            // Bounded by the server's 2 s shutdown timeout.
-            let _ = t.join();
-        }
-    }
+/// An in-process reactor server on an ephemeral loopback port; shut down when dropped.
+fn reactor(workers: usize) -> InProcess {
+    InProcess::start(&Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        shutdown_timeout: Duration::from_secs(2),
+        ..Config::default()
+    })
 }
 
 /// A deliberately broken echo server: each connection is served by `serve` on its own
@@ -138,7 +116,7 @@ fn assert_clean(r: &RunReport) {
 /// counted message has a latency sample, and the bytes match the messages.
 #[test]
 fn pingpong_against_the_reactor_counts_sanely() {
-    let server = Reactor::start(1);
+    let server = reactor(1);
     let spec = LoadSpec {
         threads: 2,
         ..short(server.addr, Scenario::Pingpong, 8)
@@ -159,7 +137,7 @@ fn pingpong_against_the_reactor_counts_sanely() {
 /// a single error, through the reactor's partial writes and backpressure.
 #[test]
 fn pipeline_and_stream_are_verified_end_to_end() {
-    let server = Reactor::start(2);
+    let server = reactor(2);
     for (scenario, size) in [(Scenario::Pipeline, 4096u64), (Scenario::Stream, 65_536)] {
         let spec = LoadSpec {
             depth: 4,
@@ -178,7 +156,7 @@ fn pipeline_and_stream_are_verified_end_to_end() {
 /// least the messages counted (warm-up and drain add more).
 #[test]
 fn connrate_opens_a_connection_per_message() {
-    let server = Reactor::start(1);
+    let server = reactor(1);
     let r = loadgen::run(&short(server.addr, Scenario::Connrate, 4), &mut NoObserver).unwrap();
     assert_clean(&r);
     assert!(r.messages > 0, "{r:?}");
@@ -210,7 +188,7 @@ impl Observer for Recorder {
 /// the hold time, then each gets exactly one verified echo.
 #[test]
 fn idle_holds_then_echoes_once_on_each() {
-    let server = Reactor::start(1);
+    let server = reactor(1);
     let spec = LoadSpec {
         size: 32,
         duration: Duration::from_millis(300),
@@ -235,7 +213,7 @@ fn idle_holds_then_echoes_once_on_each() {
 /// window here), while connections are still open (it may hear late on a loaded machine).
 #[test]
 fn window_edges_follow_warmup_and_duration() {
-    let server = Reactor::start(1);
+    let server = reactor(1);
     let spec = short(server.addr, Scenario::Pingpong, 2);
     let mut rec = Recorder::default();
     let began = Instant::now();

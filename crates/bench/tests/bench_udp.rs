@@ -8,45 +8,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use reactor_pool::{Config, Server, ShutdownHandle};
+use reactor_pool::Config;
 use reactor_pool_bench::loadgen::{self, NoObserver};
 use reactor_pool_bench::{LoadSpec, RunReport, Scenario};
 
-/// An in-process reactor server (TCP, and UDP if asked) on an ephemeral loopback port.
-struct Reactor {
-    addr: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
-}
+#[path = "../../../tests/util/mod.rs"]
+mod util;
 
-impl Reactor {
-    fn start(udp: bool) -> Reactor {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            workers: 2,
-            udp,
-            shutdown_timeout: Duration::from_secs(2),
-            ..Config::default()
-        };
-        let server = Server::bind(&config).expect("bind the reactor");
-        let addr = server.local_addr();
-        let handle = server.shutdown_handle();
-        let thread = Some(thread::spawn(move || server.run()));
-        Reactor {
-            addr,
-            handle,
-            thread,
-        }
-    }
-}
+use util::InProcess;
 
-impl Drop for Reactor {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// An in-process reactor server (TCP, and UDP if asked) on an ephemeral loopback port; shut down when dropped.
+fn reactor(udp: bool) -> InProcess {
+    InProcess::start(&Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        udp,
+        shutdown_timeout: Duration::from_secs(2),
+        ..Config::default()
+    })
 }
 
 /// What a misbehaving UDP echo does to the `i`-th datagram it receives.
@@ -148,7 +127,7 @@ fn figures(r: &RunReport) -> reactor_pool_bench::UdpFigures {
 /// is accounted for as echoed or lost.
 #[test]
 fn udp_against_the_reactor_is_verified_and_clean() {
-    let server = Reactor::start(true);
+    let server = reactor(true);
     let spec = LoadSpec {
         threads: 2,
         size: 200,
@@ -199,7 +178,7 @@ fn corrupted_echoes_are_errors() {
 /// error (connect), not loss.
 #[test]
 fn a_port_without_udp_is_a_connect_error() {
-    let server = Reactor::start(false);
+    let server = reactor(false);
     let r = loadgen::run(&short(server.addr), &mut NoObserver).unwrap();
     assert!(r.errors.connect > 0, "{:?}", r.errors);
     assert!(
