@@ -11,7 +11,6 @@
 mod ops_util;
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,26 +21,6 @@ use reactor_pool::Model;
 /// attempts (at most 10 a second); the margin keeps this a test of "no spin", not of the exact
 /// pause.
 const MAX_ATTEMPTS_PER_SEC: f64 = 50.0;
-
-/// Starts the binary with `args` and an open-files limit of `limit`.
-fn spawn_with_nofile(args: &[String], limit: u64) -> Binary {
-    Binary::spawn_with(args, |cmd| {
-        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-        // which is async-signal-safe; it touches no memory shared with the parent's threads.
-        unsafe {
-            cmd.pre_exec(move || {
-                let rl = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    })
-}
 
 /// A process that does nothing but spin: the CPU time it gets over a window is what a busy
 /// loop gets on this machine, under its current load, over that window. Killed on drop.

@@ -7,7 +7,6 @@ mod ops_util;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use ops_util::*;
@@ -104,7 +103,7 @@ fn fd_count(pid: u32) -> usize {
 #[test]
 fn a_scrape_that_met_emfile_is_answered_once_descriptors_are_free() {
     let limit = 40;
-    let p = Proc::spawn_with(
+    let p = spawn_with_nofile(
         &[
             "serve",
             "--listen",
@@ -114,22 +113,7 @@ fn a_scrape_that_met_emfile_is_answered_once_descriptors_are_free() {
             "--workers",
             "1",
         ],
-        |cmd| {
-            // SAFETY: runs in the forked child before exec and only calls setrlimit, which is
-            // async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        },
+        limit,
     );
     let addr = p.listening();
     let metrics = metrics_addr(&p);

@@ -7,18 +7,6 @@ mod ops_util;
 
 use ops_util::*;
 
-/// The only child of `pid` that is alive, once there is exactly one.
-#[track_caller]
-fn the_child(pid: u32) -> u32 {
-    let mut found = 0;
-    wait_until("exactly one live server process", || {
-        let live: Vec<u32> = children_of(pid).into_iter().filter(|c| alive(*c)).collect();
-        found = live.first().copied().unwrap_or(0);
-        live.len() == 1
-    });
-    found
-}
-
 /// `--restart always --restart-delay 0.2`: SIGTERM to the child makes it drain and exit 0,
 /// and the supervisor starts a new one after 200 ms (logged) on the same address; SIGTERM to
 /// the supervisor then stops both for good, status 0.

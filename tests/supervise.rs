@@ -6,18 +6,6 @@ mod ops_util;
 
 use ops_util::*;
 
-/// The only child of `pid` that is alive, once there is exactly one.
-#[track_caller]
-fn the_child(pid: u32) -> u32 {
-    let mut found = 0;
-    wait_until("exactly one live server process", || {
-        let live: Vec<u32> = children_of(pid).into_iter().filter(|c| alive(*c)).collect();
-        found = live.first().copied().unwrap_or(0);
-        live.len() == 1
-    });
-    found
-}
-
 /// A foreground supervisor: kill its server with SIGKILL and the service answers again on the
 /// same address (from a new process), with the exit status logged; a connection opened while
 /// the server is down is served once it is back; SIGHUP reaches the new server; SIGTERM ends

@@ -256,3 +256,35 @@ pub fn echo_each_then_reset_one(addr: SocketAddr, metrics: SocketAddr, msgs: &[&
     );
     sent
 }
+
+/// The only child of `pid` that is alive, once there is exactly one (a supervisor's server).
+#[track_caller]
+pub fn the_child(pid: u32) -> u32 {
+    let mut found = 0;
+    wait_until("exactly one live server process", || {
+        let live: Vec<u32> = children_of(pid).into_iter().filter(|c| alive(*c)).collect();
+        found = live.first().copied().unwrap_or(0);
+        live.len() == 1
+    });
+    found
+}
+
+/// Starts the binary with `args` and an open-files limit of `limit`.
+pub fn spawn_with_nofile<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: u64) -> Binary {
+    Binary::spawn_with(args, |cmd| {
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe; it touches no memory shared with the parent's threads.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
